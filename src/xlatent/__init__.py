@@ -1,0 +1,36 @@
+"""xlatent: compact, physically meaningful latent representations of X-ray spectra.
+
+Three lines from spectra to latents::
+
+    s = xlatent.SpectrumSet.read("set.h5")          # or xlatent.ingest(...), xlatent.simulate(...)
+    model = xlatent.SpectralAutoencoder(latent_dim=8).fit(s)
+    z = model.transform(s)                           # (n, 8) latents
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xlatent.core import EnergyGrid, SpectrumSet
+
+__version__ = "0.1.0"
+
+__all__ = ["EnergyGrid", "SpectrumSet", "__version__"]
+
+# Heavier parts (torch, the simulator) load on first use so that `import xlatent` stays fast.
+_LAZY = {
+    "SpectralAutoencoder": "xlatent.model",
+    "PCABaseline": "xlatent.model",
+    "load_model": "xlatent.model",
+    "ingest": "xlatent.io.ingest",
+    "simulate": "xlatent.physics.simulator",
+    "evaluate": "xlatent.analysis",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'xlatent' has no attribute {name!r}")

@@ -1,0 +1,47 @@
+"""CSC energy bands, band counts and count-based hardness ratios (CSC column names)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xlatent.core.grid import EnergyGrid
+
+#: CSC bands (keV), keyed by the CSC one-letter band code.
+CSC_BANDS_KEV: dict[str, tuple[float, float]] = {
+    "s": (0.5, 1.2),
+    "m": (1.2, 2.0),
+    "h": (2.0, 7.0),
+    "b": (0.5, 7.0),
+}
+
+
+def band_sums(values: np.ndarray, grid: EnergyGrid) -> dict[str, np.ndarray]:
+    """Sum a per-bin quantity (last axis on ``grid``) over each CSC band.
+
+    Bins partly outside a band are weighted by their overlap fraction, which for grids made by
+    :meth:`EnergyGrid.log` (band edges are bin edges) is exactly 0 or 1.
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    out = {}
+    for code, (lo, hi) in CSC_BANDS_KEV.items():
+        ov = np.clip(np.minimum(grid.hi_kev, hi) - np.maximum(grid.lo_kev, lo), 0, None)
+        out[code] = arr @ (ov / grid.widths_kev)
+    return out
+
+
+def hardness_ratio(hard: np.ndarray, soft: np.ndarray) -> np.ndarray:
+    """(hard - soft) / (hard + soft) with negative net counts clipped to 0; NaN when both are 0."""
+    h = np.clip(np.asarray(hard, dtype=np.float64), 0, None)
+    s = np.clip(np.asarray(soft, dtype=np.float64), 0, None)
+    total = h + s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, (h - s) / total, np.nan)
+
+
+def hardness_columns(net: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """CSC hardness ratios ``hard_hm``, ``hard_hs``, ``hard_ms`` from band net counts."""
+    return {
+        "hard_hm": hardness_ratio(net["h"], net["m"]),
+        "hard_hs": hardness_ratio(net["h"], net["s"]),
+        "hard_ms": hardness_ratio(net["m"], net["s"]),
+    }

@@ -1,0 +1,301 @@
+"""SpectrumSet: spectra on one energy grid plus a metadata table and provenance.
+
+Every stage of xlatent reads and writes this container (HDF5 on disk), so any stage can start
+from a file: ingest and simulate write one, the model reads one, evaluation reads one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from xlatent.core.atomic import atomic_path
+from xlatent.core.bands import band_sums, hardness_columns
+from xlatent.core.errors import InputError, SchemaError
+from xlatent.core.grid import EnergyGrid
+
+#: Version of the on-disk layout; bumped on any incompatible change.
+SCHEMA_VERSION = 1
+FORMAT_NAME = "xlatent.SpectrumSet"
+
+#: Identifier columns every set carries, with their fill values for unknowns.
+ID_COLUMNS: dict[str, Any] = {
+    "obsid": -1,
+    "obi": -1,
+    "region_id": -1,
+    "name": "",
+    "object": "",
+    "source_file": "",
+    "instrument": "",
+    "source_class": "",
+}
+
+_ARRAYS = ("counts", "background", "effective_area_cm2")
+
+
+@dataclass(eq=False)
+class SpectrumSet:
+    """Spectra on one :class:`EnergyGrid` with per-spectrum metadata.
+
+    Attributes
+    ----------
+    grid : EnergyGrid
+    counts : (n, m) source-region counts per grid bin.
+    background : (n, m) background counts scaled to the source region.
+    exposure_s : (n,) source exposure in seconds.
+    effective_area_cm2 : (n, m) mean ARF effective area per grid bin.
+    meta : pandas.DataFrame with one row per spectrum (``spec_id`` unique).
+    expected_counts : optional (n, m) noiseless expected source counts (simulator truth).
+    provenance : list of processing-step records.
+    """
+
+    grid: EnergyGrid
+    counts: np.ndarray
+    background: np.ndarray
+    exposure_s: np.ndarray
+    effective_area_cm2: np.ndarray
+    meta: pd.DataFrame
+    expected_counts: np.ndarray | None = None
+    provenance: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        m = self.grid.n_bins
+        self.counts = _as_2d(self.counts, "counts", m)
+        n = self.counts.shape[0]
+        self.background = _as_2d(self.background, "background", m, n)
+        self.effective_area_cm2 = _as_2d(self.effective_area_cm2, "effective_area_cm2", m, n)
+        if self.expected_counts is not None:
+            self.expected_counts = _as_2d(self.expected_counts, "expected_counts", m, n)
+        self.exposure_s = np.asarray(self.exposure_s, dtype=np.float64).reshape(-1)
+        if self.exposure_s.shape != (n,):
+            raise ValueError(f"exposure_s has {self.exposure_s.size} values for {n} spectra")
+        meta = pd.DataFrame(self.meta).reset_index(drop=True) if self.meta is not None else None
+        if meta is None or (len(meta) == 0 and n > 0):
+            meta = pd.DataFrame(index=range(n))
+        if len(meta) != n:
+            raise ValueError(f"meta has {len(meta)} rows for {n} spectra")
+        for col, fill in ID_COLUMNS.items():
+            if col not in meta:
+                meta[col] = fill
+        if "spec_id" not in meta:
+            meta.insert(0, "spec_id", [f"spec{i:06d}" for i in range(n)])
+        meta["spec_id"] = meta["spec_id"].astype(str)
+        if meta["spec_id"].duplicated().any():
+            dup = meta["spec_id"][meta["spec_id"].duplicated()].iloc[0]
+            raise ValueError(f"spec_id must be unique; {dup!r} appears more than once")
+        self.meta = meta
+
+    # ------------------------------------------------------------------ basics
+    def __len__(self) -> int:
+        return self.counts.shape[0]
+
+    def __getitem__(self, idx: int | slice | np.ndarray | Sequence[int]) -> SpectrumSet:
+        """A subset (always a SpectrumSet, also for a single integer)."""
+        if isinstance(idx, (int, np.integer)):
+            idx = [int(idx)]
+        sel = np.arange(len(self))[idx]
+        return SpectrumSet(
+            grid=self.grid,
+            counts=self.counts[sel],
+            background=self.background[sel],
+            exposure_s=self.exposure_s[sel],
+            effective_area_cm2=self.effective_area_cm2[sel],
+            meta=self.meta.iloc[sel].reset_index(drop=True),
+            expected_counts=None if self.expected_counts is None else self.expected_counts[sel],
+            provenance=list(self.provenance),
+        )
+
+    def __repr__(self) -> str:
+        return f"<SpectrumSet: {len(self)} spectra on {self.grid!r}>"
+
+    @property
+    def net_counts(self) -> np.ndarray:
+        """Source minus scaled background counts per bin (may be negative)."""
+        return self.counts - self.background
+
+    @property
+    def has_truth(self) -> bool:
+        """Whether simulator truth (noiseless spectra) is present."""
+        return self.expected_counts is not None
+
+    def add_provenance(self, step: str, **info: Any) -> None:
+        """Record a processing step (JSON-serialisable details)."""
+        from xlatent import __version__
+
+        self.provenance.append({"step": step, "xlatent_version": __version__, **info})
+
+    # ------------------------------------------------------------- derived columns
+    def update_band_columns(self) -> SpectrumSet:
+        """(Re)compute CSC band net counts and hardness ratios in ``meta``; returns self."""
+        net = band_sums(self.net_counts, self.grid)
+        for code, values in net.items():
+            self.meta[f"net_counts_{code}"] = values
+        for name, values in hardness_columns(net).items():
+            self.meta[name] = values
+        return self
+
+    @classmethod
+    def concat(cls, sets: Sequence[SpectrumSet]) -> SpectrumSet:
+        """Stack sets on the same grid; provenance is merged in order."""
+        if not sets:
+            raise ValueError("nothing to concatenate")
+        grid = sets[0].grid
+        for s in sets[1:]:
+            if s.grid != grid:
+                raise ValueError(f"cannot concatenate sets on different grids: {grid} vs {s.grid}")
+        has_exp = all(s.expected_counts is not None for s in sets)
+        return cls(
+            grid=grid,
+            counts=np.concatenate([s.counts for s in sets]),
+            background=np.concatenate([s.background for s in sets]),
+            exposure_s=np.concatenate([s.exposure_s for s in sets]),
+            effective_area_cm2=np.concatenate([s.effective_area_cm2 for s in sets]),
+            meta=pd.concat([s.meta for s in sets], ignore_index=True),
+            expected_counts=np.concatenate([s.expected_counts for s in sets]) if has_exp else None,
+            provenance=[p for s in sets for p in s.provenance],
+        )
+
+    # ------------------------------------------------------------------- disk
+    def write(self, path: str | Path) -> Path:
+        """Write to HDF5 atomically (temp file + rename). Returns the path."""
+        from xlatent import __version__
+
+        path = Path(path)
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT_NAME
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["xlatent_version"] = __version__
+            f.attrs["provenance"] = json.dumps(self.provenance, default=str)
+            f.create_dataset("energy_edges_kev", data=self.grid.edges_kev)
+            opts = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+            chunks = (min(max(len(self), 1), 1024), self.grid.n_bins)
+            for name in _ARRAYS:
+                f.create_dataset(name, data=getattr(self, name), chunks=chunks, **opts)
+            if self.expected_counts is not None:
+                f.create_dataset(
+                    "expected_counts", data=self.expected_counts, chunks=chunks, **opts
+                )
+            f.create_dataset("exposure_s", data=self.exposure_s)
+            g = f.create_group("meta")
+            g.attrs["columns"] = json.dumps(list(self.meta.columns))
+            for col in self.meta.columns:
+                _write_column(g, col, self.meta[col])
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> SpectrumSet:
+        """Read a set written by :meth:`write`; refuse other formats and schema versions."""
+        path = Path(path)
+        if not path.exists():
+            raise InputError(path, "no such file")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise InputError(path, f"not an HDF5 file ({exc})") from None
+        with f:
+            if f.attrs.get("format") != FORMAT_NAME:
+                raise InputError(path, "not an xlatent SpectrumSet file")
+            version = int(f.attrs.get("schema_version", -1))
+            if version != SCHEMA_VERSION:
+                raise SchemaError(
+                    f"{path}: SpectrumSet schema version {version}, this xlatent reads "
+                    f"version {SCHEMA_VERSION}"
+                )
+            g = f["meta"]
+            columns = json.loads(g.attrs["columns"])
+            meta = pd.DataFrame({col: _read_column(g[_key(col)]) for col in columns})
+            return cls(
+                grid=EnergyGrid(f["energy_edges_kev"][:]),
+                counts=f["counts"][:],
+                background=f["background"][:],
+                exposure_s=f["exposure_s"][:],
+                effective_area_cm2=f["effective_area_cm2"][:],
+                meta=meta,
+                expected_counts=f["expected_counts"][:] if "expected_counts" in f else None,
+                provenance=json.loads(f.attrs.get("provenance", "[]")),
+            )
+
+    # --------------------------------------------------------------- friendly
+    def summary(self) -> str:
+        """A few human-readable lines: size, grid, counts, classes."""
+        net_b = band_sums(self.net_counts, self.grid)["b"]
+        lines = [
+            repr(self),
+            f"  exposure: {np.median(self.exposure_s):.4g} s median",
+            f"  broad-band (0.5-7 keV) net counts: median {np.median(net_b):.4g}, "
+            f"range {net_b.min():.4g}-{net_b.max():.4g}"
+            if len(self)
+            else "  (empty)",
+        ]
+        classes = self.meta["source_class"].replace("", np.nan).dropna()
+        if len(classes):
+            counts = classes.value_counts()
+            lines.append("  classes: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if self.has_truth:
+            lines.append("  simulator truth present (expected_counts, truth_* columns)")
+        return "\n".join(lines)
+
+    def plot(self, i: int = 0, ax: Any = None, rate: bool = True) -> Any:
+        """Plot spectrum ``i``: net count rate per keV (or counts), background, truth."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4))
+        scale = 1.0 / (self.grid.widths_kev * (self.exposure_s[i] if rate else 1.0))
+        e = self.grid.centers_kev
+        ax.step(e, self.counts[i] * scale, where="mid", label="source region", lw=1)
+        ax.step(e, self.background[i] * scale, where="mid", label="background (scaled)", lw=1)
+        if self.expected_counts is not None:
+            total = self.expected_counts[i] + self.background[i]
+            ax.plot(e, total * scale, label="expected (truth)", lw=1.2)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("Energy (keV)")
+        ax.set_ylabel("counts s$^{-1}$ keV$^{-1}$" if rate else "counts keV$^{-1}$")
+        row = self.meta.iloc[i]
+        ax.set_title(f"{row['spec_id']} {row.get('source_class', '')}".strip())
+        ax.legend(fontsize="small")
+        return ax
+
+
+def _as_2d(arr: Any, name: str, m: int, n: int | None = None) -> np.ndarray:
+    a = np.asarray(arr, dtype=np.float64)
+    if a.ndim == 1 and a.size == m:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[1] != m:
+        raise ValueError(f"{name} must have shape (n, {m}); got {a.shape}")
+    if n is not None and a.shape[0] != n:
+        raise ValueError(f"{name} has {a.shape[0]} rows for {n} spectra")
+    return a
+
+
+def _key(col: str) -> str:
+    # HDF5 names cannot contain '/'; keep the real name in the 'columns' attribute.
+    return col.replace("/", "\\u002f")
+
+
+def _write_column(g: h5py.Group, col: str, series: pd.Series) -> None:
+    values = series.to_numpy()
+    if series.dtype.kind in "biuf":
+        g.create_dataset(_key(col), data=values)
+    else:
+        strings = [
+            "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values
+        ]
+        ds = g.create_dataset(
+            _key(col), data=np.array(strings, dtype=object), dtype=h5py.string_dtype()
+        )
+        ds.attrs["kind"] = "str"
+
+
+def _read_column(ds: h5py.Dataset) -> np.ndarray:
+    if ds.attrs.get("kind") == "str":
+        return np.array(ds.asstr()[:], dtype=object)
+    return ds[:]

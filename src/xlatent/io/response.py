@@ -1,0 +1,245 @@
+"""OGIP responses: ARF (``SPECRESP``) and RMF (``MATRIX`` / ``SPECRESP MATRIX`` / ``RSP_MATRIX``).
+
+Both readers are cached per resolved file (path, size, mtime), so a batch of thousands of
+spectra sharing a handful of responses reads each file once.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from astropy.io import fits
+
+from xlatent.core.errors import InputError
+
+RMF_MATRIX_EXTNAMES = ("MATRIX", "SPECRESP MATRIX", "RSP_MATRIX")
+
+
+@dataclass(frozen=True, eq=False)
+class ARF:
+    """Ancillary response: effective area (cm^2) on true-energy bins (keV)."""
+
+    energ_lo: np.ndarray
+    energ_hi: np.ndarray
+    specresp: np.ndarray
+    path: str = ""
+
+    def area_at(self, energy_kev: np.ndarray | float) -> np.ndarray:
+        """Effective area (cm^2) interpolated at ``energy_kev`` (0 outside the ARF)."""
+        mid = 0.5 * (self.energ_lo + self.energ_hi)
+        return np.interp(energy_kev, mid, self.specresp, left=0.0, right=0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class RMF:
+    """Redistribution matrix: P(channel | true energy), with channel energy bounds.
+
+    ``matrix`` is a sparse (n_energy, n_channel) CSR matrix; column ``j`` is channel
+    ``first_channel + j``. ``e_min``/``e_max`` are the EBOUNDS nominal channel energies (keV).
+    """
+
+    energ_lo: np.ndarray
+    energ_hi: np.ndarray
+    matrix: sp.csr_matrix
+    e_min: np.ndarray
+    e_max: np.ndarray
+    first_channel: int = 1
+    path: str = ""
+
+    @property
+    def n_channels(self) -> int:
+        return self.e_min.size
+
+
+@dataclass(frozen=True, eq=False)
+class Response:
+    """An ARF on an RMF's energy grid: folds photon fluxes into expected channel counts."""
+
+    arf: ARF | None
+    rmf: RMF
+
+    def __post_init__(self) -> None:
+        if self.arf is not None and self.arf.specresp.size != self.rmf.energ_lo.size:
+            raise InputError(
+                self.arf.path,
+                f"ARF has {self.arf.specresp.size} energy bins but RMF {self.rmf.path} has "
+                f"{self.rmf.energ_lo.size}",
+            )
+
+    @property
+    def specresp(self) -> np.ndarray:
+        """Effective area per RMF energy bin (1 when the RMF already includes it)."""
+        if self.arf is None:
+            return np.ones(self.rmf.energ_lo.size)
+        return self.arf.specresp
+
+    def fold(self, photon_flux: np.ndarray, exposure_s: np.ndarray | float) -> np.ndarray:
+        """Expected counts per channel.
+
+        ``photon_flux`` is photons cm^-2 s^-1 integrated over each RMF energy bin, shape
+        (n_energy,) or (n_sources, n_energy); ``exposure_s`` scalar or (n_sources,).
+        """
+        flux = np.atleast_2d(np.asarray(photon_flux, dtype=np.float64))
+        exp = np.asarray(exposure_s, dtype=np.float64).reshape(-1, 1)
+        rate = flux * self.specresp[None, :] * exp
+        out = np.asarray((self.rmf.matrix.T @ rate.T).T)
+        return out[0] if np.ndim(photon_flux) == 1 else out
+
+
+class ResponseCache:
+    """Thread-safe cache of parsed ARFs and RMFs keyed by (resolved path, size, mtime)."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str, int, int], ARF | RMF] = {}
+        self._lock = threading.Lock()
+        self.reads = 0
+
+    def _key(self, kind: str, path: Path) -> tuple[str, str, int, int]:
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise InputError(path, f"cannot read {kind.upper()}: {exc.strerror or exc}") from None
+        return (kind, str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+    def arf(self, path: str | Path) -> ARF:
+        return self._get("arf", Path(path), _read_arf)  # type: ignore[return-value]
+
+    def rmf(self, path: str | Path) -> RMF:
+        return self._get("rmf", Path(path), _read_rmf)  # type: ignore[return-value]
+
+    def _get(self, kind: str, path: Path, reader):  # noqa: ANN001, ANN202
+        key = self._key(kind, path)
+        with self._lock:
+            if key in self._items:
+                return self._items[key]
+        item = reader(path)
+        with self._lock:
+            self._items[key] = item
+            self.reads += 1
+        return item
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+#: The process-wide cache used by :func:`read_arf` and :func:`read_rmf`.
+DEFAULT_CACHE = ResponseCache()
+
+
+def read_arf(path: str | Path, cache: ResponseCache | None = DEFAULT_CACHE) -> ARF:
+    """Read an OGIP ARF (cached unless ``cache=None``)."""
+    return _read_arf(Path(path)) if cache is None else cache.arf(path)
+
+
+def read_rmf(path: str | Path, cache: ResponseCache | None = DEFAULT_CACHE) -> RMF:
+    """Read an OGIP RMF (cached unless ``cache=None``)."""
+    return _read_rmf(Path(path)) if cache is None else cache.rmf(path)
+
+
+def _open(path: Path, kind: str) -> fits.HDUList:
+    try:
+        hdul = fits.open(path, memmap=False)
+        hdul.verify("silentfix")
+        return hdul
+    except FileNotFoundError:
+        raise InputError(path, f"{kind} file not found") from None
+    except Exception as exc:  # astropy raises many types for damaged files
+        raise InputError(path, f"unreadable {kind} ({type(exc).__name__}: {exc})") from None
+
+
+def _find_hdu(hdul: fits.HDUList, names: tuple[str, ...]) -> fits.BinTableHDU | None:
+    for hdu in hdul[1:]:
+        extname = str(hdu.header.get("EXTNAME", "")).strip().upper()
+        hduclas2 = str(hdu.header.get("HDUCLAS2", "")).strip().upper()
+        if extname in names or (hduclas2 in names and "EBOUNDS" not in extname):
+            return hdu
+    return None
+
+
+def _read_arf(path: Path) -> ARF:
+    with _open(path, "ARF") as hdul:
+        hdu = _find_hdu(hdul, ("SPECRESP",))
+        if hdu is None:
+            raise InputError(path, "ARF has no SPECRESP extension")
+        try:
+            d = hdu.data
+            lo = np.asarray(d["ENERG_LO"], dtype=np.float64)
+            hi = np.asarray(d["ENERG_HI"], dtype=np.float64)
+            area = np.asarray(d["SPECRESP"], dtype=np.float64)
+        except Exception as exc:
+            raise InputError(path, f"damaged ARF table ({type(exc).__name__}: {exc})") from None
+    if lo.size == 0 or not np.all(np.isfinite(area)) or np.any(hi <= lo):
+        raise InputError(path, "ARF has empty, non-finite or non-increasing energy bins")
+    return ARF(lo, hi, np.clip(area, 0, None), str(path))
+
+
+def _read_rmf(path: Path) -> RMF:
+    with _open(path, "RMF") as hdul:
+        mat = _find_hdu(hdul, RMF_MATRIX_EXTNAMES)
+        if mat is None:
+            raise InputError(path, "RMF has no MATRIX / SPECRESP MATRIX / RSP_MATRIX extension")
+        ebo = _find_hdu(hdul, ("EBOUNDS",))
+        if ebo is None:
+            raise InputError(path, "RMF has no EBOUNDS extension")
+        try:
+            e_min = np.asarray(ebo.data["E_MIN"], dtype=np.float64)
+            e_max = np.asarray(ebo.data["E_MAX"], dtype=np.float64)
+            n_chan_total = e_min.size
+            first = _first_channel(mat, ebo)
+            d = mat.data
+            energ_lo = np.asarray(d["ENERG_LO"], dtype=np.float64)
+            energ_hi = np.asarray(d["ENERG_HI"], dtype=np.float64)
+            matrix = _sparse_matrix(d, n_chan_total, first)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(path, f"damaged RMF table ({type(exc).__name__}: {exc})") from None
+    if energ_lo.size == 0 or np.any(energ_hi <= energ_lo):
+        raise InputError(path, "RMF has empty or non-increasing energy bins")
+    return RMF(energ_lo, energ_hi, matrix, e_min, e_max, first, str(path))
+
+
+def _first_channel(mat: fits.BinTableHDU, ebo: fits.BinTableHDU) -> int:
+    """Number of the first channel: TLMIN of F_CHAN, else of EBOUNDS CHANNEL, else 1 (OGIP)."""
+    for hdu, col in ((mat, "F_CHAN"), (ebo, "CHANNEL")):
+        names = [n.upper() for n in hdu.columns.names]
+        if col in names:
+            key = f"TLMIN{names.index(col) + 1}"
+            if key in hdu.header:
+                return int(hdu.header[key])
+    return 1
+
+
+def _sparse_matrix(d: fits.FITS_rec, n_chan: int, first: int) -> sp.csr_matrix:
+    n_grp = np.asarray(d["N_GRP"], dtype=np.int64)
+    f_chan = d["F_CHAN"]
+    n_chan_col = d["N_CHAN"]
+    values = d["MATRIX"]
+    rows, cols, vals = [], [], []
+    for i in range(len(d)):
+        fc = np.atleast_1d(np.asarray(f_chan[i], dtype=np.int64))[: max(n_grp[i], 0)]
+        nc = np.atleast_1d(np.asarray(n_chan_col[i], dtype=np.int64))[: max(n_grp[i], 0)]
+        v = np.atleast_1d(np.asarray(values[i], dtype=np.float64))
+        if n_grp[i] <= 0 or nc.sum() == 0:
+            continue
+        # Channel indices of every stored element, group after group.
+        starts = fc - first
+        idx = np.repeat(starts - np.cumsum(nc) + nc, nc) + np.arange(nc.sum())
+        if v.size < idx.size:
+            raise ValueError(f"row {i}: MATRIX has {v.size} values, N_CHAN asks for {idx.size}")
+        if idx.min() < 0 or idx.max() >= n_chan:
+            raise ValueError(f"row {i}: channel outside 0..{n_chan - 1}")
+        rows.append(np.full(idx.size, i))
+        cols.append(idx)
+        vals.append(v[: idx.size])
+    if not rows:
+        raise ValueError("matrix has no non-zero elements")
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(len(d), n_chan),
+    )
