@@ -61,7 +61,8 @@ class EnergyGrid:
         while counts.sum() > n_bins:
             counts[np.argmax(np.where(counts > 1, counts - share, -np.inf))] -= 1
         pieces = [
-            np.geomspace(lo, hi, k + 1)[:-1] for lo, hi, k in zip(knots[:-1], knots[1:], counts)
+            np.geomspace(lo, hi, k + 1)[:-1]
+            for lo, hi, k in zip(knots[:-1], knots[1:], counts, strict=True)
         ]
         edges = np.concatenate([*pieces, [knots[-1]]])
         return cls(edges)
