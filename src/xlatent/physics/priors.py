@@ -1,0 +1,236 @@
+# ruff: noqa: E501  (the prior table keeps one component per line for readability)
+"""Per-class priors of the population simulator: one readable table, :data:`PRIORS`.
+
+Distributions are tuples: ``("logu", lo, hi)`` log-uniform, ``("u", lo, hi)`` uniform,
+``("n", mean, sd, lo, hi)`` normal truncated by clipping, ``("const", v)``.
+Column densities are in 1e22 cm^-2, temperatures in keV, equivalent widths in keV.
+
+Each class has a *primary* continuum component; optional components appear with probability
+``p`` and carry ``rel``: their unabsorbed 0.5-7 keV energy flux relative to the primary.
+``nh_gal_1e22`` is the Galactic foreground column (every source); ``nh_int_1e22`` the column
+local to the source (for Galactic classes: the rest of the line of sight plus circumstellar
+material); with probability ``p_obscured`` it is drawn from ``nh_obscured_1e22`` instead.
+The AGN ``scatter`` component is a fraction of the primary power law seen through the Galactic
+column only (electron-scattered light of obscured AGN). Fe Kα (6.4 keV) has an equivalent width
+relative to the unabsorbed continuum at 6.4 keV.
+
+Variability: with probability ``p_var`` a source is variable within its observation and its
+Gregory-Loredo probability ``var_prob_b`` is close to 1 (log10 odds uniform in ``var_log_odds``);
+otherwise it is drawn from Beta(2, 2.5).
+
+The numbers were calibrated against the colours of the labelled CSC sources of Yang et al.
+(2022) with :func:`xlatent.physics.realism.compare_to_td` (see docs/simulator.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+CLASSES: tuple[str, ...] = ("AGN", "YSO", "LM-STAR", "HM-STAR", "NS", "LMXB", "CV", "HMXB")
+
+#: Class sizes in the labelled CSC table (Yang et al. 2022, TD.csv) — the "realistic" mix.
+TD_CLASS_COUNTS: dict[str, int] = {
+    "AGN": 1390, "YSO": 1004, "LM-STAR": 207, "HM-STAR": 118,
+    "NS": 87, "LMXB": 65, "CV": 44, "HMXB": 26,
+}  # fmt: skip
+
+Dist = tuple[Any, ...]
+
+# fmt: off
+PRIORS: dict[str, dict[str, Any]] = {
+    "AGN": {
+        "nh_gal_1e22": ("logu", 0.01, 0.1),
+        "nh_int_1e22": ("logu", 0.01, 1.0), "p_obscured": 0.2, "nh_obscured_1e22": ("logu", 1.0, 100.0),
+        "primary": ("powerlaw", {"gamma": ("n", 1.9, 0.3, 1.1, 3.0)}),
+        "extra": [
+            ("bbody", {"kt_bb_kev": ("u", 0.08, 0.2)}, {"p": 0.3, "rel": ("logu", 0.05, 0.3)}),
+            ("scatter", {}, {"p": 1.0, "rel": ("logu", 0.005, 0.05)}),
+        ],
+        "fe_ka": {"p": 0.6, "ew_kev": ("logu", 0.05, 0.2), "sigma_kev": ("u", 0.01, 0.05)},
+        "p_var": 0.25, "var_log_odds": (1.0, 8.0),
+    },
+    "LMXB": {
+        "nh_gal_1e22": ("logu", 0.01, 0.1),
+        "nh_int_1e22": ("logu", 0.1, 10.0),
+        "primary": ("diskbb", {"kt_in_kev": ("u", 0.5, 2.0)}),
+        "extra": [
+            ("powerlaw", {"gamma": ("n", 1.8, 0.3, 1.0, 3.0)}, {"p": 1.0, "rel": ("logu", 0.1, 3.0)}),
+        ],
+        "p_var": 0.5, "var_log_odds": (1.0, 10.0),
+    },
+    "HMXB": {
+        "nh_gal_1e22": ("logu", 0.05, 0.3),
+        "nh_int_1e22": ("logu", 1.0, 30.0),
+        "primary": ("powerlaw", {"gamma": ("u", 0.5, 1.5)}),
+        "extra": [],
+        "fe_ka": {"p": 0.8, "ew_kev": ("logu", 0.05, 0.3), "sigma_kev": ("u", 0.01, 0.05)},
+        "p_var": 0.6, "var_log_odds": (1.0, 10.0),
+    },
+    "NS": {
+        "nh_gal_1e22": ("logu", 0.01, 0.1),
+        "nh_int_1e22": ("logu", 0.01, 3.0),
+        "primary": ("bbody", {"kt_bb_kev": ("logu", 0.05, 0.3)}),
+        "extra": [
+            ("powerlaw", {"gamma": ("n", 1.7, 0.3, 1.0, 3.0)}, {"p": 1.0, "rel": ("logu", 0.05, 1.0)}),
+        ],
+        "p_var": 0.15, "var_log_odds": (1.0, 6.0),
+    },
+    "CV": {
+        "nh_gal_1e22": ("logu", 0.005, 0.05),
+        "nh_int_1e22": ("logu", 0.01, 1.0),
+        "primary": ("plasma", {"kt_kev": ("logu", 5.0, 40.0), "abundance": ("u", 0.3, 1.0)}),
+        "extra": [
+            ("plasma2", {"kt2_kev": ("logu", 0.5, 2.0)}, {"p": 0.5, "rel": ("logu", 0.05, 0.5)}),
+        ],
+        "p_var": 0.3, "var_log_odds": (1.0, 8.0),
+    },
+    "LM-STAR": {
+        "nh_gal_1e22": ("logu", 0.0005, 0.005),
+        "nh_int_1e22": ("logu", 0.0005, 0.01),
+        "primary": ("plasma", {"kt_kev": ("logu", 0.3, 1.0), "abundance": ("u", 0.2, 0.6)}),
+        "extra": [
+            ("plasma2", {"kt2_kev": ("logu", 0.8, 2.0)}, {"p": 0.5, "rel": ("logu", 0.1, 1.0)}),
+        ],
+        "p_var": 0.35, "var_log_odds": (1.0, 10.0),
+    },
+    "HM-STAR": {
+        "nh_gal_1e22": ("logu", 0.01, 0.1),
+        "nh_int_1e22": ("logu", 0.1, 1.0),
+        "primary": ("plasma", {"kt_kev": ("logu", 0.3, 2.0), "abundance": ("u", 0.5, 1.0)}),
+        "extra": [
+            ("plasma2", {"kt2_kev": ("logu", 1.0, 4.0)}, {"p": 0.5, "rel": ("logu", 0.1, 1.0)}),
+        ],
+        "p_var": 0.15, "var_log_odds": (1.0, 6.0),
+    },
+    "YSO": {
+        "nh_gal_1e22": ("logu", 0.01, 0.1),
+        "nh_int_1e22": ("logu", 0.1, 3.0),
+        "primary": ("plasma", {"kt_kev": ("logu", 1.0, 5.0), "abundance": ("u", 0.2, 0.6)}),
+        "extra": [
+            ("plasma2", {"kt2_kev": ("logu", 0.3, 0.8)}, {"p": 0.5, "rel": ("logu", 0.1, 1.0)}),
+        ],
+        "p_var": 0.7, "var_log_odds": (1.0, 10.0),
+    },
+}
+# fmt: on
+
+#: Continuum components and the parameters they carry (truth columns ``truth_<param>``).
+COMPONENTS: dict[str, tuple[str, ...]] = {
+    "powerlaw": ("gamma",),
+    "scatter": (),
+    "bbody": ("kt_bb_kev",),
+    "diskbb": ("kt_in_kev",),
+    "plasma": ("kt_kev", "abundance"),
+    "plasma2": ("kt2_kev",),
+}
+
+#: Every sampled parameter (NaN where a source's model lacks it).
+PARAMETERS: tuple[str, ...] = (
+    "nh_gal_1e22", "nh_int_1e22", "nh_1e22", "gamma", "kt_bb_kev", "kt_in_kev", "kt_kev",
+    "kt2_kev", "abundance", "fe_ka_ew_kev", "fe_ka_sigma_kev",
+    *(f"rel_{c}" for c in COMPONENTS),
+)  # fmt: skip
+
+
+def draw(spec: Dist, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw ``size`` values from a distribution tuple (see module docstring)."""
+    kind = spec[0]
+    if kind == "logu":
+        return np.exp(rng.uniform(np.log(spec[1]), np.log(spec[2]), size))
+    if kind == "u":
+        return rng.uniform(spec[1], spec[2], size)
+    if kind == "n":
+        return np.clip(rng.normal(spec[1], spec[2], size), spec[3], spec[4])
+    if kind == "const":
+        return np.full(size, float(spec[1]))
+    raise ValueError(f"unknown distribution {spec!r}")
+
+
+def sample_parameters(
+    classes: np.ndarray, rng: np.random.Generator, priors: dict[str, dict[str, Any]] | None = None
+) -> dict[str, np.ndarray]:
+    """Model parameters for sources of the given classes (arrays of shape (n,), NaN = absent).
+
+    ``rel_<component>`` is the component's unabsorbed 0.5-7 keV energy flux relative to the
+    class's primary component (1 for the primary, 0 when absent).
+    """
+    priors = PRIORS if priors is None else priors
+    classes = np.asarray(classes)
+    n = classes.size
+    p = {name: np.full(n, np.nan) for name in PARAMETERS}
+    for c in COMPONENTS:
+        p[f"rel_{c}"] = np.zeros(n)
+    p["fe_ka_ew_kev"] = np.zeros(n)
+    for cls in CLASSES:
+        idx = np.flatnonzero(classes == cls)
+        k = idx.size
+        if k == 0:
+            continue
+        pr = priors[cls]
+        p["nh_gal_1e22"][idx] = draw(pr["nh_gal_1e22"], k, rng)
+        nh_int = draw(pr["nh_int_1e22"], k, rng)
+        if pr.get("p_obscured", 0.0) > 0:
+            obscured = rng.random(k) < pr["p_obscured"]
+            nh_int = np.where(obscured, draw(pr["nh_obscured_1e22"], k, rng), nh_int)
+        p["nh_int_1e22"][idx] = nh_int
+        comp, params = pr["primary"]
+        p[f"rel_{comp}"][idx] = 1.0
+        for name, spec in params.items():
+            p[name][idx] = draw(spec, k, rng)
+        for comp, params, opts in pr["extra"]:
+            present = rng.random(k) < opts["p"]
+            rel = draw(opts["rel"], k, rng)
+            p[f"rel_{comp}"][idx] = np.where(present, rel, 0.0)
+            for name, spec in params.items():
+                p[name][idx] = np.where(present, draw(spec, k, rng), np.nan)
+        fe = pr.get("fe_ka")
+        if fe:
+            present = rng.random(k) < fe["p"]
+            p["fe_ka_ew_kev"][idx] = np.where(present, draw(fe["ew_kev"], k, rng), 0.0)
+            p["fe_ka_sigma_kev"][idx] = np.where(present, draw(fe["sigma_kev"], k, rng), np.nan)
+    # The scattered component repeats the primary power law's slope.
+    p["nh_1e22"] = p["nh_gal_1e22"] + p["nh_int_1e22"]
+    return p
+
+
+def sample_variability(
+    classes: np.ndarray, rng: np.random.Generator, priors: dict[str, dict[str, Any]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """CSC-like ``var_prob_b`` in [0, 1] and Gregory-Loredo ``var_index_b`` (0-10)."""
+    priors = PRIORS if priors is None else priors
+    classes = np.asarray(classes)
+    n = classes.size
+    prob = np.empty(n)
+    log_odds = np.empty(n)
+    for cls in CLASSES:
+        idx = np.flatnonzero(classes == cls)
+        if idx.size == 0:
+            continue
+        pr = priors[cls]
+        variable = rng.random(idx.size) < pr["p_var"]
+        lo, hi = pr["var_log_odds"]
+        lo_var = rng.uniform(lo, hi, idx.size)
+        p_quiet = rng.beta(2.0, 2.5, idx.size)
+        pv = np.where(variable, 1.0 / (1.0 + 10.0**-lo_var), p_quiet)
+        prob[idx] = pv
+        log_odds[idx] = np.log10(pv / np.maximum(1.0 - pv, 1e-300))
+    return prob, gl_index(prob, log_odds)
+
+
+def gl_index(prob: np.ndarray, log_odds: np.ndarray) -> np.ndarray:
+    """Gregory-Loredo variability index 0-10 from the probability and log10 odds.
+
+    Follows the CSC definition: 0-2 for P < 0.9 (not variable), 3-5 for 0.9 <= P < 0.99
+    (possibly / likely), 6-10 for P >= 0.99 rising with the odds ratio.
+    """
+    idx = np.zeros(prob.size, dtype=np.int64)
+    idx[prob >= 0.5] = 1
+    idx[prob >= 2.0 / 3.0] = 2
+    idx[prob >= 0.9] = 3
+    idx[prob >= 0.95] = 4
+    idx[prob >= 0.98] = 5
+    high = prob >= 0.99
+    idx[high] = np.clip(6 + np.floor((log_odds[high] - 2.0) / 2.0), 6, 10).astype(np.int64)
+    return idx
