@@ -42,10 +42,10 @@ Dist = tuple[Any, ...]
 PRIORS: dict[str, dict[str, Any]] = {
     "AGN": {
         "nh_gal_1e22": ("logu", 0.01, 0.1),
-        "nh_int_1e22": ("logu", 0.01, 1.0), "p_obscured": 0.2, "nh_obscured_1e22": ("logu", 1.0, 100.0),
+        "nh_int_1e22": ("logu", 0.005, 0.3), "p_obscured": 0.1, "nh_obscured_1e22": ("logu", 1.0, 100.0),
         "primary": ("powerlaw", {"gamma": ("n", 1.9, 0.3, 1.1, 3.0)}),
         "extra": [
-            ("bbody", {"kt_bb_kev": ("u", 0.08, 0.2)}, {"p": 0.3, "rel": ("logu", 0.05, 0.3)}),
+            ("bbody", {"kt_bb_kev": ("u", 0.08, 0.2)}, {"p": 0.5, "rel": ("logu", 0.05, 0.3)}),
             ("scatter", {}, {"p": 1.0, "rel": ("logu", 0.005, 0.05)}),
         ],
         "fe_ka": {"p": 0.6, "ew_kev": ("logu", 0.05, 0.2), "sigma_kev": ("u", 0.01, 0.05)},
@@ -53,16 +53,16 @@ PRIORS: dict[str, dict[str, Any]] = {
     },
     "LMXB": {
         "nh_gal_1e22": ("logu", 0.01, 0.1),
-        "nh_int_1e22": ("logu", 0.1, 10.0),
-        "primary": ("diskbb", {"kt_in_kev": ("u", 0.5, 2.0)}),
+        "nh_int_1e22": ("logu", 0.003, 3.0),
+        "primary": ("diskbb", {"kt_in_kev": ("logu", 0.5, 2.0)}),
         "extra": [
-            ("powerlaw", {"gamma": ("n", 1.8, 0.3, 1.0, 3.0)}, {"p": 1.0, "rel": ("logu", 0.1, 3.0)}),
+            ("powerlaw", {"gamma": ("n", 2.0, 0.5, 1.0, 3.5)}, {"p": 1.0, "rel": ("logu", 0.03, 30.0)}),
         ],
         "p_var": 0.5, "var_log_odds": (1.0, 10.0),
     },
     "HMXB": {
         "nh_gal_1e22": ("logu", 0.05, 0.3),
-        "nh_int_1e22": ("logu", 1.0, 30.0),
+        "nh_int_1e22": ("logu", 0.4, 4.0),
         "primary": ("powerlaw", {"gamma": ("u", 0.5, 1.5)}),
         "extra": [],
         "fe_ka": {"p": 0.8, "ew_kev": ("logu", 0.05, 0.3), "sigma_kev": ("u", 0.01, 0.05)},
@@ -70,43 +70,43 @@ PRIORS: dict[str, dict[str, Any]] = {
     },
     "NS": {
         "nh_gal_1e22": ("logu", 0.01, 0.1),
-        "nh_int_1e22": ("logu", 0.01, 3.0),
+        "nh_int_1e22": ("logu", 0.05, 5.0),
         "primary": ("bbody", {"kt_bb_kev": ("logu", 0.05, 0.3)}),
         "extra": [
-            ("powerlaw", {"gamma": ("n", 1.7, 0.3, 1.0, 3.0)}, {"p": 1.0, "rel": ("logu", 0.05, 1.0)}),
+            ("powerlaw", {"gamma": ("n", 1.5, 0.3, 1.0, 3.0)}, {"p": 1.0, "rel": ("logu", 0.2, 20.0)}),
         ],
         "p_var": 0.15, "var_log_odds": (1.0, 6.0),
     },
     "CV": {
         "nh_gal_1e22": ("logu", 0.005, 0.05),
-        "nh_int_1e22": ("logu", 0.01, 1.0),
+        "nh_int_1e22": ("logu", 0.002, 2.0),
         "primary": ("plasma", {"kt_kev": ("logu", 5.0, 40.0), "abundance": ("u", 0.3, 1.0)}),
         "extra": [
-            ("plasma2", {"kt2_kev": ("logu", 0.5, 2.0)}, {"p": 0.5, "rel": ("logu", 0.05, 0.5)}),
+            ("plasma2", {"kt2_kev": ("logu", 0.2, 2.0)}, {"p": 0.7, "rel": ("logu", 0.03, 3.0)}),
         ],
         "p_var": 0.3, "var_log_odds": (1.0, 8.0),
     },
     "LM-STAR": {
         "nh_gal_1e22": ("logu", 0.0005, 0.005),
         "nh_int_1e22": ("logu", 0.0005, 0.01),
-        "primary": ("plasma", {"kt_kev": ("logu", 0.3, 1.0), "abundance": ("u", 0.2, 0.6)}),
+        "primary": ("plasma", {"kt_kev": ("logu", 0.2, 1.0), "abundance": ("u", 0.2, 0.6)}),
         "extra": [
-            ("plasma2", {"kt2_kev": ("logu", 0.8, 2.0)}, {"p": 0.5, "rel": ("logu", 0.1, 1.0)}),
+            ("plasma2", {"kt2_kev": ("logu", 1.0, 3.0)}, {"p": 0.6, "rel": ("logu", 0.1, 1.0)}),
         ],
         "p_var": 0.35, "var_log_odds": (1.0, 10.0),
     },
     "HM-STAR": {
         "nh_gal_1e22": ("logu", 0.01, 0.1),
-        "nh_int_1e22": ("logu", 0.1, 1.0),
+        "nh_int_1e22": ("logu", 0.3, 2.0),
         "primary": ("plasma", {"kt_kev": ("logu", 0.3, 2.0), "abundance": ("u", 0.5, 1.0)}),
         "extra": [
-            ("plasma2", {"kt2_kev": ("logu", 1.0, 4.0)}, {"p": 0.5, "rel": ("logu", 0.1, 1.0)}),
+            ("plasma2", {"kt2_kev": ("logu", 1.0, 4.0)}, {"p": 0.6, "rel": ("logu", 0.1, 1.0)}),
         ],
         "p_var": 0.15, "var_log_odds": (1.0, 6.0),
     },
     "YSO": {
         "nh_gal_1e22": ("logu", 0.01, 0.1),
-        "nh_int_1e22": ("logu", 0.1, 3.0),
+        "nh_int_1e22": ("logu", 0.08, 2.5),
         "primary": ("plasma", {"kt_kev": ("logu", 1.0, 5.0), "abundance": ("u", 0.2, 0.6)}),
         "extra": [
             ("plasma2", {"kt2_kev": ("logu", 0.3, 0.8)}, {"p": 0.5, "rel": ("logu", 0.1, 1.0)}),
