@@ -97,6 +97,11 @@ def default_response() -> Response:
     chan = np.arange(N_CHANNELS)
     e_min = chan * CHANNEL_WIDTH_KEV
     e_max = (chan + 1) * CHANNEL_WIDTH_KEV
+    # Values pass through float32 (the OGIP file precision) so that writing the response to
+    # FITS and reading it back reproduces it bit for bit and round trips are exact.
+    lo, hi, e_min, e_max = (np.float32(x).astype(np.float64) for x in (lo, hi, e_min, e_max))
     rmf = gaussian_rmf(lo, hi, e_min, e_max, acis_fwhm_kev(0.5 * (lo + hi)))
-    arf = ARF(lo, hi, acis_area_cm2(0.5 * (lo + hi)), "builtin:acis-s")
+    rmf.matrix.data[:] = rmf.matrix.data.astype(np.float32)
+    area = acis_area_cm2(0.5 * (lo + hi)).astype(np.float32).astype(np.float64)
+    arf = ARF(lo, hi, area, "builtin:acis-s")
     return Response(arf, rmf)

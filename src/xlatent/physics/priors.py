@@ -62,7 +62,7 @@ PRIORS: dict[str, dict[str, Any]] = {
     },
     "HMXB": {
         "nh_gal_1e22": ("logu", 0.05, 0.3),
-        "nh_int_1e22": ("logu", 0.4, 4.0),
+        "nh_int_1e22": ("logu", 0.2, 3.0),
         "primary": ("powerlaw", {"gamma": ("u", 0.5, 1.5)}),
         "extra": [],
         "fe_ka": {"p": 0.8, "ew_kev": ("logu", 0.05, 0.3), "sigma_kev": ("u", 0.01, 0.05)},
