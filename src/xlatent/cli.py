@@ -5,6 +5,9 @@ Each command imports its implementation lazily so ``xlatent --help`` stays fast.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -20,6 +23,171 @@ app = typer.Typer(
 def _fail(message: str, code: int = 1) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+@app.command()
+def simulate(
+    n: Annotated[int, typer.Option("--n", help="Number of spectra.")] = 20000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same set).")] = 0,
+    out: Annotated[Path, typer.Option("--out", help="Output SpectrumSet (.h5).")] = Path("sim.h5"),
+    arf: Annotated[Path | None, typer.Option("--arf", help="Real ARF (default built-in).")] = None,
+    rmf: Annotated[Path | None, typer.Option("--rmf", help="Real RMF (default built-in).")] = None,
+    write_pha: Annotated[
+        Path | None, typer.Option("--write-pha", help="Also write OGIP PHA/ARF/RMF files here.")
+    ] = None,
+    class_mix: Annotated[
+        str, typer.Option("--class-mix", help="realistic | balanced")
+    ] = "realistic",
+    compare_td: Annotated[
+        Path | None,
+        typer.Option("--compare-td", help="TD.csv: class mix from it; print sim vs real colours."),
+    ] = None,
+    counts_min: Annotated[
+        float, typer.Option("--counts-min", help="Lowest expected 0.5-7 keV source counts.")
+    ] = 50.0,
+    counts_max: Annotated[
+        float, typer.Option("--counts-max", help="Highest expected 0.5-7 keV source counts.")
+    ] = 20000.0,
+) -> None:
+    """Simulate a CSC-like population of 8 source classes folded through an ACIS response."""
+    from xlatent.core.errors import XlatentError
+
+    try:
+        from xlatent.io.response import Response, read_arf, read_rmf
+        from xlatent.physics.simulator import simulate as _simulate
+
+        if arf is not None and rmf is None:
+            _fail("--arf needs --rmf")
+        response = None
+        if rmf is not None:
+            response = Response(read_arf(arf) if arf is not None else None, read_rmf(rmf))
+        s = _simulate(
+            n, seed=seed, class_mix=class_mix, response=response,
+            counts_range=(counts_min, counts_max), td_path=compare_td,
+            write_pha=write_pha, progress=True,
+        )  # fmt: skip
+        s.write(out)
+    except (XlatentError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(s.summary())
+    typer.echo(f"wrote {out}")
+    if compare_td is not None:
+        from xlatent.physics.realism import compare_to_td, format_table
+
+        table = compare_to_td(s, compare_td)
+        typer.echo(format_table(table))
+        checked = table[table["checked"]]
+        typer.echo(
+            f"realism: {int(checked['pass'].sum())}/{len(checked)} checked classes within "
+            "0.25 dex (median) and x2 (IQR)"
+        )
+
+
+# --------------------------------------------------------------------------- model (issue 4)
+@app.command()
+def train(
+    set_path: Path = typer.Argument(..., metavar="SET", help="Training SpectrumSet (.h5)."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write (checkpoints too)."),
+    model: str = typer.Option(
+        "autoencoder", "--model", help="autoencoder (transformer) | pca (baseline)."
+    ),
+    latent_dim: int = typer.Option(8, "--latent-dim", help="Latent dimensions (PCA components)."),
+    epochs: int = typer.Option(40, "--epochs", help="Maximum epochs (early stopping may end sooner)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same model on CPU)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted run found in --out (same set, options)."
+    ),
+    loss: str = typer.Option(
+        "poisson", "--loss", help="poisson (deviance of source-region counts incl. background) | mse."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA+bf16 if present) | cpu | cuda."),
+    max_time: float | None = typer.Option(
+        None, "--max-time", help="Stop after the epoch that passes this many seconds."
+    ),
+) -> None:
+    """Fit a latent model of spectral SHAPE (counts normalised to the net total) to SET."""
+    from xlatent.core import SpectrumSet, XlatentError
+
+    try:
+        s = SpectrumSet.read(set_path)
+        if model == "pca":
+            from xlatent.model import PCABaseline
+
+            fitted = PCABaseline(n_components=latent_dim, seed=seed).fit(s)
+            fitted.save(out)
+        elif model == "autoencoder":
+            from xlatent.model import SpectralAutoencoder
+
+            fitted = SpectralAutoencoder(
+                latent_dim, epochs=epochs, seed=seed, loss=loss, device=device,
+                max_time_s=max_time,
+            ).fit(s, checkpoint_dir=out, resume=resume)  # fmt: skip
+        else:
+            _fail(f"--model must be autoencoder or pca, not {model!r}")
+        dev = fitted.deviance(s)
+    except (XlatentError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"{model}: {len(s)} spectra, mean Poisson deviance {dev.mean():.4g} "
+        f"({dev.mean() / s.grid.n_bins:.4g} per bin)"
+    )
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def encode(
+    set_path: Path = typer.Argument(..., metavar="SET", help="SpectrumSet (.h5) to encode."),
+    model_dir: Path = typer.Option(..., "--model", help="Model directory from `xlatent train`."),
+    out: Path = typer.Option(Path("latents.parquet"), "--out", help="Latent catalogue to write."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="parquet | fits (default: from the --out suffix, else parquet)."
+    ),
+) -> None:
+    """Write the latent catalogue: spec_id, the set's meta columns, latent_0..latent_{d-1}."""
+    from xlatent.core import SpectrumSet, XlatentError
+
+    try:
+        from xlatent.model import load_model
+        from xlatent.model.catalog import latent_catalog, write_latents
+
+        fitted = load_model(model_dir)
+        s = SpectrumSet.read(set_path)
+        write_latents(latent_catalog(s, fitted.transform(s)), out, fmt=fmt)
+    except (XlatentError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {len(s)} x {fitted.latent_dim} latents to {out}")
+
+
+@app.command()
+def reconstruct(
+    set_path: Path = typer.Argument(..., metavar="SET", help="SpectrumSet (.h5) to reconstruct."),
+    model_dir: Path = typer.Option(..., "--model", help="Model directory from `xlatent train`."),
+    out: Path = typer.Option(Path("recon.h5"), "--out", help="Output SpectrumSet (.h5)."),
+) -> None:
+    """Write SET again with expected_counts = reconstructed expected SOURCE counts per bin.
+
+    counts, background, exposure and meta are copied; the input's own expected_counts
+    (simulator truth), if any, are replaced (they stay in the input file). A `recon_deviance`
+    meta column holds each spectrum's Poisson deviance given reconstruction + background.
+    """
+    from xlatent.core import SpectrumSet, XlatentError
+
+    try:
+        from xlatent.model import load_model, poisson_deviance
+
+        fitted = load_model(model_dir)
+        s = SpectrumSet.read(set_path)
+        rec = fitted.reconstruct(s)
+        s.expected_counts = rec
+        s.meta["recon_deviance"] = poisson_deviance(s.counts, rec + s.background)
+        s.add_provenance("reconstruct", model=str(model_dir), kind=type(fitted).__name__)
+        s.write(out)
+    except (XlatentError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"wrote {out}: mean Poisson deviance {s.meta['recon_deviance'].mean():.4g} "
+        f"over {s.grid.n_bins} bins"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover
