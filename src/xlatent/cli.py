@@ -86,26 +86,41 @@ def simulate(
 # --------------------------------------------------------------------------- model (issue 4)
 @app.command()
 def train(
-    set_path: Path = typer.Argument(..., metavar="SET", help="Training SpectrumSet (.h5)."),
-    out: Path = typer.Option(..., "--out", help="Model directory to write (checkpoints too)."),
-    model: str = typer.Option(
-        "autoencoder", "--model", help="autoencoder (transformer) | pca (baseline)."
-    ),
-    latent_dim: int = typer.Option(8, "--latent-dim", help="Latent dimensions (PCA components)."),
-    epochs: int = typer.Option(40, "--epochs", help="Maximum epochs (early stopping may end sooner)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same model on CPU)."),
-    resume: bool = typer.Option(
-        False, "--resume", help="Continue an interrupted run found in --out (same set, options)."
-    ),
-    loss: str = typer.Option(
-        "poisson", "--loss", help="poisson (deviance of source-region counts incl. background) | mse."
-    ),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA+bf16 if present) | cpu | cuda."),
-    max_time: float | None = typer.Option(
-        None, "--max-time", help="Stop after the epoch that passes this many seconds."
-    ),
+    set_path: Annotated[Path, typer.Argument(metavar="SET", help="Training SpectrumSet (.h5).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Model directory to write (checkpoints go there too).")
+    ],
+    model: Annotated[
+        str, typer.Option("--model", help="autoencoder (transformer) | pca (baseline).")
+    ] = "autoencoder",
+    latent_dim: Annotated[
+        int, typer.Option("--latent-dim", help="Latent dimensions (PCA: components).")
+    ] = 8,
+    epochs: Annotated[
+        int, typer.Option("--epochs", help="Maximum epochs; early stopping may end sooner.")
+    ] = 40,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same model).")] = 0,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run in --out (same options).")
+    ] = False,
+    loss: Annotated[
+        str,
+        typer.Option(
+            "--loss",
+            help="poisson: deviance of source-region counts given model + known background | "
+            "mse: on normalised spectra.",
+        ),
+    ] = "poisson",
+    device: Annotated[
+        str,
+        typer.Option("--device", help="auto (CUDA + bf16 when present, else CPU) | cpu | cuda."),
+    ] = "auto",
+    max_time: Annotated[
+        float | None,
+        typer.Option("--max-time", help="Stop after the epoch that passes this many seconds."),
+    ] = None,
 ) -> None:
-    """Fit a latent model of spectral SHAPE (counts normalised to the net total) to SET."""
+    """Fit a latent model of spectral SHAPE (amplitude = observed net counts, normalised away)."""
     from xlatent.core import SpectrumSet, XlatentError
 
     try:
@@ -136,12 +151,17 @@ def train(
 
 @app.command()
 def encode(
-    set_path: Path = typer.Argument(..., metavar="SET", help="SpectrumSet (.h5) to encode."),
-    model_dir: Path = typer.Option(..., "--model", help="Model directory from `xlatent train`."),
-    out: Path = typer.Option(Path("latents.parquet"), "--out", help="Latent catalogue to write."),
-    fmt: str | None = typer.Option(
-        None, "--format", help="parquet | fits (default: from the --out suffix, else parquet)."
+    set_path: Annotated[Path, typer.Argument(metavar="SET", help="SpectrumSet (.h5) to encode.")],
+    model_dir: Annotated[
+        Path, typer.Option("--model", help="Model directory from `xlatent train`.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Latent catalogue to write.")] = Path(
+        "latents.parquet"
     ),
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="parquet | fits (default: from the --out suffix)."),
+    ] = None,
 ) -> None:
     """Write the latent catalogue: spec_id, the set's meta columns, latent_0..latent_{d-1}."""
     from xlatent.core import SpectrumSet, XlatentError
@@ -160,9 +180,15 @@ def encode(
 
 @app.command()
 def reconstruct(
-    set_path: Path = typer.Argument(..., metavar="SET", help="SpectrumSet (.h5) to reconstruct."),
-    model_dir: Path = typer.Option(..., "--model", help="Model directory from `xlatent train`."),
-    out: Path = typer.Option(Path("recon.h5"), "--out", help="Output SpectrumSet (.h5)."),
+    set_path: Annotated[
+        Path, typer.Argument(metavar="SET", help="SpectrumSet (.h5) to reconstruct.")
+    ],
+    model_dir: Annotated[
+        Path, typer.Option("--model", help="Model directory from `xlatent train`.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output SpectrumSet (.h5).")] = Path(
+        "recon.h5"
+    ),
 ) -> None:
     """Write SET again with expected_counts = reconstructed expected SOURCE counts per bin.
 
