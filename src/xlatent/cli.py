@@ -20,6 +20,21 @@ app = typer.Typer(
 )
 
 
+@app.callback(invoke_without_command=True)
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the xlatent version and exit.")
+    ] = False,
+) -> None:
+    """Latent representations of X-ray spectra (Chandra Source Catalog)."""
+    # An explicit callback keeps every command a named subcommand, whatever their number.
+    if version:
+        from xlatent import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 def _fail(message: str, code: int = 1) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
