@@ -1,0 +1,134 @@
+"""Preprocessing shared by the autoencoder and the PCA baseline, and the Poisson deviance.
+
+Amplitude is separated from shape before anything is learned:
+
+- ``amplitude`` N = max(sum(counts) - sum(background), 1): the observed total *net* source
+  counts. Reconstructions are ``N * p`` with ``p`` a normalised shape (sums to 1 over bins), so
+  a latent never has to carry brightness or exposure. The floor of one count keeps
+  background-dominated spectra (net <= 0) usable.
+- ``net shape`` y_i = max(c_i - b_i, 0) / sum_j max(c_j - b_j, 0), input transform
+  x_i = log1p(m * y_i). ``m * y`` is ~1 for a flat spectrum whatever the brightness, and the log
+  compresses the 10^3 dynamic range of absorbed spectra while keeping zero counts at 0 (it is
+  finite for the many zero bins of low-count spectra, unlike log y). The PCA baseline works on
+  exactly this ``x``.
+- ``background share`` log1p(m * b_i / max(sum c, 1)): how much of each bin is background.
+- ``log relative area`` log(A_i / mean A): the instrument's effective-area curve, so the
+  encoder can tell instrument shape from source shape and the decoder can multiply it back.
+- global features: log10 of total source-region counts (the signal-to-noise the encoder
+  should trust the shape with), and the background fraction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from xlatent.core import InputError, SpectrumSet
+
+#: Relative floor on the effective area (fraction of a spectrum's maximum) before taking logs;
+#: bins with no ARF coverage would otherwise get log(0).
+AREA_FLOOR = 1e-3
+#: Floor on a reconstructed shape so that a bin with counts never gets an expectation of 0.
+SHAPE_FLOOR = 1e-9
+N_CHANNELS = 3
+N_GLOBAL = 2
+
+
+def poisson_deviance(counts: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """Poisson deviance (C-stat minus its minimum) of ``counts`` given expectations ``model``.
+
+    ``2 * sum_i [m_i - c_i + c_i * log(c_i / m_i)]`` over the last axis, with the
+    ``c * log(c/m)`` term equal to 0 where ``c == 0``. Both arrays are (n, m) or (m,); returns
+    one value per spectrum. ``model`` is the expected count in the *same region* as ``counts``
+    (for source-region counts: predicted source counts plus the scaled background).
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    mu = np.asarray(model, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        clog = np.where(c > 0, c * np.log(np.where(c > 0, c, 1.0) / mu), 0.0)
+    return 2.0 * np.sum(mu - c + clog, axis=-1)
+
+
+def check_finite(s: SpectrumSet) -> None:
+    """Refuse a set with NaN/inf in the arrays the model reads (one-line message)."""
+    arrays = {
+        "counts": s.counts,
+        "background": s.background,
+        "effective_area_cm2": s.effective_area_cm2,
+        "exposure_s": s.exposure_s[:, None],
+    }
+    for name, arr in arrays.items():
+        bad = ~np.isfinite(arr).all(axis=1)
+        if bad.any():
+            first = s.meta["spec_id"].iloc[int(np.flatnonzero(bad)[0])]
+            raise InputError(
+                name,
+                f"NaN/inf in {int(bad.sum())} spectra (first: {first}); "
+                "drop or repair them before using the model",
+            )
+    if (s.counts < 0).any() or (s.background < 0).any():
+        raise InputError("counts", "negative source or background counts")
+
+
+@dataclass
+class Prepared:
+    """Arrays derived from a SpectrumSet (float64, n spectra, m bins)."""
+
+    counts: np.ndarray  # (n, m) source-region counts
+    background: np.ndarray  # (n, m) scaled background counts
+    amplitude: np.ndarray  # (n,) N, total net counts (>= 1)
+    features: np.ndarray  # (n, m, N_CHANNELS) per-bin encoder inputs
+    global_features: np.ndarray  # (n, N_GLOBAL)
+    log_area: np.ndarray  # (n, m) log(A / mean A), 0 where the area is unknown
+
+    @property
+    def net_shape_x(self) -> np.ndarray:
+        """The transformed normalised net spectrum x = log1p(m * y) (PCA's input)."""
+        return self.features[:, :, 0]
+
+
+def prepare(s: SpectrumSet) -> Prepared:
+    """Compute amplitude, encoder features and log relative area for every spectrum."""
+    check_finite(s)
+    c, b = s.counts, s.background
+    m = c.shape[1]
+    total = c.sum(axis=1)
+    amp = np.maximum(total - b.sum(axis=1), 1.0)
+    net_pos = np.clip(c - b, 0.0, None)
+    pos_sum = net_pos.sum(axis=1, keepdims=True)
+    y = np.divide(net_pos, pos_sum, out=np.zeros_like(net_pos), where=pos_sum > 0)
+    denom = np.maximum(total, 1.0)[:, None]
+    feats = np.stack(
+        [np.log1p(m * y), np.log1p(m * b / denom), log_relative_area(s.effective_area_cm2)],
+        axis=-1,
+    )
+    log_area = feats[:, :, 2].copy()
+    glob = np.stack(
+        [np.log10(np.maximum(total, 1.0)) - 2.0, b.sum(axis=1) / np.maximum(total, 1.0)],
+        axis=1,
+    )
+    return Prepared(c, b, amp, feats, glob, log_area)
+
+
+def log_relative_area(area: np.ndarray) -> np.ndarray:
+    """log(A / mean A) per spectrum, floored at AREA_FLOOR * max; 0 for an all-zero row."""
+    a = np.asarray(area, dtype=np.float64)
+    amax = a.max(axis=1, keepdims=True)
+    known = amax > 0
+    a = np.where(known, np.maximum(a, AREA_FLOOR * np.where(known, amax, 1.0)), 1.0)
+    out = np.log(a)
+    return out - out.mean(axis=1, keepdims=True)
+
+
+def shape_to_counts(shape: np.ndarray, amplitude: np.ndarray) -> np.ndarray:
+    """Clip a (possibly unnormalised) shape at a floor, renormalise, scale by the amplitude."""
+    p = np.maximum(np.asarray(shape, dtype=np.float64), SHAPE_FLOOR)
+    p /= p.sum(axis=1, keepdims=True)
+    return p * np.asarray(amplitude, dtype=np.float64)[:, None]
+
+
+def x_to_shape(x: np.ndarray) -> np.ndarray:
+    """Invert the input transform x = log1p(m * y) to an (unnormalised, clipped) shape."""
+    m = x.shape[1]
+    return np.clip(np.expm1(x), 0.0, None) / m
