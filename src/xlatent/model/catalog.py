@@ -1,0 +1,82 @@
+"""Latent catalogues: ``spec_id`` + the set's meta columns + ``latent_0 ... latent_{d-1}``.
+
+Parquet by default; FITS (binary table) when the path ends in ``.fits``/``.fit``/``.fits.gz``
+or ``fmt="fits"``. Writes are atomic (temporary file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xlatent.core import InputError, SpectrumSet, atomic_path
+
+_FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz")
+
+
+def latent_catalog(spectrum_set: SpectrumSet, latents: np.ndarray) -> pd.DataFrame:
+    """One row per spectrum: ``spec_id``, the other meta columns, then the latents."""
+    z = np.asarray(latents, dtype=np.float64)
+    if z.ndim != 2 or z.shape[0] != len(spectrum_set):
+        raise ValueError(f"latents must be (n={len(spectrum_set)}, d); got {z.shape}")
+    meta = spectrum_set.meta.reset_index(drop=True)
+    cols = ["spec_id", *[c for c in meta.columns if c != "spec_id" and not c.startswith("latent_")]]
+    df = meta[cols].copy()
+    lat = pd.DataFrame(z, columns=[f"latent_{i}" for i in range(z.shape[1])])
+    return pd.concat([df, lat], axis=1)
+
+
+def latent_columns(df: pd.DataFrame) -> list[str]:
+    """The ``latent_<i>`` columns in index order."""
+    cols = [c for c in df.columns if c.startswith("latent_") and c[7:].isdigit()]
+    return sorted(cols, key=lambda c: int(c[7:]))
+
+
+def _is_fits(path: Path, fmt: str | None) -> bool:
+    if fmt is not None:
+        if fmt not in ("parquet", "fits"):
+            raise ValueError(f"format must be 'parquet' or 'fits', not {fmt!r}")
+        return fmt == "fits"
+    return path.name.lower().endswith(_FITS_SUFFIXES)
+
+
+def write_latents(df: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
+    """Write a latent catalogue to parquet or FITS (by suffix or ``fmt``), atomically."""
+    path = Path(path)
+    if _is_fits(path, fmt):
+        from astropy.table import Table
+
+        out = df.copy()
+        for col in out.columns:
+            if out[col].dtype == object:
+                # FITS has no object columns; unknowns are already "" in a SpectrumSet's meta.
+                out[col] = out[col].fillna("").astype(str)
+        table = Table.from_pandas(out)
+        table.meta["EXTNAME"] = "LATENTS"
+        with atomic_path(path) as tmp:
+            table.write(tmp, format="fits", overwrite=True)
+    else:
+        with atomic_path(path) as tmp:
+            df.to_parquet(tmp, index=False)
+    return path
+
+
+def read_latents(path: str | Path) -> pd.DataFrame:
+    """Read a catalogue written by :func:`write_latents` (parquet or FITS)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    if _is_fits(path, None):
+        from astropy.table import Table
+
+        df = Table.read(path, format="fits").to_pandas()
+        for col in df.columns:
+            if df[col].dtype == object:
+                df[col] = df[col].map(lambda v: v.decode() if isinstance(v, bytes) else v)
+        return df
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - report any unreadable file the same way
+        raise InputError(path, f"not a parquet latent catalogue ({type(exc).__name__})") from None
