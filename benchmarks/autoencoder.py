@@ -1,0 +1,106 @@
+"""Benchmark the spectral autoencoder against the physical limit and the PCA baseline.
+
+    PYTHONPATH=src python benchmarks/autoencoder.py [--n 20000] [--set SET.h5] [--epochs N]
+
+Uses ``xlatent.physics.simulator.simulate`` (or a set written by ``xlatent simulate``) when
+available, else the model package's toy generator (say which with ``--source``). Splits the
+set 80/20 (seeded), trains the default autoencoder and the PCA baseline on the 80%, and
+prints on the 20% held out: the mean Poisson deviance of the simulator's noiseless
+``expected_counts`` (the physical limit), of the autoencoder's and of PCA's reconstructions,
+the training wall time and the encoding throughput. Figures are printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from xlatent.core import SpectrumSet
+from xlatent.model import PCABaseline, SpectralAutoencoder, poisson_deviance
+
+
+def load_set(args: argparse.Namespace) -> tuple[SpectrumSet, str]:
+    if args.set:
+        return SpectrumSet.read(args.set), args.set
+    if args.source in ("auto", "sim"):
+        try:
+            from xlatent.physics.simulator import simulate
+        except ImportError:
+            if args.source == "sim":
+                raise
+        else:
+            return simulate(args.n, seed=args.seed), "xlatent.physics.simulator"
+    from xlatent.model.toy import toy_spectrum_set
+
+    return toy_spectrum_set(args.n, seed=args.seed), "xlatent.model.toy (stand-in)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--set", help="a SpectrumSet .h5 with expected_counts (overrides --n)")
+    ap.add_argument("--source", choices=["auto", "sim", "toy"], default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the model's default")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--loss", choices=["poisson", "mse"], default="poisson")
+    ap.add_argument("--decoder", choices=["mlp", "transformer"], default="mlp")
+    ap.add_argument("--save", help="also save the trained autoencoder to this directory")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    t0 = time.perf_counter()
+    s, source = load_set(args)
+    if s.expected_counts is None:
+        raise SystemExit("the set has no expected_counts (simulator truth)")
+    print(f"set: {len(s)} spectra from {source} ({time.perf_counter() - t0:.1f} s)")
+    perm = np.random.default_rng(args.seed).permutation(len(s))
+    n_test = len(s) // 5
+    test, train = s[np.sort(perm[:n_test])], s[np.sort(perm[n_test:])]
+    print(f"split: {len(train)} train, {len(test)} test")
+
+    opts = {"loss": args.loss, "decoder": args.decoder, "seed": args.seed}
+    if args.epochs is not None:
+        opts["epochs"] = args.epochs
+    t0 = time.perf_counter()
+    ae = SpectralAutoencoder(latent_dim=8, **opts).fit(train)
+    t_train = time.perf_counter() - t0
+    if args.save:
+        ae.save(args.save)
+    t0 = time.perf_counter()
+    pca = PCABaseline(n_components=8).fit(train)
+    t_pca = time.perf_counter() - t0
+
+    ae.transform(test[np.arange(min(512, len(test)))])  # warm-up
+    t0 = time.perf_counter()
+    ae.transform(s)  # the whole set: throughput incl. preprocessing
+    rate = len(s) / (time.perf_counter() - t0)
+
+    d_truth = poisson_deviance(test.counts, test.expected_counts + test.background)
+    d_ae = ae.deviance(test)
+    d_pca = pca.deviance(test)
+    net = test.net_counts.sum(axis=1)
+    print(f"epochs run: {len(ae.history_)}; train time {t_train:.1f} s; PCA fit {t_pca:.1f} s")
+    print(f"encoding: {rate:.0f} spectra/s ({len(s)} spectra, {args.threads} threads)")
+    print(f"mean Poisson deviance on the test split (m = {s.grid.n_bins} bins):")
+    print(f"  truth (noiseless expected_counts): {d_truth.mean():.3f}")
+    print(f"  autoencoder: {d_ae.mean():.3f}  ({100 * (d_ae.mean() / d_truth.mean() - 1):+.2f}%)")
+    print(
+        f"  PCA (8 comp.): {d_pca.mean():.3f}  ({100 * (d_pca.mean() / d_truth.mean() - 1):+.2f}%)"
+    )
+    edges = [0, 30, 100, 300, 1000, 3000, np.inf]
+    print("  by net counts:   n   truth      AE     PCA")
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = (net >= lo) & (net < hi)
+        if sel.any():
+            print(
+                f"  [{lo:>5}, {hi:>5}) {sel.sum():5d} {d_truth[sel].mean():7.2f} "
+                f"{d_ae[sel].mean():7.2f} {d_pca[sel].mean():7.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
