@@ -420,7 +420,7 @@ class SpectralAutoencoder(LatentModel):
                     out.append(fn(net, batch))
         return np.concatenate(out) if out else np.zeros((0, 0))
 
-    def transform(self, spectrum_set: SpectrumSet, batch_size: int = 2048) -> np.ndarray:
+    def transform(self, spectrum_set: SpectrumSet, batch_size: int = 512) -> np.ndarray:
         """Latent vectors, (n, latent_dim) float64."""
 
         def enc(net: SpectralTransformerAE, b: dict) -> np.ndarray:
@@ -429,7 +429,7 @@ class SpectralAutoencoder(LatentModel):
         z = self._forward_chunks(spectrum_set, enc, batch_size)
         return z.reshape(len(spectrum_set), self.latent_dim)
 
-    def reconstruct(self, spectrum_set: SpectrumSet, batch_size: int = 2048) -> np.ndarray:
+    def reconstruct(self, spectrum_set: SpectrumSet, batch_size: int = 512) -> np.ndarray:
         """Expected *source* counts per bin (n, m): amplitude times the decoded shape."""
 
         def rec(net: SpectralTransformerAE, b: dict) -> np.ndarray:
