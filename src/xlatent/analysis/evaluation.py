@@ -1,0 +1,244 @@
+"""``evaluate``: every analysis of a latent catalogue against baselines, in one call.
+
+Writes ``out_dir/metrics.json`` (atomically; nested dicts, so ``clustering.latent.bacc_8class``
+is ``metrics["clustering"]["latent"]["bacc_8class"]``, see :func:`get_metric`) and the PNG
+figures it lists under ``figures``. Whatever cannot run on the input (no labels, no truth, no
+model) is listed with its reason under ``skipped``; evaluation itself does not fail for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xlatent.analysis import (
+    clustering,
+    interpretation,
+    maps,
+    reconstruction,
+    regression,
+    timedomain,
+)
+from xlatent.analysis._common import REFERENCE, Context, dumps, make_split
+from xlatent.analysis.features import align, build_feature_sets, hardness_table
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+FORMAT = "xlatent.metrics"
+FORMAT_VERSION = 1
+
+
+def _read_set(spectrum_set: Any) -> Any:
+    if isinstance(spectrum_set, (str, Path)):
+        from xlatent.core import SpectrumSet
+
+        return SpectrumSet.read(spectrum_set)
+    return spectrum_set
+
+
+def _read_latents(latents: Any) -> pd.DataFrame:
+    if isinstance(latents, pd.DataFrame):
+        return latents
+    try:
+        from xlatent.model.catalog import read_latents
+    except ImportError:  # pragma: no cover - model package absent
+        return pd.read_parquet(latents)
+    return read_latents(latents)
+
+
+def model_info(model: Any) -> dict[str, Any]:
+    """A JSON-friendly description of a fitted model (kind, dimension, configuration)."""
+    if model is None:
+        return {}
+    info: dict[str, Any] = {"kind": type(model).__name__}
+    for attr in ("latent_dim", "n_components", "loss", "device"):
+        val = getattr(model, attr, None)
+        if isinstance(val, (int, float, str)):
+            info[attr] = val
+    for attr in ("arch", "train_cfg"):
+        val = getattr(model, attr, None)
+        if dataclasses.is_dataclass(val) and not isinstance(val, type):
+            info[attr] = {k: v for k, v in dataclasses.asdict(val).items()
+                          if isinstance(v, (int, float, str, bool, type(None)))}  # fmt: skip
+    history = getattr(model, "history_", None)
+    if isinstance(history, list) and history:
+        info["epochs_run"] = len(history)
+        if isinstance(history[-1], dict):
+            info["last_epoch"] = {k: v for k, v in history[-1].items()
+                                  if isinstance(v, (int, float, str))}  # fmt: skip
+    net = getattr(model, "net", None)
+    if net is not None and hasattr(net, "parameters"):
+        with contextlib.suppress(Exception):
+            info["n_parameters"] = int(sum(p.numel() for p in net.parameters()))
+    return info
+
+
+def _data_info(s: Any, n_input: int, ctx: Context, counts_b: np.ndarray) -> dict[str, Any]:
+    labels = ctx.labels()
+    lab = pd.Series(labels[labels != ""]).value_counts()
+    q = np.nanquantile(counts_b, [0.0, 0.1, 0.5, 0.9, 1.0]) if len(counts_b) else []
+    return {
+        "n_spectra_in_set": int(n_input),
+        "n_evaluated": len(s),
+        "n_without_latents": int(n_input - len(s)),
+        "n_labelled": int((labels != "").sum()),
+        "classes": {k: int(v) for k, v in lab.items()},
+        "n_train": int(ctx.is_train.sum()),
+        "n_test": int((~ctx.is_train).sum()),
+        "split_source": "meta 'split' column" if "split" in ctx.meta else "stratified 70/30",
+        "has_truth": bool(getattr(s, "expected_counts", None) is not None),
+        "n_bins": int(s.grid.n_bins),
+        "energy_range_kev": [float(s.grid.edges_kev[0]), float(s.grid.edges_kev[-1])],
+        "net_counts_b_quantiles": {
+            "min": q[0],
+            "p10": q[1],
+            "median": q[2],
+            "p90": q[3],
+            "max": q[4],
+        }
+        if len(q)
+        else {},  # fmt: skip
+        "median_exposure_s": float(np.median(s.exposure_s)) if len(s) else None,
+        "provenance_steps": [p.get("step", "?") for p in getattr(s, "provenance", [])],
+    }
+
+
+def _headline(metrics: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for name in names:
+        c = metrics.get("clustering", {}).get(name, {}) or {}
+        p = metrics.get("probe", {}).get(name, {}) or {}
+        r = metrics.get("reconstruction", {}).get(name, {}) or {}
+        rows.append({
+            "features": name,
+            "dim": metrics["features"][name]["dim"],
+            "clustering_bacc_8class": c.get("bacc_8class"),
+            "clustering_bacc_agn_vs_compact": c.get("bacc_agn_vs_compact"),
+            "clustering_method": c.get("method"),
+            "probe_bacc_8class": p.get("bacc_8class"),
+            "probe_bacc_agn_vs_compact": p.get("bacc_agn_vs_compact"),
+            "deviance_ratio": r.get("deviance_ratio") if isinstance(r, dict) else None,
+        })  # fmt: skip
+    return rows
+
+
+def evaluate(
+    spectrum_set: Any,
+    latents_df: pd.DataFrame | str | Path,
+    out_dir: str | Path,
+    model: Any = None,
+    seed: int = 0,
+    pca: Any = None,
+    *,
+    projection: str = "auto",
+    max_points: int = 5000,
+) -> dict[str, Any]:
+    """Evaluate latents against hardness ratios, PCA and the true parameters.
+
+    Parameters
+    ----------
+    spectrum_set : SpectrumSet or path to one (``.h5``).
+    latents_df : latent catalogue (DataFrame or parquet/FITS path) with ``spec_id`` and
+        ``latent_*`` columns; rows are matched to the set on ``spec_id``.
+    out_dir : directory for ``metrics.json`` and the figures.
+    model : the fitted latent model (``.reconstruct(set)``), for reconstruction quality.
+    seed : seed for splits, subsamples and estimators (same seed, same metrics).
+    pca : a fitted PCA baseline to use as the ``pca`` features (else fitted here on the
+        training split).
+    projection : ``auto`` (UMAP, else t-SNE), ``umap``, ``tsne`` or ``pca`` for the map.
+    max_points : cap on rows for the expensive steps (HDBSCAN, MI, CV fits, embedding).
+
+    Returns the metrics dictionary also written to ``out_dir/metrics.json``. When the set has a
+    ``split`` column ('train'/'test'), that split is used; otherwise a stratified 70/30 one.
+    """
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    s_in = _read_set(spectrum_set)
+    lat = _read_latents(latents_df)
+    set_index, z = align(s_in, lat)
+    s = s_in if set_index.size == len(s_in) else s_in[set_index]
+    meta = s.meta.reset_index(drop=True)
+    ctx = Context(meta=meta, is_train=make_split(meta, seed), out_dir=out, seed=seed,
+                  max_points=max_points)  # fmt: skip
+    if set_index.size < len(s_in):
+        ctx.notes.append(f"{len(s_in) - set_index.size} spectra have no latents; left out")
+    timings: dict[str, float] = {}
+    metrics: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "seed": seed}
+
+    @contextlib.contextmanager
+    def guarded(name: str) -> Iterator[None]:
+        # One failing analysis is recorded and the others still run: a report with a gap
+        # is more useful than none. The traceback goes to the log for debugging.
+        t0 = time.perf_counter()
+        try:
+            yield
+        except Exception as exc:
+            log.warning("analysis %s failed:\n%s", name, traceback.format_exc())
+            ctx.skip(name, f"failed: {type(exc).__name__}: {exc}")
+        finally:
+            timings[name] = round(time.perf_counter() - t0, 2)
+
+    hard = hardness_table(s)
+    counts_b = hard["net_counts_b"].to_numpy(dtype=np.float64)
+    feature_sets, pca_model = {}, None
+    with guarded("features"):
+        feature_sets, pca_model = build_feature_sets(
+            s, z, ctx.is_train, pca=pca, seed=seed, skip=ctx.skip
+        )
+    metrics["data"] = _data_info(s, len(s_in), ctx, counts_b)
+    metrics["model"] = model_info(model)
+    metrics["pca_model"] = model_info(pca_model)
+    metrics["features"] = {
+        n: {"dim": fs.raw_dim, "n_columns": fs.X.shape[1], "columns": fs.columns,
+            "description": fs.description, **fs.info}
+        for n, fs in feature_sets.items()
+    }  # fmt: skip
+    with guarded("reconstruction"):
+        metrics["reconstruction"] = reconstruction.run(
+            s, {"latent": model, "pca": pca_model}, ctx, counts_b
+        )
+    if feature_sets:
+        with guarded("clustering"):
+            metrics.update(clustering.run(feature_sets, ctx))
+        with guarded("regression"):
+            metrics.update(regression.run(feature_sets, z, ctx, hard))
+        with guarded("mutual_information"):
+            metrics["mutual_information"] = timedomain.run(feature_sets, ctx)
+    with guarded("interpretation"):
+        metrics["interpretation"] = interpretation.run(z, ctx, hard)
+    if "latent" in feature_sets:
+        with guarded("maps"):
+            metrics["maps"] = maps.run(feature_sets["latent"].X, ctx, hard, method=projection)
+    metrics["headline"] = _headline(metrics, list(feature_sets))
+    metrics["reference"] = REFERENCE
+    metrics["subsampling"] = {
+        "max_points": max_points,
+        "applies_to": "k-means/GMM/HDBSCAN fits (max_points training rows; every row is then "
+        "assigned), supervised probe, regression CV, mutual information, interpretation search "
+        "(max_points rows each); reconstruction (4 x max_points test rows); map (max_points/2 "
+        "for UMAP/t-SNE)",
+    }
+    metrics["skipped"] = ctx.skipped
+    metrics["notes"] = ctx.notes
+    metrics["figures"] = ctx.figures
+    timings["total"] = round(time.perf_counter() - t_start, 2)
+    metrics["timings_s"] = timings
+
+    from xlatent.core import atomic_write_text
+
+    text = dumps(metrics)
+    atomic_write_text(out / METRICS_FILE, text)
+    import json
+
+    return json.loads(text)  # what was written: plain JSON types, NaN as None

@@ -1,0 +1,222 @@
+"""Feature sets compared on every analysis, aligned row by row on ``spec_id``.
+
+- ``latent``: the model's ``latent_*`` columns.
+- ``hardness``: what a person extracts from a CSC source: ``hard_hm``, ``hard_hs``,
+  ``hard_ms`` and log10 broad-band net counts.
+- ``pca``: a linear baseline of the same dimension as the latents (``xlatent.model.PCABaseline``
+  on the model's own preprocessing; sklearn PCA on normalised log spectra if unavailable).
+- ``oracle``: the simulator's true spectral parameters (log N_H, Gamma, log kT, component
+  fractions, ...): an upper bound, only when ``truth_*`` columns exist.
+
+Every set is standardised; NaNs (e.g. hardness when a band is empty, Gamma for a thermal
+model) are imputed with the column median and flagged by an indicator column, so the
+analyses can use every row and still see that the value was missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xlatent.analysis._common import safe_log10
+
+HARDNESS_COLUMNS = ("hard_hm", "hard_hs", "hard_ms")
+#: truth_* columns that describe normalisation or the observation, not spectral shape.
+_NOT_SHAPE = ("truth_flux_", "truth_uflux_", "truth_counts", "truth_backscal", "truth_model")
+
+
+@dataclass
+class FeatureSet:
+    """A standardised design matrix (rows aligned with the evaluation's meta)."""
+
+    name: str
+    X: np.ndarray
+    columns: list[str]
+    description: str
+    raw_dim: int  # number of source columns before missing-value indicators
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def latent_columns(df: pd.DataFrame) -> list[str]:
+    """The ``latent_<i>`` columns of ``df`` in index order."""
+    cols = [c for c in df.columns if c.startswith("latent_") and c[7:].isdigit()]
+    return sorted(cols, key=lambda c: int(c[7:]))
+
+
+def align(spectrum_set: Any, latents: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``spectrum_set`` that have latents, and the latents in that order.
+
+    Returns ``(set_index, Z)``: ``spectrum_set[set_index]`` lines up with ``Z``. Joins on
+    ``spec_id``; without that column the catalogue must have one row per spectrum.
+    """
+    cols = latent_columns(latents)
+    if not cols:
+        raise ValueError("the latent table has no latent_<i> columns")
+    n = len(spectrum_set)
+    if "spec_id" not in latents:
+        if len(latents) != n:
+            raise ValueError(f"latents without spec_id need {n} rows, got {len(latents)}")
+        return np.arange(n), latents[cols].to_numpy(dtype=np.float64)
+    lat = latents.assign(spec_id=latents["spec_id"].astype(str))
+    lat = lat.drop_duplicates("spec_id").set_index("spec_id")
+    ids = spectrum_set.meta["spec_id"].astype(str)
+    have = ids.isin(lat.index).to_numpy()
+    set_index = np.flatnonzero(have)
+    if set_index.size == 0:
+        raise ValueError("no spec_id of the latent table is in the SpectrumSet")
+    z = lat.loc[ids[have].to_numpy(), cols].to_numpy(dtype=np.float64)
+    return set_index, z
+
+
+def standardise(raw: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """Median-impute NaNs (adding a 0/1 indicator per affected column), then z-score.
+
+    Constant columns are dropped (they carry nothing and would divide by zero).
+    """
+    a = np.array(raw, dtype=np.float64)
+    a[~np.isfinite(a)] = np.nan
+    cols, out_names = [], []
+    n_missing = {}
+    for j, name in enumerate(names):
+        x = a[:, j]
+        miss = np.isnan(x)
+        if miss.all():
+            continue
+        if miss.any():
+            x = np.where(miss, np.nanmedian(x), x)
+            n_missing[name] = int(miss.sum())
+        cols.append(x)
+        out_names.append(name)
+        if miss.any():
+            cols.append(miss.astype(np.float64))
+            out_names.append(f"{name}_missing")
+    if not cols:
+        return np.zeros((a.shape[0], 0)), [], {"n_missing": n_missing}
+    x = np.column_stack(cols)
+    sd = x.std(axis=0)
+    keep = sd > 1e-12 * np.maximum(1.0, np.abs(x).max(axis=0))
+    x = (x[:, keep] - x[:, keep].mean(axis=0)) / sd[keep]
+    return x, [n for n, k in zip(out_names, keep, strict=True) if k], {"n_missing": n_missing}
+
+
+def hardness_table(spectrum_set: Any) -> pd.DataFrame:
+    """``hard_hm``, ``hard_hs``, ``hard_ms``, ``net_counts_b`` from meta, computed if absent."""
+    meta = spectrum_set.meta
+    need = [*HARDNESS_COLUMNS, "net_counts_s", "net_counts_m", "net_counts_h", "net_counts_b"]
+    if all(c in meta for c in need):
+        return meta[need].apply(pd.to_numeric, errors="coerce").reset_index(drop=True)
+    from xlatent.core import band_sums, hardness_columns
+
+    net = band_sums(spectrum_set.net_counts, spectrum_set.grid)
+    table = {**hardness_columns(net), **{f"net_counts_{k}": v for k, v in net.items()}}
+    return pd.DataFrame(table)[need]
+
+
+def oracle_table(meta: pd.DataFrame) -> pd.DataFrame:
+    """True spectral-shape parameters from ``truth_*`` (logs of N_H and temperatures)."""
+    out = {}
+    for col in meta.columns:
+        if not col.startswith("truth_") or col.startswith(_NOT_SHAPE):
+            continue
+        x = pd.to_numeric(meta[col], errors="coerce").to_numpy(dtype=np.float64)
+        if not np.isfinite(x).any():
+            continue
+        if col.endswith("_nh_1e22"):
+            out["log_" + col[6:-5]] = safe_log10(x) + 22.0
+        elif col.endswith("_kev") and col.startswith("truth_kt"):
+            out["log_" + col[6:-4]] = safe_log10(x)
+        else:
+            out[col[6:]] = x
+    return pd.DataFrame(out, index=meta.index)
+
+
+def _normalised_log_spectra(spectrum_set: Any) -> np.ndarray:
+    # Same transform as the model's preprocessing: log1p(m * normalised net spectrum).
+    net = np.clip(spectrum_set.counts - spectrum_set.background, 0.0, None)
+    tot = net.sum(axis=1, keepdims=True)
+    y = np.divide(net, tot, out=np.zeros_like(net), where=tot > 0)
+    return np.log1p(net.shape[1] * y)
+
+
+def pca_features(
+    spectrum_set: Any, n_components: int, is_train: np.ndarray, pca: Any = None, seed: int = 0
+) -> tuple[np.ndarray, Any, str]:
+    """PCA scores (n, n_components), the fitted baseline (or None) and a description.
+
+    ``pca``: an already fitted baseline (e.g. trained on the model's training split) is used
+    as is; otherwise ``PCABaseline`` is fitted on the training rows.
+    """
+    if pca is not None:
+        return np.asarray(pca.transform(spectrum_set)), pca, "given PCA baseline"
+    train = spectrum_set[np.flatnonzero(is_train)]
+    try:
+        from xlatent.model import PCABaseline
+    except ImportError:
+        PCABaseline = None  # noqa: N806 - mirrors the class name
+    if PCABaseline is not None:
+        model = PCABaseline(n_components=n_components, seed=seed).fit(train)
+        return (
+            np.asarray(model.transform(spectrum_set)),
+            model,
+            "xlatent.model.PCABaseline fitted on the training split",
+        )
+    from sklearn.decomposition import PCA
+
+    skl = PCA(n_components=n_components, random_state=seed).fit(_normalised_log_spectra(train))
+    return (
+        skl.transform(_normalised_log_spectra(spectrum_set)),
+        None,
+        "sklearn PCA on log1p(m * normalised net spectrum), training split",
+    )
+
+
+def build_feature_sets(
+    spectrum_set: Any,
+    z: np.ndarray,
+    is_train: np.ndarray,
+    pca: Any = None,
+    seed: int = 0,
+    skip: Any = None,
+) -> tuple[dict[str, FeatureSet], Any]:
+    """The standardised feature sets for ``spectrum_set`` (already aligned with ``z``).
+
+    Returns the sets (``latent``, ``hardness``, ``pca``, ``oracle`` where possible) and the
+    PCA baseline object used (None when unavailable). ``skip(name, reason)`` records omissions.
+    """
+    skip = skip or (lambda *_: None)
+    sets: dict[str, FeatureSet] = {}
+    d = z.shape[1]
+    names = [f"latent_{i}" for i in range(d)]
+    x, cols, info = standardise(z, names)
+    sets["latent"] = FeatureSet("latent", x, cols, f"{d} model latents", d, info)
+
+    h = hardness_table(spectrum_set)
+    hraw = np.column_stack(
+        [h[c].to_numpy(dtype=np.float64) for c in HARDNESS_COLUMNS]
+        + [safe_log10(h["net_counts_b"].to_numpy(dtype=np.float64), floor=1.0)]
+    )
+    x, cols, info = standardise(hraw, [*HARDNESS_COLUMNS, "log_net_counts_b"])
+    sets["hardness"] = FeatureSet(
+        "hardness", x, cols, "CSC hardness ratios HM, HS, MS + log10 broad net counts", 4, info
+    )
+
+    pca_model = None
+    try:
+        scores, pca_model, desc = pca_features(spectrum_set, d, is_train, pca=pca, seed=seed)
+        x, cols, info = standardise(scores, [f"pc_{i}" for i in range(scores.shape[1])])
+        sets["pca"] = FeatureSet("pca", x, cols, f"{scores.shape[1]} principal components ({desc})",
+                                 scores.shape[1], info)  # fmt: skip
+    except Exception as exc:  # a baseline failing must not stop the evaluation
+        skip("features.pca", f"PCA baseline failed: {type(exc).__name__}: {exc}")
+
+    o = oracle_table(spectrum_set.meta)
+    if o.shape[1] == 0:
+        skip("features.oracle", "no truth_* columns (real data): no oracle upper bound")
+    else:
+        x, cols, info = standardise(o.to_numpy(dtype=np.float64), list(o.columns))
+        desc = "true spectral parameters (simulator truth): " + ", ".join(o.columns)
+        sets["oracle"] = FeatureSet("oracle", x, cols, desc, o.shape[1], info)
+    return sets, pca_model
