@@ -231,5 +231,90 @@ def reconstruct(
     )
 
 
+# ------------------------------------------------------------------ evaluation (issue 5)
+@app.command()
+def evaluate(
+    set_path: Annotated[
+        Path, typer.Argument(metavar="SET", help="SpectrumSet (.h5) the latents came from.")
+    ],
+    latents: Annotated[
+        Path, typer.Option("--latents", help="Latent catalogue (.parquet/.fits) from encode.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (metrics + figures).")] = (
+        Path("eval")
+    ),
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--model", help="Model directory: adds reconstruction quality."),
+    ] = None,
+    pca_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--pca", help="Fitted PCA baseline directory (else fitted on the train split)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for splits and estimators.")] = 0,
+    projection: Annotated[
+        str,
+        typer.Option(
+            "--projection", help="Latent map: auto (UMAP, else t-SNE) | umap | tsne | pca."
+        ),
+    ] = "auto",
+    max_points: Annotated[
+        int, typer.Option("--max-points", help="Row cap for the expensive analyses.")
+    ] = 5000,
+) -> None:
+    """Compare latents with hardness ratios, PCA and true parameters; write metrics.json."""
+    from xlatent.core import XlatentError
+
+    try:
+        from xlatent.analysis import evaluate as _evaluate
+
+        model = pca = None
+        if model_dir is not None or pca_dir is not None:
+            from xlatent.model import load_model
+
+            model = load_model(model_dir) if model_dir is not None else None
+            pca = load_model(pca_dir) if pca_dir is not None else None
+        metrics = _evaluate(
+            set_path, latents, out, model=model, seed=seed, pca=pca,
+            projection=projection, max_points=max_points,
+        )  # fmt: skip
+    except (XlatentError, ValueError) as exc:
+        _fail(str(exc))
+
+    def f(v: float | None) -> str:
+        return "  -  " if v is None else f"{v:.3f}"
+
+    for row in metrics.get("headline", []):
+        typer.echo(
+            f"{row['features']:>9}: clustering bacc 8-class {f(row['clustering_bacc_8class'])}, "
+            f"AGN vs compact {f(row['clustering_bacc_agn_vs_compact'])}; "
+            f"probe {f(row['probe_bacc_8class'])}"
+        )
+    for item in metrics.get("skipped", []):
+        typer.echo(f"skipped {item['analysis']}: {item['reason']}")
+    typer.echo(f"wrote {out / 'metrics.json'} and {len(metrics.get('figures', []))} figures")
+
+
+@app.command()
+def report(
+    eval_dir: Annotated[
+        Path, typer.Argument(metavar="EVAL_DIR", help="Directory written by `xlatent evaluate`.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
+) -> None:
+    """Write one self-contained HTML report (figures embedded) of an evaluation."""
+    from xlatent.core import XlatentError
+
+    try:
+        from xlatent.report import render_report
+
+        path = render_report(eval_dir, out)
+    except (XlatentError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

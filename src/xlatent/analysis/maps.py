@@ -15,6 +15,10 @@ import pandas as pd
 from xlatent.analysis._common import CLASSES, Context, safe_log10, save_figure, subsample
 
 
+#: tab10 without its grey (index 7), which would merge with the unlabelled points.
+_PALETTE = [f"C{i}" for i in (0, 1, 2, 3, 4, 5, 6, 8)]
+
+
 def embed(x: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str]:
     """2-D embedding of ``x`` and the method actually used."""
     if method == "auto":
@@ -70,7 +74,7 @@ def run(x: np.ndarray, ctx: Context, hardness: pd.DataFrame, method: str = "auto
             for k, cls in enumerate(CLASSES):
                 m = labels == cls
                 if m.any():
-                    ax.scatter(xy[m, 0], xy[m, 1], s=3, color=plt.cm.tab10(k), label=cls,
+                    ax.scatter(xy[m, 0], xy[m, 1], s=3, color=_PALETTE[k], label=cls,
                                rasterized=True)  # fmt: skip
             if (labels != "").any():
                 ax.legend(fontsize=7, markerscale=3, loc="best")

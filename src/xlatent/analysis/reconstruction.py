@@ -86,6 +86,8 @@ def _example_figure(s: Any, recons: dict[str, np.ndarray], rows: np.ndarray, ctx
             ax.plot(e, (rec[i] + bkg) / w, color=col, lw=1.1, label=name)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks([0.5, 1, 2, 5], ["0.5", "1", "2", "5"])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_ylim(bottom=max(1e-1, ax.get_ylim()[0]))
         ax.set_title(f"{s.meta['spec_id'].iloc[i]} {labels[i]} "
                      f"({s.counts[i].sum():.0f} counts)", fontsize=8)  # fmt: skip

@@ -1,0 +1,358 @@
+"""Self-contained HTML report from an evaluation directory (``metrics.json`` + PNGs).
+
+Everything is inline: figures as base64 ``data:`` URIs, tables as HTML, a small stylesheet;
+the file can be mailed or archived and opens without network access.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+#: Sections in reading order: (id, title). Every one is always rendered (possibly saying
+#: that the analysis was skipped), so a reader always finds the same structure.
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("headline", "Headline: latents against baselines"),
+    ("data", "Data"),
+    ("model", "Model"),
+    ("features", "Feature sets"),
+    ("reconstruction", "Reconstruction quality"),
+    ("clustering", "Clustering into source classes"),
+    ("regression", "Physical parameters: regression and correlations"),
+    ("interpretation", "What each latent dimension tracks"),
+    ("variability", "Variability: mutual information"),
+    ("maps", "Latent-space map"),
+    ("skipped", "Skipped analyses, notes and run details"),
+)
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
+th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+tr.ref td{background:#fff8e1;font-style:italic}
+figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.88em;color:#555}.muted{color:#777;font-size:.9em}
+nav a{margin-right:.8em}code{background:#f5f5f5;padding:0 .2em}
+"""
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _fmt(v: Any, nd: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.{nd}g}"
+        return f"{v:.{nd}f}"
+    return _esc(v)
+
+
+def _table(header: list[str], rows: list[list[Any]], row_class: list[str] | None = None) -> str:
+    out = ["<table><tr>", *[f"<th>{_esc(h)}</th>" for h in header], "</tr>"]
+    for i, row in enumerate(rows):
+        cls = f' class="{row_class[i]}"' if row_class and row_class[i] else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _kv_table(d: dict[str, Any]) -> str:
+    return _table(["quantity", "value"], [[k, v if not isinstance(v, (dict, list)) else
+                                           json.dumps(v)] for k, v in d.items()])  # fmt: skip
+
+
+def _figures(eval_dir: Path, figures: list[dict[str, str]], section: str) -> str:
+    out = []
+    for f in figures:
+        if f.get("section") != section:
+            continue
+        path = eval_dir / f["file"]
+        if not path.is_file():
+            out.append(f'<p class="muted">Figure {_esc(f["file"])} is missing.</p>')
+            continue
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        out.append(
+            f'<figure><img alt="{_esc(f["file"])}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_esc(f.get('caption', ''))}</figcaption></figure>"
+        )
+    return "".join(out)
+
+
+def _skipped_note(m: dict[str, Any], prefix: str) -> str:
+    items = [s for s in m.get("skipped", []) if s.get("analysis", "").startswith(prefix)]
+    if not items:
+        return ""
+    return "".join(f'<p class="muted">Skipped {_esc(s["analysis"])}: {_esc(s["reason"])}</p>'
+                   for s in items)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ sections
+def _headline(m: dict[str, Any]) -> str:
+    rows, classes = [], []
+    for r in m.get("headline", []):
+        rows.append([r["features"], r.get("dim"), r.get("clustering_bacc_8class"),
+                     r.get("clustering_bacc_agn_vs_compact"), r.get("clustering_method"),
+                     r.get("probe_bacc_8class"), r.get("probe_bacc_agn_vs_compact"),
+                     r.get("deviance_ratio")])  # fmt: skip
+        classes.append("")
+    ref = m.get("reference", {})
+    if ref:
+        rows.append([f"reference study ({ref.get('source', '')})", 8, ref.get("bacc_8class"),
+                     ref.get("bacc_agn_vs_compact"), "", None, None, None])  # fmt: skip
+        classes.append("ref")
+    chance = m.get("clustering", {}).get("chance_8class")
+    text = (
+        "<p>Balanced accuracy (mean recall over classes) on held-out spectra. "
+        "<b>Clustering</b>: unsupervised clusters mapped to classes on the training split, as "
+        "in the reference study; <b>probe</b>: a supervised gradient-boosted classifier "
+        "(5-fold CV), an upper reference for what the features contain. "
+        "<b>Deviance ratio</b>: mean Poisson deviance of the reconstruction over that of the "
+        "noiseless truth (1 = as good as the truth). "
+        + (f"Chance level for 8 classes: {_fmt(chance)}. " if chance else "")
+        + "AGN vs compact: AGN against HMXB+LMXB+NS (chance 0.5).</p>"
+    )
+    if not rows:
+        return text + "<p>No feature sets were evaluated.</p>"
+    return text + _table(
+        ["features", "dim", "clustering 8-class", "clustering AGN vs compact", "method",
+         "probe 8-class", "probe AGN vs compact", "deviance ratio"], rows, classes,
+    )  # fmt: skip
+
+
+def _data(m: dict[str, Any]) -> str:
+    d = m.get("data", {})
+    if not d:
+        return "<p>No data description.</p>"
+    keys = ["n_spectra_in_set", "n_evaluated", "n_without_latents", "n_labelled", "n_train",
+            "n_test", "split_source", "has_truth", "n_bins", "energy_range_kev",
+            "median_exposure_s"]  # fmt: skip
+    out = _kv_table({k: d.get(k) for k in keys if k in d})
+    q = d.get("net_counts_b_quantiles", {})
+    if q:
+        out += "<p>Broad-band (0.5–7 keV) net counts:</p>" + _table(list(q), [list(q.values())])
+    cls = d.get("classes", {})
+    if cls:
+        out += "<p>Labelled spectra per class:</p>" + _table(
+            ["class", "spectra"], [[k, v] for k, v in cls.items()]
+        )
+    else:
+        out += "<p>No class labels (source_class is empty).</p>"
+    return out
+
+
+def _model(m: dict[str, Any]) -> str:
+    out = ""
+    for key, title in (("model", "Latent model"), ("pca_model", "PCA baseline")):
+        info = m.get(key) or {}
+        if not info:
+            out += f"<p>{title}: not given (reconstruction not evaluated for it).</p>"
+            continue
+        flat: dict[str, Any] = {}
+        for k, v in info.items():
+            if isinstance(v, dict):
+                flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+            else:
+                flat[k] = v
+        out += f"<h3>{title}</h3>" + _kv_table(flat)
+    return out
+
+
+def _features(m: dict[str, Any]) -> str:
+    f = m.get("features", {})
+    rows = [[n, v.get("dim"), v.get("n_columns"), v.get("description")] for n, v in f.items()]
+    return (
+        "<p>All sets are standardised; missing values are median-imputed with an indicator "
+        "column.</p>" + _table(["set", "dim", "columns used", "description"], rows)
+    )
+
+
+def _reconstruction(m: dict[str, Any], figs: str) -> str:
+    r = m.get("reconstruction", {}) or {}
+    models = {k: v for k, v in r.items() if isinstance(v, dict)}
+    if not models:
+        return "<p>Not evaluated (no model given).</p>" + _skipped_note(m, "reconstruction")
+    rows = [[k, v.get("n"), v.get("mean_deviance_per_bin"), v.get("deviance_ratio")]
+            for k, v in models.items()]  # fmt: skip
+    out = f"<p>Spectra: {_esc(r.get('split', ''))}. Truth's own mean deviance per bin: " \
+          f"{_fmt(r.get('truth_mean_deviance_per_bin'))}.</p>"  # fmt: skip
+    out += _table(["model", "spectra", "mean deviance per bin", "deviance ratio"], rows)
+    per_class = {k: v.get("per_class", {}) for k, v in models.items()}
+    classes = sorted({c for pc in per_class.values() for c in pc})
+    if classes:
+        out += "<p>Deviance ratio per class:</p>" + _table(
+            ["class", *models], [[c, *[per_class[k].get(c) for k in models]] for c in classes]
+        )
+    return out + _skipped_note(m, "reconstruction") + figs
+
+
+def _clustering(m: dict[str, Any], figs: str) -> str:
+    c = m.get("clustering", {}) or {}
+    sets = {k: v for k, v in c.items() if isinstance(v, dict) and v.get("methods")}
+    if not sets:
+        return "<p>Not evaluated.</p>" + _skipped_note(m, "clustering")
+    out = f"<p>Protocol: {_esc(c.get('protocol', ''))}.</p>"
+    rows = []
+    for name, v in sets.items():
+        for method, r in v["methods"].items():
+            rows.append([name + (" ★" if method == v.get("method") else ""), method,
+                         f"{r.get('param_name')}={r.get('param')}", r.get("n_clusters"),
+                         r.get("train_inner_bacc"), r.get("bacc_8class"),
+                         r.get("bacc_8class_majority"), r.get("bacc_agn_vs_compact")])  # fmt: skip
+    out += _table(["features (★ = chosen on train)", "method", "parameter", "clusters",
+                   "train inner bacc", "test bacc 8-class", "majority-vote map",
+                   "test AGN vs compact"], rows)  # fmt: skip
+    p = m.get("probe", {}) or {}
+    if p:
+        out += "<p>Supervised probe (gradient boosting, 5-fold stratified CV):</p>" + _table(
+            ["features", "spectra", "bacc 8-class", "bacc AGN vs compact"],
+            [[k, v.get("n"), v.get("bacc_8class"), v.get("bacc_agn_vs_compact")]
+             for k, v in p.items()],
+        )  # fmt: skip
+    return out + _skipped_note(m, "clustering") + figs
+
+
+def _regression(m: dict[str, Any], figs: str) -> str:
+    r = m.get("regression", {}) or {}
+    lin = m.get("regression_linear", {}) or {}
+    sets = [k for k, v in r.items() if v]
+    if not sets:
+        return "<p>Not evaluated.</p>" + _skipped_note(m, "regression")
+    qs = list(dict.fromkeys(q for s in sets for q in r[s]))
+    rows = []
+    for q in qs:
+        row: list[Any] = [q]
+        for s in sets:
+            a, b = r[s].get(q), lin.get(s, {}).get(q)
+            row.append(f"{_fmt(a)} ({_fmt(b)})" if a is not None else None)
+        rows.append(row)
+    info = m.get("regression_info", {})
+    out = (
+        f"<p>5-fold cross-validated R² from each feature set: {_esc(info.get('nonlinear', ''))}"
+        f" (linear ridge in parentheses), on {_fmt(info.get('subsample'))} spectra; rows where "
+        "the quantity is undefined are left out.</p>"
+    )
+    return out + _table(["quantity", *sets], rows) + _skipped_note(m, "regression") + figs
+
+
+def _interpretation(m: dict[str, Any], figs: str) -> str:
+    it = m.get("interpretation", {}) or {}
+    top = it.get("top_expressions", {})
+    if not top:
+        return "<p>Not evaluated.</p>" + _skipped_note(m, "interpretation")
+    rows = []
+    for dim, exprs in top.items():
+        for k, e in enumerate(exprs):
+            rows.append([dim if k == 0 else "", e["expression"], e["rho"], e["complexity"]])
+    out = (
+        f"<p>Exhaustive search over <code>{_esc(it.get('grammar', ''))}</code> built from the "
+        "soft (S, 0.5–1.2 keV), medium (M, 1.2–2), hard (H, 2–7) and broad (B, 0.5–7) band "
+        "net counts (C) and true absorbed fluxes (F); ranked by |Spearman ρ| minus "
+        f"{_fmt(it.get('parsimony_per_complexity'))} per unit complexity.</p>"
+    )
+    return out + _table(["latent", "expression", "Spearman ρ", "complexity"], rows) + figs
+
+
+def _variability(m: dict[str, Any]) -> str:
+    mi = m.get("mutual_information", {}) or {}
+    sets = {k: v for k, v in mi.items() if isinstance(v, dict)}
+    if not sets:
+        return "<p>Not evaluated.</p>" + _skipped_note(m, "mutual_information")
+    vars_ = [v for v in ("var_prob_b", "var_index_b") if any(v in s for s in sets.values())]
+    rows = [[k, *[f"{_fmt(s.get(v))} (null {_fmt(s.get(v + '_null'))})" for v in vars_]]
+            for k, s in sets.items()]  # fmt: skip
+    return (
+        f"<p>{_esc(mi.get('estimator', ''))}; the null is the same estimate against a shuffled "
+        "target.</p>" + _table(["features", *vars_], rows) + _skipped_note(m, "mutual_info")
+    )
+
+
+def _details(m: dict[str, Any]) -> str:
+    sk = m.get("skipped", [])
+    out = (
+        _table(["analysis", "reason"], [[s["analysis"], s["reason"]] for s in sk])
+        if sk
+        else "<p>Nothing was skipped.</p>"
+    )
+    for note in m.get("notes", []):
+        out += f"<p>{_esc(note)}</p>"
+    sub = m.get("subsampling", {})
+    if sub:
+        out += f"<p>Subsampling (max_points = {_fmt(sub.get('max_points'))}): " \
+               f"{_esc(sub.get('applies_to', ''))}.</p>"  # fmt: skip
+    t = m.get("timings_s", {})
+    if t:
+        out += "<p>Run time (s):</p>" + _table(list(t), [list(t.values())])
+    return out
+
+
+def render_report(eval_dir: str | Path, out_html: str | Path) -> Path:
+    """Write one self-contained HTML report of the evaluation in ``eval_dir``; returns its path.
+
+    Reads ``eval_dir/metrics.json`` (from :func:`xlatent.analysis.evaluate`) and embeds the
+    figures it lists. The write is atomic.
+    """
+    from xlatent.core import InputError, atomic_write_text
+
+    eval_dir = Path(eval_dir)
+    mpath = eval_dir / "metrics.json"
+    if not mpath.is_file():
+        raise InputError(mpath, "no metrics.json; run `xlatent evaluate` first")
+    try:
+        m = json.loads(mpath.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(mpath, f"not valid JSON ({exc})") from None
+    figures = m.get("figures", [])
+
+    def fig(section: str) -> str:
+        return _figures(eval_dir, figures, section)
+
+    body = {
+        "headline": _headline(m),
+        "data": _data(m),
+        "model": _model(m),
+        "features": _features(m),
+        "reconstruction": _reconstruction(m, fig("reconstruction")),
+        "clustering": _clustering(m, fig("clustering")),
+        "regression": _regression(m, fig("regression")),
+        "interpretation": _interpretation(m, fig("interpretation")),
+        "variability": _variability(m),
+        "maps": (fig("maps") or "<p>No map.</p>") + _skipped_note(m, "maps"),
+        "skipped": _details(m),
+    }
+    known = {s for s, _ in SECTIONS}
+    other = "".join(_figures(eval_dir, [f], f.get("section", "")) for f in figures
+                    if f.get("section") not in known)  # fmt: skip
+    if other:
+        body["skipped"] += "<h3>Other figures</h3>" + other
+    from xlatent import __version__
+
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    nav = "".join(f'<a href="#{sid}">{_esc(title.split(":")[0])}</a>' for sid, title in SECTIONS)
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>xlatent evaluation report</title><style>{_CSS}</style></head><body>",
+        "<h1>xlatent: latent representations of X-ray spectra — evaluation report</h1>",
+        f"<p class='muted'>Generated {stamp} by xlatent {_esc(__version__)} from "
+        f"<code>{_esc(eval_dir)}</code>.</p><nav>{nav}</nav>",
+    ]
+    for sid, title in SECTIONS:
+        parts.append(f'<section id="{sid}"><h2>{_esc(title)}</h2>{body[sid]}</section>')
+    parts.append("</body></html>")
+    out = Path(out_html)
+    atomic_write_text(out, "\n".join(parts))
+    return out
