@@ -109,12 +109,13 @@ def cluster_assignments(
     x: np.ndarray, fit_idx: np.ndarray, method: str, param: int, seed: int
 ) -> np.ndarray | None:
     """Cluster id for every row of ``x`` from a clustering fitted on rows ``fit_idx``."""
-    if method == "kmeans":
-        return _kmeans(x[fit_idx], param, seed).predict(x)
-    if method == "gmm":
-        return _gmm(x[fit_idx], param, seed).predict(x)
-    if method == "hdbscan":
-        return _hdbscan_assign(x[fit_idx], x, param)
+    with single_thread():
+        if method == "kmeans":
+            return _kmeans(x[fit_idx], param, seed).predict(x)
+        if method == "gmm":
+            return _gmm(x[fit_idx], param, seed).predict(x)
+        if method == "hdbscan":
+            return _hdbscan_assign(x[fit_idx], x, param)
     raise ValueError(f"unknown clustering method {method!r}")
 
 

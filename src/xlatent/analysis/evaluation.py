@@ -28,7 +28,7 @@ from xlatent.analysis import (
     regression,
     timedomain,
 )
-from xlatent.analysis._common import REFERENCE, Context, dumps, make_split
+from xlatent.analysis._common import REFERENCE, Context, dumps, make_split, single_thread
 from xlatent.analysis.features import align, build_feature_sets, hardness_table
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,30 @@ def _headline(metrics: dict[str, Any], names: list[str]) -> list[dict[str, Any]]
     return rows
 
 
+def _analyses(
+    metrics: dict[str, Any],
+    feature_sets: dict[str, Any],
+    z: np.ndarray,
+    ctx: Context,
+    hard: pd.DataFrame,
+    projection: str,
+    guarded: Any,
+) -> None:
+    """The feature-set analyses, each guarded (a failure is recorded, the rest still run)."""
+    if feature_sets:
+        with guarded("clustering"):
+            metrics.update(clustering.run(feature_sets, ctx))
+        with guarded("regression"):
+            metrics.update(regression.run(feature_sets, z, ctx, hard))
+        with guarded("mutual_information"):
+            metrics["mutual_information"] = timedomain.run(feature_sets, ctx)
+    with guarded("interpretation"):
+        metrics["interpretation"] = interpretation.run(z, ctx, hard)
+    if "latent" in feature_sets:
+        with guarded("maps"):
+            metrics["maps"] = maps.run(feature_sets["latent"].X, ctx, hard, method=projection)
+
+
 def evaluate(
     spectrum_set: Any,
     latents_df: pd.DataFrame | str | Path,
@@ -208,18 +232,8 @@ def evaluate(
         metrics["reconstruction"] = reconstruction.run(
             s, {"latent": model, "pca": pca_model}, ctx, counts_b
         )
-    if feature_sets:
-        with guarded("clustering"):
-            metrics.update(clustering.run(feature_sets, ctx))
-        with guarded("regression"):
-            metrics.update(regression.run(feature_sets, z, ctx, hard))
-        with guarded("mutual_information"):
-            metrics["mutual_information"] = timedomain.run(feature_sets, ctx)
-    with guarded("interpretation"):
-        metrics["interpretation"] = interpretation.run(z, ctx, hard)
-    if "latent" in feature_sets:
-        with guarded("maps"):
-            metrics["maps"] = maps.run(feature_sets["latent"].X, ctx, hard, method=projection)
+    with single_thread():
+        _analyses(metrics, feature_sets, z, ctx, hard, projection, guarded)
     metrics["headline"] = _headline(metrics, list(feature_sets))
     metrics["reference"] = REFERENCE
     metrics["subsampling"] = {

@@ -14,7 +14,6 @@ import pandas as pd
 
 from xlatent.analysis._common import CLASSES, Context, safe_log10, save_figure, subsample
 
-
 #: tab10 without its grey (index 7), which would merge with the unlabelled points.
 _PALETTE = [f"C{i}" for i in (0, 1, 2, 3, 4, 5, 6, 8)]
 
