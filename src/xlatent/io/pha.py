@@ -1,0 +1,335 @@
+"""OGIP type-I PHA spectra (CSC ``pha3`` and CIAO ``specextract`` layouts) onto the grid.
+
+A source spectrum, its background (a ``BKG`` HDU of the same file, as in the CSC, or the file
+named by BACKFILE) and its ARF/RMF become one row of a :class:`~xlatent.core.SpectrumSet`:
+PI channels are apportioned onto the energy grid through the RMF's EBOUNDS, the background is
+scaled to the source region with EXPOSURE x BACKSCAL x AREASCAL, and the ARF is averaged on
+each grid bin.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from astropy.io import fits
+
+from xlatent.core.errors import InputError
+from xlatent.core.grid import EnergyGrid, bin_average, overlap_matrix
+from xlatent.io.response import ARF, RMF, ResponseCache, read_arf, read_rmf
+
+_CSC_NAME = re.compile(r"acisf(\d+)_(\d+)N\d+_r(\d+)", re.IGNORECASE)
+_NO_FILE = {"", "NONE", "NULL", "N/A"}
+
+
+@dataclass
+class PHA:
+    """One spectrum HDU of a PHA file: counts per PI channel and the scaling keywords."""
+
+    path: Path
+    channels: np.ndarray
+    counts: np.ndarray
+    exposure_s: float
+    backscal: np.ndarray | float
+    areascal: np.ndarray | float
+    header: dict[str, Any] = field(default_factory=dict)
+
+    def keyword_file(self, key: str) -> str | None:
+        """The file named by ANCRFILE/RESPFILE/BACKFILE, None when absent or 'none'."""
+        value = str(self.header.get(key, "") or "").strip()
+        value = re.sub(r"\[.*\]$", "", value).strip()  # drop a CFITSIO extension selector
+        return None if value.upper() in _NO_FILE else value
+
+
+@dataclass
+class SpectrumRow:
+    """A spectrum on the grid, ready to be stacked into a SpectrumSet."""
+
+    counts: np.ndarray
+    background: np.ndarray
+    exposure_s: float
+    effective_area_cm2: np.ndarray
+    meta: dict[str, Any]
+
+
+def parse_csc_name(path: str | Path) -> dict[str, int]:
+    """OBS_ID, OBI and region id from a CSC file name (``acisf01575_001N001_r0085_pha3``)."""
+    m = _CSC_NAME.search(Path(path).name)
+    if not m:
+        return {}
+    return {"obsid": int(m.group(1)), "obi": int(m.group(2)), "region_id": int(m.group(3))}
+
+
+def resolve_related(pha_path: Path, name: str) -> Path | None:
+    """A file named in a PHA header, relative to the PHA file, tolerating a missing ``.gz``."""
+    p = Path(name)
+    candidates = [p] if p.is_absolute() else [pha_path.parent / p, p]
+    for c in candidates:
+        for variant in (c, c.with_name(c.name + ".gz"), c.with_name(c.name.removesuffix(".gz"))):
+            if variant.is_file():
+                return variant
+    return None
+
+
+def open_fits(path: Path) -> fits.HDUList:
+    """Open a FITS file or raise a one-line InputError."""
+    try:
+        return fits.open(path, memmap=False, lazy_load_hdus=True)
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except Exception as exc:
+        raise InputError(path, f"not a readable FITS file ({_short(exc)})") from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
+
+
+def spectrum_hdus(hdul: fits.HDUList, path: Path) -> list[fits.BinTableHDU]:
+    """Every PHA spectrum extension of an open file."""
+    out = []
+    try:
+        for hdu in hdul[1:]:
+            hdr = hdu.header
+            extname = str(hdr.get("EXTNAME", "")).strip().upper()
+            if extname == "SPECTRUM" or str(hdr.get("HDUCLAS1", "")).strip().upper() == "SPECTRUM":
+                out.append(hdu)
+    except Exception as exc:
+        raise InputError(path, f"damaged FITS file ({_short(exc)})") from None
+    if not out:
+        raise InputError(path, "no SPECTRUM extension: not an OGIP PHA file")
+    return out
+
+
+def read_pha_hdu(hdu: fits.BinTableHDU, path: Path) -> PHA:
+    """Counts, channels and scaling keywords of one PHA spectrum HDU (type I only)."""
+    hdr = hdu.header
+    instrument = str(hdr.get("INSTRUME", "")).strip().upper()
+    if instrument.startswith("HRC"):
+        raise InputError(path, "HRC data have no spectral resolution; only ACIS spectra are used")
+    if (
+        "TYPE:II" in str(hdr.get("HDUCLAS4", "")).upper()
+        or "TYPE:II" in str(hdr.get("HDUCLAS3", "")).upper()
+    ):
+        raise InputError(path, "PHA type II (grating) file; only type I spectra are supported")
+    try:
+        data = hdu.data
+        names = [n.upper() for n in data.columns.names]
+        exposure = float(hdr.get("EXPOSURE", np.nan))
+        if "COUNTS" in names:
+            counts = np.asarray(data["COUNTS"], dtype=np.float64)
+        elif "RATE" in names:
+            counts = np.asarray(data["RATE"], dtype=np.float64) * exposure
+        else:
+            raise InputError(path, "PHA spectrum has neither a COUNTS nor a RATE column")
+        if counts.ndim != 1:
+            raise InputError(path, "PHA type II (grating) file; only type I spectra are supported")
+        if "CHANNEL" in names:
+            channels = np.asarray(data["CHANNEL"], dtype=np.int64)
+        else:
+            key = f"TLMIN{names.index('COUNTS' if 'COUNTS' in names else 'RATE') + 1}"
+            channels = int(hdr.get(key, 1)) + np.arange(counts.size)
+        backscal = _keyword_or_column(hdr, data, names, "BACKSCAL")
+        areascal = _keyword_or_column(hdr, data, names, "AREASCAL")
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(path, f"damaged PHA table ({_short(exc)})") from None
+    if not np.isfinite(exposure) or exposure <= 0:
+        raise InputError(path, f"EXPOSURE is {hdr.get('EXPOSURE')!r}; it must be positive")
+    if not np.all(np.isfinite(counts)) or np.any(counts < 0):
+        raise InputError(path, "counts are negative or not finite")
+    keep = {
+        k: hdr.get(k)
+        for k in (
+            "OBS_ID",
+            "OBJECT",
+            "INSTRUME",
+            "HDUCLAS2",
+            "RA_NOM",
+            "DEC_NOM",
+            "ANCRFILE",
+            "RESPFILE",
+            "BACKFILE",
+            "DETNAM",
+        )
+    }
+    return PHA(path, channels, counts, exposure, backscal, areascal, keep)
+
+
+def _keyword_or_column(hdr: fits.Header, data: Any, names: list[str], key: str) -> Any:
+    if key in names:
+        return np.asarray(data[key], dtype=np.float64)
+    value = hdr.get(key, 1.0)
+    return 1.0 if value is None else float(value)
+
+
+class GridMapper:
+    """Per-(response, grid) matrices, computed once: channel -> grid and ARF -> grid."""
+
+    def __init__(self, grid: EnergyGrid, cache: ResponseCache | None = None) -> None:
+        self.grid = grid
+        self.cache = cache
+        self._chan: dict[int, sp.csr_matrix] = {}
+        self._area: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._keep: list[Any] = []  # hold responses so their id() keys stay unique
+
+    def channel_matrix(self, rmf: RMF) -> sp.csr_matrix:
+        with self._lock:
+            if id(rmf) not in self._chan:
+                self._chan[id(rmf)] = overlap_matrix(rmf.e_min, rmf.e_max, self.grid.edges_kev)
+                self._keep.append(rmf)
+            return self._chan[id(rmf)]
+
+    def area(self, arf: ARF) -> np.ndarray:
+        with self._lock:
+            if id(arf) not in self._area:
+                self._area[id(arf)] = bin_average(
+                    arf.specresp, arf.energ_lo, arf.energ_hi, self.grid
+                )
+                self._keep.append(arf)
+            return self._area[id(arf)]
+
+
+def _channel_counts(pha: PHA, rmf: RMF, what: str) -> np.ndarray:
+    """Counts indexed like the RMF's EBOUNDS rows (channel ``first_channel + i``)."""
+    if pha.counts.size != rmf.n_channels:
+        raise InputError(
+            pha.path,
+            f"{what} has {pha.counts.size} channels but the RMF {Path(rmf.path).name} has "
+            f"{rmf.n_channels}",
+        )
+    idx = pha.channels - rmf.first_channel
+    if idx.min() < 0 or idx.max() >= rmf.n_channels:
+        # Some writers number channels from 0 whatever TLMIN says; rows are then in order.
+        idx = np.arange(pha.counts.size)
+    out = np.zeros(rmf.n_channels)
+    np.add.at(out, idx, pha.counts)
+    return out
+
+
+def _scale(pha: PHA) -> np.ndarray | float:
+    return pha.exposure_s * np.asarray(pha.backscal) * np.asarray(pha.areascal)
+
+
+def load_pha_spectrum(
+    path: str | Path,
+    mapper: GridMapper,
+    arf_path: str | Path | None = None,
+    rmf_path: str | Path | None = None,
+    bkg_path: str | Path | None = None,
+) -> SpectrumRow:
+    """Read a source PHA with its background, ARF and RMF; return it on ``mapper.grid``.
+
+    ``arf_path``/``rmf_path``/``bkg_path`` override the header keywords.
+    """
+    path = Path(path)
+    with open_fits(path) as hdul:
+        hdus = spectrum_hdus(hdul, path)
+        src_hdu = next(
+            (h for h in hdus if str(h.header.get("HDUCLAS2", "")).strip().upper() != "BKG"), None
+        )
+        if src_hdu is None:
+            raise InputError(path, "only background spectra (HDUCLAS2=BKG) in this file")
+        src = read_pha_hdu(src_hdu, path)
+        bkg_hdus = [h for h in hdus if str(h.header.get("HDUCLAS2", "")).strip().upper() == "BKG"]
+        inner_bkg = read_pha_hdu(bkg_hdus[0], path) if bkg_hdus else None
+
+    rmf = _response(path, src, "RESPFILE", rmf_path, "RMF", mapper)
+    arf = _response(path, src, "ANCRFILE", arf_path, "ARF", mapper)
+    bkg = _background(path, src, inner_bkg, bkg_path)
+
+    chan = _channel_counts(src, rmf, "the source spectrum")
+    counts = chan @ mapper.channel_matrix(rmf)
+    if counts.sum() <= 0:
+        lo, hi = mapper.grid.edges_kev[0], mapper.grid.edges_kev[-1]
+        raise InputError(path, f"no counts in {lo:g}-{hi:g} keV")
+    background = np.zeros_like(counts)
+    if bkg is not None:
+        bchan = _channel_counts(bkg, rmf, f"the background {bkg.path.name}")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.broadcast_to(_scale(src) / _scale(bkg), bchan.shape)
+        if not np.all(np.isfinite(ratio)) or np.any(ratio < 0):
+            raise InputError(
+                bkg.path, "background EXPOSURE/BACKSCAL/AREASCAL give no valid scaling"
+            )
+        background = (bchan * ratio) @ mapper.channel_matrix(rmf)
+
+    ids = parse_csc_name(path)
+    obsid = ids.get("obsid", _int_or(src.header.get("OBS_ID"), -1))
+    meta = {
+        "obsid": obsid,
+        "obi": ids.get("obi", -1),
+        "region_id": ids.get("region_id", -1),
+        "object": str(src.header.get("OBJECT") or "").strip(),
+        "source_file": str(path),
+        "instrument": str(src.header.get("INSTRUME") or "").strip(),
+        "backscal": float(np.mean(src.backscal)),
+        "bkg_backscal": float(np.mean(bkg.backscal)) if bkg is not None else np.nan,
+        "bkg_file": str(bkg.path) if bkg is not None else "",
+        "arf_file": arf.path,
+        "rmf_file": rmf.path,
+        "src_counts_total": float(src.counts.sum()),
+        "bkg_counts_total": float(bkg.counts.sum()) if bkg is not None else 0.0,
+    }
+    return SpectrumRow(counts, background, src.exposure_s, mapper.area(arf), meta)
+
+
+def _int_or(value: Any, default: int) -> int:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return default
+
+
+def _response(
+    path: Path, src: PHA, key: str, override: str | Path | None, kind: str, mapper: GridMapper
+) -> Any:
+    if override is not None:
+        target: Path | None = Path(override)
+        if not target.is_file():
+            raise InputError(path, f"{kind} {override} not found")
+    else:
+        name = src.keyword_file(key)
+        if name is None:
+            raise InputError(path, f"no {kind} given ({key} is empty or 'none')")
+        target = resolve_related(path, name)
+        if target is None:
+            raise InputError(path, f"{kind} {name} ({key}) not found next to the spectrum")
+    reader = read_rmf if kind == "RMF" else read_arf
+    try:
+        return (
+            reader(target) if mapper.cache is None else getattr(mapper.cache, kind.lower())(target)
+        )
+    except InputError as exc:
+        raise InputError(path, f"{kind} {target.name} unusable: {exc.reason}") from None
+
+
+def _background(path: Path, src: PHA, inner: PHA | None, override: str | Path | None) -> PHA | None:
+    if override is not None:
+        target: Path | None = Path(override)
+    else:
+        name = src.keyword_file("BACKFILE")
+        if name is None:
+            return inner
+        target = resolve_related(path, name)
+        if target is None:
+            raise InputError(path, f"background {name} (BACKFILE) not found next to the spectrum")
+    if target is not None and target.resolve() == path.resolve():
+        if inner is None:
+            raise InputError(path, "BACKFILE names this file but it has no BKG spectrum")
+        return inner
+    with open_fits(target) as hdul:
+        hdus = spectrum_hdus(hdul, target)
+        pick = next(
+            (h for h in hdus if str(h.header.get("HDUCLAS2", "")).strip().upper() == "BKG"),
+            hdus[0],
+        )
+        return read_pha_hdu(pick, target)
