@@ -95,7 +95,7 @@ def _hdbscan_assign(x_fit: np.ndarray, x_all: np.ndarray, min_size: int) -> np.n
     from sklearn.cluster import HDBSCAN
     from sklearn.neighbors import KNeighborsClassifier
 
-    lab = HDBSCAN(min_cluster_size=min_size, min_samples=5).fit_predict(x_fit)
+    lab = HDBSCAN(min_cluster_size=min_size, min_samples=5, copy=True).fit_predict(x_fit)
     core = lab >= 0
     if np.unique(lab[core]).size < 2:
         return None

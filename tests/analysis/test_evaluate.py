@@ -1,0 +1,82 @@
+"""evaluate(): the metrics.json contract, known answers end to end, and real-data degradation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xlatent.analysis import evaluate, get_metric
+
+from .synth import make_set, separated_latents
+
+REQUIRED = [
+    "clustering.latent.bacc_8class",
+    "clustering.latent.bacc_agn_vs_compact",
+    "clustering.hardness.bacc_8class",
+    "clustering.pca.bacc_8class",
+    "clustering.oracle.bacc_8class",
+    "probe.latent.bacc_8class",
+    "probe.pca.bacc_8class",
+    "regression.latent.hard_hm",
+    "regression.latent.log_nh",
+    "regression.latent.gamma",
+    "regression.latent.log_kt",
+    "regression.latent.log_flux_b",
+    "regression.hardness.log_nh",
+    "regression.pca.gamma",
+    "reconstruction.latent.deviance_ratio",
+    "reconstruction.pca.deviance_ratio",
+    "mutual_information.latent.var_prob_b",
+    "mutual_information.latent.var_index_b",
+    "mutual_information.pca.var_prob_b",
+]
+
+
+def test_metrics_file_has_every_key(synth_eval: tuple) -> None:
+    out, metrics = synth_eval
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk == metrics
+    for key in REQUIRED:
+        assert isinstance(get_metric(on_disk, key), float), key
+    assert on_disk["skipped"] == []
+    assert len(on_disk["interpretation"]["top_expressions"]) == 8
+
+
+def test_known_answers_end_to_end(synth_eval: tuple) -> None:
+    _, m = synth_eval
+    # Latents are one blob per class: clustering recovers the classes exactly.
+    assert get_metric(m, "clustering.latent.bacc_8class") == 1.0
+    assert get_metric(m, "clustering.latent.bacc_agn_vs_compact") == 1.0
+    # The 'model' reconstructs with the truth itself.
+    assert get_metric(m, "reconstruction.latent.deviance_ratio") == pytest.approx(1.0)
+    # Oracle features contain log N_H and Gamma.
+    assert get_metric(m, "regression.oracle.log_nh") > 0.95
+    # var_prob_b is independent noise in the synthetic set.
+    mi = m["mutual_information"]["latent"]
+    assert mi["var_prob_b"] < mi["var_prob_b_null"] + 0.1
+    assert m["data"]["n_labelled"] == 480 and len(m["data"]["classes"]) == 8
+
+
+def test_every_listed_figure_exists(synth_eval: tuple) -> None:
+    out, m = synth_eval
+    files = {f["file"] for f in m["figures"]}
+    assert {"confusion_clustering.png", "regression_r2.png", "latent_correlations.png",
+            "reconstruction_examples.png", "interpretation_best_expressions.png",
+            "latent_map.png"} <= files  # fmt: skip
+    for f in files:
+        assert (out / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_real_data_without_labels_or_truth_does_not_crash(tmp_path: Path) -> None:
+    s = make_set(120, truth=False, labels=False)
+    lat = tmp_path / "lat.parquet"
+    separated_latents(s).iloc[10:].to_parquet(lat)  # some spectra have no latents
+    m = evaluate(s, lat, tmp_path, seed=0, projection="pca", max_points=100)
+    skipped = {x["analysis"] for x in m["skipped"]}
+    assert {"clustering", "features.oracle", "reconstruction.latent"} <= skipped
+    assert "oracle" not in m["features"]
+    assert m["data"]["n_without_latents"] == 10
+    assert "regression" in m and "hard_hm" in m["regression"]["latent"]
+    assert (tmp_path / "metrics.json").is_file()

@@ -1,0 +1,148 @@
+"""Each analysis on inputs with a known answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlatent.analysis import CLASSES, interpretation, reconstruction, regression, timedomain
+from xlatent.analysis import clustering as C
+from xlatent.analysis._common import Context, dumps, get_metric, make_split
+from xlatent.analysis.features import FeatureSet, align, hardness_table, standardise
+
+from .synth import FlatModel, OracleModel, make_set
+
+
+def _ctx(meta: pd.DataFrame, tmp_path: Path, max_points: int = 2000) -> Context:
+    return Context(meta=meta, is_train=make_split(meta, 0), out_dir=tmp_path,
+                   max_points=max_points)  # fmt: skip
+
+
+def _labelled_meta(n: int) -> pd.DataFrame:
+    cls = [CLASSES[i % len(CLASSES)] for i in range(n)]
+    return pd.DataFrame({"spec_id": [f"r{i}" for i in range(n)], "source_class": cls})
+
+
+def test_prior_map_beats_majority_for_rare_class() -> None:
+    # Cluster 1 holds 30 AGN and 10 of the 12 NS: majority says AGN, the prior rule says NS.
+    clusters = np.array([0] * 60 + [1] * 40 + [0] * 2)
+    labels = np.array(["AGN"] * 60 + ["AGN"] * 30 + ["NS"] * 10 + ["NS"] * 2, dtype=object)
+    prior, _ = C.learn_map(clusters, labels, "prior")
+    majority, _ = C.learn_map(clusters, labels, "majority")
+    assert prior == {0: "AGN", 1: "NS"}
+    assert majority == {0: "AGN", 1: "AGN"}
+
+
+def test_separated_clusters_give_perfect_balanced_accuracy(tmp_path: Path) -> None:
+    n = 800
+    meta = _labelled_meta(n)
+    rng = np.random.default_rng(0)
+    k = np.arange(n) % len(CLASSES)
+    x = 15.0 * np.eye(len(CLASSES))[k] + rng.normal(0, 0.3, (n, len(CLASSES)))
+    ctx = _ctx(meta, tmp_path)
+    res = C.cluster_feature_set(FeatureSet("sep", x, [], "", 8), ctx, k_grid=(8, 16))
+    assert res["bacc_8class"] == 1.0
+    assert res["bacc_agn_vs_compact"] == 1.0
+    probe = C.probe_feature_set(FeatureSet("sep", x, [], "", 8), ctx)
+    assert probe["bacc_8class"] > 0.95
+
+
+def test_random_features_give_chance(tmp_path: Path) -> None:
+    n = 2400
+    meta = _labelled_meta(n)
+    x = np.random.default_rng(1).normal(size=(n, 4))
+    ctx = _ctx(meta, tmp_path)
+    res = C.cluster_feature_set(FeatureSet("rnd", x, [], "", 4), ctx, k_grid=(8, 16))
+    assert abs(res["bacc_8class"] - 1 / 8) < 0.07
+    assert abs(res["bacc_agn_vs_compact"] - 0.5) < 0.15
+
+
+def test_balanced_accuracy_is_mean_recall() -> None:
+    y = np.array(["a"] * 90 + ["b"] * 10, dtype=object)
+    assert C.balanced_accuracy(y, np.array(["a"] * 100, dtype=object)) == 0.5
+
+
+def test_standardise_imputes_and_flags() -> None:
+    raw = np.array([[1.0, 5.0], [np.nan, 6.0], [3.0, 7.0], [5.0, 8.0]])
+    x, names, info = standardise(raw, ["a", "b"])
+    assert names == ["a", "a_missing", "b"]
+    assert np.isfinite(x).all()
+    np.testing.assert_allclose(x.mean(0), 0, atol=1e-12)
+    assert info["n_missing"] == {"a": 1}
+
+
+def test_align_joins_on_spec_id() -> None:
+    s = make_set(40, truth=False)
+    lat = pd.DataFrame({"spec_id": s.meta["spec_id"][::-1].to_numpy()[:30],
+                        "latent_0": np.arange(30.0)})  # fmt: skip
+    idx, z = align(s, lat)
+    assert idx.size == 30
+    ids = s.meta["spec_id"].to_numpy()[idx]
+    expect = lat.set_index("spec_id").loc[ids, "latent_0"].to_numpy()
+    np.testing.assert_array_equal(z[:, 0], expect)
+
+
+def test_regression_recovers_a_function_and_not_noise(tmp_path: Path) -> None:
+    s = make_set(400)
+    hard = hardness_table(s)
+    ctx = _ctx(s.meta, tmp_path)
+    q = regression.quantities(s.meta, hard)
+    good = FeatureSet("good", np.column_stack([q["gamma"], np.log10(s.meta["truth_nh_1e22"])]),
+                      [], "", 2)  # fmt: skip
+    noise = FeatureSet("noise", np.random.default_rng(0).normal(size=(400, 2)), [], "", 2)
+    out = regression.run({"good": good, "noise": noise}, good.X, ctx, hard)
+    assert out["regression"]["good"]["gamma"] > 0.95
+    assert out["regression"]["good"]["log_nh"] > 0.95
+    assert out["regression"]["noise"]["gamma"] < 0.15
+    assert out["correlations"]["spearman"]["gamma"][0] > 0.99
+    # log kT is only defined for half of the rows: it is fitted on those alone.
+    assert out["regression_info"]["n_rows"]["log_kt"] == int(s.meta["truth_kt_kev"].notna().sum())
+
+
+def test_interpretation_finds_the_colour(tmp_path: Path) -> None:
+    s = make_set(400, truth=False)
+    hard = hardness_table(s)
+    c = np.maximum(hard[["net_counts_s", "net_counts_h"]].to_numpy(), 1.0)
+    z = np.column_stack([np.log10(c[:, 1] / c[:, 0]), np.random.default_rng(0).normal(size=400)])
+    out = interpretation.run(z, _ctx(s.meta, tmp_path), hard)
+    best = out["top_expressions"]["latent_0"][0]
+    assert best["expression"] == "log(CS/CH)"
+    assert best["rho"] == pytest.approx(-1.0)
+    assert abs(out["top_expressions"]["latent_1"][0]["rho"]) < 0.3
+
+
+def test_mutual_information_sees_dependence(tmp_path: Path) -> None:
+    n = 600
+    rng = np.random.default_rng(0)
+    var = rng.uniform(0, 1, n)
+    meta = pd.DataFrame({"spec_id": [f"v{i}" for i in range(n)], "var_prob_b": var})
+    dep = FeatureSet("dep", np.column_stack([var + rng.normal(0, 0.05, n)]), ["a"], "", 1)
+    ind = FeatureSet("ind", rng.normal(size=(n, 1)), ["a"], "", 1)
+    ctx = _ctx(meta, tmp_path)
+    out = timedomain.run({"dep": dep, "ind": ind}, ctx)
+    assert out["dep"]["var_prob_b"] > 0.5
+    assert out["ind"]["var_prob_b"] < 0.1
+    assert any(s["analysis"] == "mutual_information.var_index_b" for s in ctx.skipped)
+
+
+def test_reconstruction_deviance_ratio(tmp_path: Path) -> None:
+    s = make_set(200)
+    ctx = _ctx(s.meta, tmp_path)
+    counts_b = hardness_table(s)["net_counts_b"].to_numpy()
+    out = reconstruction.run(s, {"latent": OracleModel(), "pca": FlatModel()}, ctx, counts_b)
+    assert out["latent"]["deviance_ratio"] == pytest.approx(1.0)
+    assert out["pca"]["deviance_ratio"] > 2.0
+    assert len(out["latent"]["per_counts_decile"]) == 10
+    assert set(out["latent"]["per_class"]) == set(CLASSES)
+    assert (tmp_path / "reconstruction_examples.png").is_file()
+
+
+def test_json_is_strict_and_dotted_access_works() -> None:
+    m = {"a": {"b": np.float64(np.nan), "c": np.arange(2)}}
+    text = dumps(m)
+    assert "NaN" not in text
+    assert get_metric({"a": {"b": 1}}, "a.b") == 1
+    assert get_metric({"a": {}}, "a.b", "none") == "none"

@@ -1,0 +1,76 @@
+"""The HTML report: every section, embedded figures only, CLI wrappers."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from xlatent.core import InputError
+from xlatent.report import SECTIONS, render_report
+
+from .conftest import synth
+
+make_set, separated_latents = synth.make_set, synth.separated_latents
+
+
+@pytest.fixture(scope="module")
+def eval_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from xlatent.analysis import evaluate
+
+    s = make_set(160)
+    out = tmp_path_factory.mktemp("eval")
+    evaluate(s, separated_latents(s), out, projection="pca", max_points=120)
+    return out
+
+
+def test_report_renders_every_section(eval_dir: Path, tmp_path: Path) -> None:
+    path = render_report(eval_dir, tmp_path / "r.html")
+    text = path.read_text()
+    for sid, title in SECTIONS:
+        assert f'id="{sid}"' in text and title in text
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    assert text.count("data:image/png;base64,") == len(metrics["figures"]) > 0
+    # Self-contained: no external scripts, stylesheets or images.
+    assert not re.search(r'(src|href)="(https?:)?//', text)
+    assert "reference study" in text and "0.400" in text and "0.690" in text
+    assert f"{metrics['headline'][0]['clustering_bacc_8class']:.3f}" in text
+
+
+def test_report_says_what_was_skipped(tmp_path: Path) -> None:
+    from xlatent.analysis import evaluate
+
+    s = make_set(60, truth=False, labels=False)
+    evaluate(s, separated_latents(s), tmp_path / "e", projection="pca", max_points=60)
+    text = render_report(tmp_path / "e", tmp_path / "r.html").read_text()
+    assert "source_class is empty" in text
+    assert "no truth_* columns" in text
+
+
+def test_report_without_metrics_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="metrics.json"):
+        render_report(tmp_path, tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_evaluate_and_report(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from xlatent.cli import app
+
+    s = make_set(120)
+    s.write(tmp_path / "s.h5")
+    separated_latents(s).to_parquet(tmp_path / "lat.parquet")
+    runner = CliRunner()
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "s.h5"), "--latents",
+                            str(tmp_path / "lat.parquet"), "--out", str(tmp_path / "ev"),
+                            "--projection", "pca", "--max-points", "100"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "clustering bacc 8-class 1.000" in r.output
+    r = runner.invoke(app, ["report", str(tmp_path / "ev"), "--out", str(tmp_path / "r.html")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "r.html").stat().st_size > 10_000
+    r = runner.invoke(app, ["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
+    assert r.exit_code != 0 and "metrics.json" in r.output
