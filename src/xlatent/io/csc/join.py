@@ -1,0 +1,192 @@
+"""Join CSC catalogue columns and external class labels onto a SpectrumSet's ``meta``.
+
+Catalogue rows match spectra by the detection key ``(obsid, obi, region_id)``; labels match
+by CSC source name (``2CXO J...``, compared without case and extra spaces).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xlatent.core.errors import InputError
+from xlatent.core.spectrumset import SpectrumSet
+
+KEY = ("obsid", "obi", "region_id")
+#: The source classes meta ``source_class`` may take (ARCHITECTURE.md).
+SOURCE_CLASSES = ("AGN", "CV", "HM-STAR", "LM-STAR", "HMXB", "LMXB", "NS", "YSO")
+#: Catalogue columns that fill the meta column of the same name (CSC names in both).
+_FILL_SAME = ("name", "var_prob_b", "var_index_b")
+#: Catalogue columns whose meta namesake is computed from the spectra: kept as ``csc_<col>``.
+_PREFIX = "csc_"
+
+
+def normalize_name(name: Any) -> str:
+    """A CSC name in canonical form for matching: upper case, single spaces, no padding."""
+    if name is None or (isinstance(name, float) and np.isnan(name)):
+        return ""
+    text = name.decode() if isinstance(name, bytes) else str(name)
+    return " ".join(text.split()).upper()
+
+
+def _catalog_frame(catalog: Any) -> pd.DataFrame:
+    if isinstance(catalog, (str, Path)):
+        from xlatent.io.csc.query import read_catalog
+
+        return read_catalog(catalog)
+    if isinstance(catalog, pd.DataFrame):
+        frame = catalog.copy()
+    else:  # an astropy Table
+        from xlatent.io.csc.query import table_to_frame
+
+        frame = table_to_frame(catalog)
+    frame.columns = [str(c).lower() for c in frame.columns]
+    missing = [k for k in KEY if k not in frame]
+    if missing:
+        raise ValueError(f"catalogue lacks column(s) {', '.join(missing)}")
+    for k in KEY:
+        frame[k] = pd.to_numeric(frame[k], errors="coerce").fillna(-1).astype(np.int64)
+    return frame
+
+
+def join_catalog(
+    spectrum_set: SpectrumSet,
+    catalog_table: pd.DataFrame | Any,
+    labels: pd.DataFrame | None = None,
+) -> SpectrumSet:
+    """A copy of ``spectrum_set`` with catalogue columns (and labels) joined onto ``meta``.
+
+    * Catalogue rows match by ``(obsid, obi, region_id)``; when several rows share a key
+      (a detection associated with more than one master source) the first is used and the
+      number of such keys is recorded in the provenance.
+    * ``name``, ``var_prob_b`` and ``var_index_b`` fill the meta columns of the same name
+      where the catalogue has a value. Other catalogue columns are added under their own
+      name, or as ``csc_<col>`` where meta already has that column (e.g. ``csc_hard_hm``
+      beside the hardness ratio computed from the spectrum). Unmatched spectra get NaN/"".
+    * ``labels`` (``name``, ``source_class``; see :func:`read_labels`) set ``source_class``
+      by CSC name; spectra without a matching label keep theirs.
+
+    Arrays are shared with the input set, ``meta`` is a new table.
+    """
+    catalog = _catalog_frame(catalog_table)
+    meta = spectrum_set.meta.copy()
+    n_ambiguous = int(catalog.duplicated(list(KEY)).sum())
+    catalog = catalog.drop_duplicates(list(KEY), keep="first")
+    keys = meta[list(KEY)].apply(pd.to_numeric, errors="coerce").fillna(-1).astype(np.int64)
+    valid = (keys >= 0).all(axis=1).to_numpy()
+    idx = pd.MultiIndex.from_frame(catalog[list(KEY)])
+    pos = idx.get_indexer(pd.MultiIndex.from_frame(keys))
+    pos[~valid] = -1
+    matched = pos >= 0
+    take = np.where(matched, pos, 0)
+
+    for col in catalog.columns:
+        if col in KEY:
+            continue
+        values = catalog[col].to_numpy()[take] if len(catalog) else np.full(len(meta), np.nan)
+        if col in _FILL_SAME:
+            have = _has_value(values) & matched
+            if col not in meta:
+                meta[col] = _empty_like(values, len(meta))
+            target = meta[col].to_numpy(dtype=object if col == "name" else None, copy=True)
+            if col == "name":
+                target = np.array([str(v) for v in target], dtype=object)
+                target[have] = [str(v).strip() for v in values[have]]
+                meta[col] = target
+            else:
+                target = target.astype(np.float64)
+                target[have] = values[have].astype(np.float64)
+                meta[col] = target
+            continue
+        out = col if col not in meta else f"{_PREFIX}{col}"
+        filled = _empty_like(values, len(meta))
+        filled[matched] = values[matched]
+        meta[out] = filled
+
+    n_labelled = 0
+    if labels is not None:
+        lab = labels.copy()
+        if "name" not in lab or "source_class" not in lab:
+            raise ValueError("labels need the columns 'name' and 'source_class'")
+        lab["_key"] = lab["name"].map(normalize_name)
+        lab = lab[(lab["_key"] != "") & (lab["source_class"].astype(str).str.strip() != "")]
+        lookup = lab.drop_duplicates("_key", keep="first").set_index("_key")["source_class"]
+        names = meta["name"].map(normalize_name)
+        found = names.map(lookup)
+        has = found.notna() & (names != "")
+        classes = meta["source_class"].astype(object).to_numpy(copy=True)
+        classes[has.to_numpy()] = found[has].astype(str).str.strip().to_numpy()
+        meta["source_class"] = classes
+        n_labelled = int(has.sum())
+
+    out = SpectrumSet(
+        grid=spectrum_set.grid,
+        counts=spectrum_set.counts,
+        background=spectrum_set.background,
+        exposure_s=spectrum_set.exposure_s,
+        effective_area_cm2=spectrum_set.effective_area_cm2,
+        meta=meta,
+        expected_counts=spectrum_set.expected_counts,
+        provenance=list(spectrum_set.provenance),
+    )
+    out.add_provenance(
+        "join_catalog",
+        n_matched=int(matched.sum()),
+        n_unmatched=int((~matched).sum()),
+        n_ambiguous_keys=n_ambiguous,
+        n_labelled=n_labelled,
+    )
+    return out
+
+
+def _has_value(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind in "fc":
+        return ~np.isnan(values)
+    return np.array([v is not None and str(v).strip() not in ("", "nan") for v in values])
+
+
+def _empty_like(values: np.ndarray, n: int) -> np.ndarray:
+    kind = values.dtype.kind
+    if kind in "iub":
+        return np.full(n, np.nan)  # unmatched rows become NaN (float)
+    if kind in "fc":
+        return np.full(n, np.nan, dtype=values.dtype)
+    return np.full(n, "", dtype=object)
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """External labels as a table with ``name`` and ``source_class``.
+
+    Understands the CSC training set ``TD.csv`` (``CSCv2_name``, ``True_Class``) and any CSV
+    that already has ``name`` and ``source_class`` columns. Rows without a name or class are
+    dropped; a name listed with two different classes is dropped too (ambiguous label).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:
+        raise InputError(path, f"not a readable CSV file ({type(exc).__name__})") from None
+    cols = {c.strip().lower(): c for c in raw.columns}
+    name_col = cols.get("cscv2_name") or cols.get("name")
+    class_col = cols.get("true_class") or cols.get("source_class")
+    if name_col is None or class_col is None:
+        raise InputError(path, "needs columns CSCv2_name and True_Class (or name and source_class)")
+    frame = pd.DataFrame(
+        {
+            "name": raw[name_col].map(lambda s: " ".join(str(s).split())),
+            "source_class": raw[class_col].map(lambda s: str(s).strip().upper()),
+        }
+    )
+    frame = frame[(frame["name"] != "") & (frame["source_class"] != "")]
+    key = frame["name"].map(normalize_name)
+    n_classes = frame.groupby(key)["source_class"].transform("nunique")
+    frame = frame[n_classes == 1].drop_duplicates("name").reset_index(drop=True)
+    return frame
+
+
+__all__ = ["SOURCE_CLASSES", "join_catalog", "normalize_name", "read_labels"]
