@@ -18,6 +18,8 @@ Robustness:
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
 import json
 import os
 import re
@@ -117,22 +119,57 @@ class CorruptFileError(Exception):
 
 
 def verify_fits(path: Path) -> None:
-    """Raise :class:`CorruptFileError` unless ``path`` is a complete, readable FITS file."""
+    """Raise :class:`CorruptFileError` unless ``path`` is a complete, readable FITS file.
+
+    Every HDU's data must be readable, and DATASUM and CHECKSUM must match where an HDU has
+    them (a blank keyword counts as absent, as in CSC primary headers). The sums are taken
+    over the raw bytes (gzip-decompressed), which also covers variable-length heaps such as an
+    RMF matrix, where astropy's own checksum verification disagrees with valid files.
+    """
     from astropy.io import fits
 
     try:
+        raw = Path(path).read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
         with warnings.catch_warnings():
-            # astropy reports truncation and checksum mismatches as warnings
-            warnings.simplefilter("error")
-            with fits.open(path, memmap=False, checksum=True) as hdul:
+            warnings.simplefilter("error")  # astropy reports truncated files as warnings
+            with fits.open(io.BytesIO(raw), memmap=False) as hdul:
                 if len(hdul) == 0:
                     raise CorruptFileError("no HDUs")
-                for hdu in hdul:
+                for i, hdu in enumerate(hdul):
                     _ = hdu.data
-    except CorruptFileError:
-        raise
+                    info = hdul.fileinfo(i)
+                    start, span = info["datLoc"], info["datSpan"]
+                    if start + span > len(raw):
+                        raise CorruptFileError(f"HDU {i} is truncated")
+                    data_sum = _ones_complement_sum(raw[start : start + span])
+                    datasum = str(hdu.header.get("DATASUM", "") or "").strip()
+                    if datasum and int(datasum) != data_sum:
+                        raise CorruptFileError(f"DATASUM mismatch in HDU {i}")
+                    if str(hdu.header.get("CHECKSUM", "") or "").strip():
+                        header_sum = _ones_complement_sum(raw[info["hdrLoc"] : start])
+                        if _fold(header_sum + data_sum) != 0xFFFFFFFF:
+                            raise CorruptFileError(f"CHECKSUM mismatch in HDU {i}")
+    except CorruptFileError as exc:
+        raise CorruptFileError(f"corrupt FITS ({exc})") from None
     except Exception as exc:
         raise CorruptFileError(f"corrupt FITS ({_reason(exc)})") from None
+
+
+def _fold(total: int) -> int:
+    while total >> 32:
+        total = (total & 0xFFFFFFFF) + (total >> 32)
+    return total
+
+
+def _ones_complement_sum(block: bytes) -> int:
+    """The FITS 32-bit ones' complement sum of ``block`` (a whole number of 2880-byte blocks)."""
+    import numpy as np
+
+    usable = len(block) - len(block) % 4
+    words = np.frombuffer(block[:usable], dtype=">u4").astype(np.uint64)
+    return _fold(int(words.sum()))
 
 
 # -------------------------------------------------------------------------------- report
@@ -389,8 +426,8 @@ def _install(
                 fd, tmp = tempfile.mkstemp(prefix=".csc-", suffix=".part", dir=directory)
                 tmp_path = Path(tmp)
                 src = tar.extractfile(member)
-                with os.fdopen(fd, "wb") as out:
-                    while src is not None and (chunk := src.read(1 << 20)):
+                with os.fdopen(fd, "wb") as out, contextlib.closing(src or io.BytesIO()) as f:
+                    while chunk := f.read(1 << 20):
                         out.write(chunk)
                 try:
                     verify_fits(tmp_path)

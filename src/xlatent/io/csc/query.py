@@ -11,6 +11,7 @@ associations, exactly as CIAO's ``search_csc`` joins them::
 
 from __future__ import annotations
 
+import http.client
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import requests
+import urllib3
 
 from xlatent.core.atomic import atomic_path
 from xlatent.core.errors import InputError, XlatentError
@@ -142,7 +144,9 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
         return True
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, (urllib3.exceptions.ProtocolError, http.client.IncompleteRead)):
         return True
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return exc.response.status_code in TRANSIENT_STATUS
