@@ -67,11 +67,13 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, s
             else:
                 missing.append((str(item), "no such file, directory or glob match"))
     unique = sorted({f.resolve(): f for f in found}.values(), key=lambda f: str(f))
-    # A separate background file must not be ingested as a source: drop BACKFILE targets.
-    backfiles = set()
+    # A separate background file must not be ingested as a source: drop BACKFILE targets that
+    # name no background of their own (a CSC pha3 file names itself, so it stays a source).
+    targets = set()
     for f in unique:
         if _is_fits_name(f):
-            backfiles |= _backfile_targets(f)
+            targets |= _backfile_targets(f)
+    backfiles = {t for t in targets if not _backfile_targets(t, include_self=True)}
     return [f for f in unique if f.resolve() not in backfiles], missing
 
 
@@ -80,7 +82,8 @@ def _is_fits_name(p: Path) -> bool:
     return name.endswith((".fits", ".fit", ".pi", ".pha"))
 
 
-def _backfile_targets(path: Path) -> set[Path]:
+def _backfile_targets(path: Path, include_self: bool = False) -> set[Path]:
+    """Files named by BACKFILE in ``path`` (itself too when ``include_self``)."""
     from xlatent.io.pha import resolve_related
 
     try:
@@ -90,7 +93,7 @@ def _backfile_targets(path: Path) -> set[Path]:
                 name = str(hdu.header.get("BACKFILE", "") or "").strip()
                 if name and name.upper() != "NONE":
                     target = resolve_related(path, name)
-                    if target is not None and target.resolve() != path.resolve():
+                    if target is not None and (include_self or target.resolve() != path.resolve()):
                         out.add(target.resolve())
             return out
     except Exception:  # an unreadable file is reported when it is ingested
