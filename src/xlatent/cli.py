@@ -58,6 +58,20 @@ def ingest(
         int,
         typer.Option("--bins", help="Log-spaced grid bins (CSC band edges 1.2/2/7 keV kept)."),
     ] = 128,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalog",
+            help="CSC catalogue (`xlatent csc query`) joined by (obsid, obi, region_id).",
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="Class labels CSV joined by CSC name (TD.csv: CSCv2_name, True_Class).",
+        ),
+    ] = None,
 ) -> None:
     """Read spectra with their background, ARF and RMF onto one energy grid.
 
@@ -77,6 +91,13 @@ def ingest(
         typer.secho(f"skipped {path}: {reason}", fg=typer.colors.YELLOW, err=True)
     if result.spectrum_set is None:
         _fail(f"nothing could be ingested from {len(result.skipped)} file(s)")
+    if catalog is not None or labels is not None:
+        from xlatent.io.csc.join import join_files
+
+        try:
+            result.spectrum_set = join_files(result.spectrum_set, catalog, labels)
+        except (XlatentError, ValueError) as exc:
+            _fail(str(exc))
     result.spectrum_set.write(out)
     typer.echo(result.spectrum_set.summary())
     typer.echo(
@@ -395,6 +416,12 @@ def demo(
     timings = ", ".join(f"{k.split()[0]} {v:.0f} s" for k, v in result.timings_s.items())
     typer.echo(f"stage times: {timings}")
     typer.echo(f"report: {result.report_path}")
+
+
+# ------------------------------------------------------------------------ csc (issue 6)
+from xlatent.io.csc.cli import csc_app  # noqa: E402
+
+app.add_typer(csc_app, name="csc")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -127,3 +127,18 @@ def test_query_download_ingest_join(fake_csc, tmp_path: Path, td_csv: Path) -> N
     out = joined.write(tmp_path / "set.h5")
     back = SpectrumSet.read(out)
     assert back.meta["name"].tolist() == joined.meta["name"].tolist()
+
+
+def test_join_files_labels_only(tmp_path: Path) -> None:
+    from xlatent.io.csc.join import join_files
+
+    s = small_set()
+    s.meta["name"] = ["2CXO J1", "", "2CXO J3"]
+    path = tmp_path / "labels.csv"
+    path.write_text("name,source_class\n2cxo j1,LMXB\n2CXO J3,NS\n")
+    out = join_files(s, labels=path)
+    assert out.meta["source_class"].tolist() == ["LMXB", "", "NS"]
+    assert join_files(s) is s
+    cat = tmp_path / "cat.csv"
+    CATALOG.to_csv(cat, index=False)
+    assert join_files(s, catalog=cat).meta["powlaw_nh"].tolist()[:2] == [0.3, 1.2]

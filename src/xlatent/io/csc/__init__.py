@@ -1,26 +1,32 @@
-"""Chandra Source Catalog access: TAP query, spectrum download, catalogue/label join."""
+"""Chandra Source Catalog access: TAP query, spectrum download, catalogue/label join.
 
-from xlatent.io.csc.download import Detection, DownloadReport, download_spectra
-from xlatent.io.csc.join import join_catalog, read_labels
-from xlatent.io.csc.query import (
-    CSCServiceError,
-    QueryCriteria,
-    build_adql,
-    query_csc,
-    read_catalog,
-    write_catalog,
-)
+Names load on first use, so that importing the command line stays fast.
+"""
 
-__all__ = [
-    "CSCServiceError",
-    "Detection",
-    "DownloadReport",
-    "QueryCriteria",
-    "build_adql",
-    "download_spectra",
-    "join_catalog",
-    "query_csc",
-    "read_catalog",
-    "read_labels",
-    "write_catalog",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "CSCServiceError": "query",
+    "QueryCriteria": "query",
+    "build_adql": "query",
+    "query_csc": "query",
+    "read_catalog": "query",
+    "write_catalog": "query",
+    "Detection": "download",
+    "DownloadReport": "download",
+    "download_spectra": "download",
+    "join_catalog": "join",
+    "join_files": "join",
+    "read_labels": "join",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f"xlatent.io.csc.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'xlatent.io.csc' has no attribute {name!r}")

@@ -189,4 +189,23 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-__all__ = ["SOURCE_CLASSES", "join_catalog", "normalize_name", "read_labels"]
+def join_files(
+    spectrum_set: SpectrumSet,
+    catalog: str | Path | None = None,
+    labels: str | Path | None = None,
+) -> SpectrumSet:
+    """:func:`join_catalog` from files: a catalogue (FITS/Parquet/CSV) and/or a labels CSV.
+
+    With labels only, spectra are labelled by the ``name`` already in their ``meta``.
+    """
+    if catalog is None and labels is None:
+        return spectrum_set
+    table = (
+        _catalog_frame(catalog)
+        if catalog is not None
+        else pd.DataFrame({k: pd.Series(dtype=np.int64) for k in KEY})
+    )
+    return join_catalog(spectrum_set, table, read_labels(labels) if labels is not None else None)
+
+
+__all__ = ["SOURCE_CLASSES", "join_catalog", "join_files", "normalize_name", "read_labels"]

@@ -1,0 +1,183 @@
+"""``xlatent csc``: query the Chandra Source Catalog and download per-detection spectra.
+
+Thin Typer wrappers over :mod:`xlatent.io.csc`; heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+csc_app = typer.Typer(
+    name="csc",
+    help="Chandra Source Catalog 2.1 access: `query` the TAP service for detections, then "
+    "`download` their spectra (PHA, ARF, RMF); `xlatent ingest DIR --catalog CAT` builds a set.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+_TAP_ENV = "XLATENT_CSC_TAP_URL"
+_RETRIEVE_ENV = "XLATENT_CSC_RETRIEVE_URL"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@csc_app.command("query")
+def query(
+    out: Annotated[
+        Path, typer.Option("--out", help="Catalogue to write: .fits, .parquet or .csv.")
+    ],
+    min_counts: Annotated[
+        float,
+        typer.Option(
+            "--min-counts",
+            help="Lowest aperture net source counts, 0.5-7 keV (src_cnts_aper_b), per detection.",
+        ),
+    ] = 40.0,
+    min_significance: Annotated[
+        float,
+        typer.Option(
+            "--min-significance", help="Lowest broad-band flux significance (flux_significance_b)."
+        ),
+    ] = 5.0,
+    max_theta: Annotated[
+        float, typer.Option("--max-theta", help="Largest off-axis angle theta, arcmin.")
+    ] = 10.0,
+    top: Annotated[
+        int | None, typer.Option("--top", help="Return at most this many detections.")
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            envvar=_TAP_ENV,
+            help="TAP service base URL (queries go to URL/sync). "
+            "Default https://cda.cfa.harvard.edu/csc21tap.",
+        ),
+    ] = None,
+    schema: Annotated[
+        str, typer.Option("--schema", help="ADQL schema: csc21 (CSC 2.1) or csc2 (CSC 2.0).")
+    ] = "csc21",
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the service to answer.")
+    ] = 300.0,
+    retries: Annotated[
+        int, typer.Option("--retries", help="Retries of timeouts, HTTP 5xx, dropped connections.")
+    ] = 4,
+    backoff: Annotated[
+        float,
+        typer.Option("--backoff", help="First retry wait, seconds; doubled on each retry."),
+    ] = 2.0,
+    show_adql: Annotated[
+        bool, typer.Option("--show-adql", help="Print the ADQL query and exit (no network).")
+    ] = False,
+) -> None:
+    """Query CSC 2.1 for per-observation ACIS detections and write them as a catalogue.
+
+    One row per detection (obsid, obi, region_id) with its master source name, ra/dec (deg),
+    counts, significance, flux (erg cm^-2 s^-1), theta (arcmin), hardness ratios,
+    variability and the absorbed power-law fit (powlaw_gamma, powlaw_nh in 1e22 cm^-2).
+    """
+    from xlatent.core.errors import XlatentError
+    from xlatent.io.csc.query import QueryCriteria, build_adql, query_csc, tap_url, write_catalog
+
+    try:
+        criteria = QueryCriteria(min_counts, min_significance, max_theta, top=top)
+        adql = build_adql(criteria, schema=schema)
+        if show_adql:
+            typer.echo(adql)
+            return
+        typer.echo(f"querying {tap_url(url)} ...", err=True)
+        frame = query_csc(
+            criteria, url=url, schema=schema, timeout_s=timeout, retries=retries, backoff_s=backoff
+        )
+        write_catalog(frame, out)
+    except (XlatentError, ValueError) as exc:
+        _fail(str(exc))
+    n_src = frame["name"].nunique() if "name" in frame else 0
+    typer.echo(f"{len(frame)} detections of {n_src} sources; wrote {out}")
+
+
+@csc_app.command("download")
+def download(
+    catalog: Annotated[
+        Path,
+        typer.Argument(help="Catalogue with obsid, obi, region_id (from `xlatent csc query`)."),
+    ],
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Directory for the spectra (created; resumable).")
+    ] = Path("data"),
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            envvar=_RETRIEVE_ENV,
+            help="CSC package retrieval URL. "
+            "Default https://cda.cfa.harvard.edu/csccli/retrievePackage.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Detections per request (one tar archive each).")
+    ] = 50,
+    workers: Annotated[int, typer.Option("--workers", help="Requests in flight at once.")] = 4,
+    retries: Annotated[
+        int,
+        typer.Option(
+            "--retries", help="Retries of timeouts, HTTP 5xx, dropped or truncated transfers."
+        ),
+    ] = 4,
+    backoff: Annotated[
+        float,
+        typer.Option("--backoff", help="First retry wait, seconds; doubled on each retry."),
+    ] = 2.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds without data before a request times out.")
+    ] = 300.0,
+    version: Annotated[
+        str, typer.Option("--release", help="Catalogue release as the archive names it.")
+    ] = "rel2.1",
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+    ] = True,
+) -> None:
+    """Download the spectrum, ARF and RMF of every detection in CATALOG into --dir.
+
+    Files are verified (FITS readable, DATASUM/CHECKSUM) before they are kept; detections
+    already complete are skipped, so rerunning completes an interrupted or failed run. A JSON
+    report (csc_download_report.json) lists what failed and why. The exit status is non-zero
+    only when no detection could be downloaded.
+    """
+    from xlatent.core.errors import XlatentError
+    from xlatent.io.csc.download import REPORT_NAME, download_spectra
+    from xlatent.io.csc.query import read_catalog
+
+    try:
+        frame = read_catalog(catalog)
+        report = download_spectra(
+            frame,
+            directory,
+            url=url,
+            batch_size=batch_size,
+            workers=workers,
+            retries=retries,
+            backoff_s=backoff,
+            timeout_s=timeout,
+            version=version,
+            progress=progress,
+        )
+    except (XlatentError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    for det, why in sorted(report.failed.items()):
+        typer.secho(f"failed {det}: {why}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(report.summary().splitlines()[0] + f"; report {directory / REPORT_NAME}")
+    if report.nothing_downloaded:
+        _fail(f"{report.url}: nothing could be downloaded ({len(report.failed)} failed)")
+
+
+__all__ = ["csc_app"]
