@@ -292,3 +292,19 @@ def test_multimodal_universe_layout(tmp_path) -> None:
     assert s.meta["name"][0] == "2CXO J000001.0+000001"
     # The same file through the one entry point:
     assert ingest_paths([path], progress=False).n_ingested == 3
+
+
+def test_background_named_only_by_backfile_is_not_a_source(
+    real_spectra_dir: Path, tmp_path
+) -> None:
+    for name in ("9774.arf", "9774.rmf"):
+        shutil.copy(real_spectra_dir / name, tmp_path / name)
+    shutil.copy(real_spectra_dir / "9774_bg.pi", tmp_path / "sky_region.pi")
+    _edit_pha(
+        real_spectra_dir / "9774.pi",
+        tmp_path / "9774.pi",
+        _header_edit("BACKFILE", "sky_region.pi"),
+    )
+    result = ingest_paths([tmp_path], progress=False)
+    assert result.n_ingested == 1 and result.skipped == []
+    assert result.spectrum_set.meta["bkg_file"][0].endswith("sky_region.pi")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
 from xlatent.core.spectrumset import FORMAT_NAME
-from xlatent.io.pha import GridMapper, load_pha_spectrum, open_fits, parse_csc_name
+from xlatent.io.pha import GridMapper, load_pha_spectrum, parse_csc_name
 from xlatent.io.response import DEFAULT_CACHE, ResponseCache
 
 _PHA_PATTERNS = ("*_pha3.fits", "*_pha3.fits.gz", "*.pi", "*.pi.gz", "*.pha", "*.pha.gz")
@@ -46,8 +46,8 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, s
     """Expand files, directories (recursive) and globs into candidate spectrum files.
 
     Directories contribute PHA source files (``*_pha3.fits[.gz]``, ``*.pi``, ``*.pha``) and
-    HDF5 files; files named as a background (``*_bg.pi``, ``*_bkg.pha``) are left out, and so is
-    any file another file's BACKFILE points to.
+    HDF5 files; files named as a background (``*_bg.pi``, ``*_bkg.pha``) are left out (and
+    :func:`ingest_paths` drops any other file that is only a BACKFILE of another).
     """
     found: list[Path] = []
     missing: list[tuple[str, str]] = []
@@ -67,37 +67,30 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, s
             else:
                 missing.append((str(item), "no such file, directory or glob match"))
     unique = sorted({f.resolve(): f for f in found}.values(), key=lambda f: str(f))
-    # A separate background file must not be ingested as a source: drop BACKFILE targets that
-    # name no background of their own (a CSC pha3 file names itself, so it stays a source).
-    targets = set()
-    for f in unique:
-        if _is_fits_name(f):
-            targets |= _backfile_targets(f)
-    backfiles = {t for t in targets if not _backfile_targets(t, include_self=True)}
-    return [f for f in unique if f.resolve() not in backfiles], missing
+    return unique, missing
 
 
-def _is_fits_name(p: Path) -> bool:
-    name = p.name.lower().removesuffix(".gz")
-    return name.endswith((".fits", ".fit", ".pi", ".pha"))
+def _drop_backgrounds(rows: list, skipped: list[tuple[str, str]]) -> list:
+    """Remove files that are only another file's BACKFILE (not sources themselves).
 
-
-def _backfile_targets(path: Path, include_self: bool = False) -> set[Path]:
-    """Files named by BACKFILE in ``path`` (itself too when ``include_self``)."""
-    from xlatent.io.pha import resolve_related
-
-    try:
-        with open_fits(path) as hdul:
-            out = set()
-            for hdu in hdul[1:]:
-                name = str(hdu.header.get("BACKFILE", "") or "").strip()
-                if name and name.upper() != "NONE":
-                    target = resolve_related(path, name)
-                    if target is not None and (include_self or target.resolve() != path.resolve()):
-                        out.add(target.resolve())
-            return out
-    except Exception:  # an unreadable file is reported when it is ingested
-        return set()
+    A file named by another spectrum's BACKFILE is a pure background when it names no
+    background of its own; a CSC pha3 names itself, so it stays a source. Done after reading,
+    so every file is opened once.
+    """
+    targets = {
+        Path(r.meta["bkg_file"]).resolve()
+        for r in rows
+        if r.meta["bkg_file"]
+        and Path(r.meta["bkg_file"]).resolve() != Path(r.meta["source_file"]).resolve()
+    }
+    if not targets:
+        return rows
+    skipped[:] = [(p, why) for p, why in skipped if Path(p).resolve() not in targets]
+    return [
+        r
+        for r in rows
+        if not (Path(r.meta["source_file"]).resolve() in targets and not r.meta["bkg_file"])
+    ]
 
 
 def ingest_paths(
@@ -135,6 +128,7 @@ def ingest_paths(
                 raise InputError(f, "neither a FITS PHA spectrum nor a known HDF5 layout")
         except InputError as exc:
             skipped.append((exc.path, exc.reason))
+    rows = _drop_backgrounds(rows, skipped)
     if rows:
         sets.insert(0, _stack(rows, grid))
     if not sets:

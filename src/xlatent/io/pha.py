@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from astropy.io import fits
 
 from xlatent.core.errors import InputError
 from xlatent.core.grid import EnergyGrid, bin_average, overlap_matrix
+from xlatent.io.fastfits import FitsFormatError, TableHDU, iter_extensions, read_bytes
 from xlatent.io.response import ARF, RMF, ResponseCache, read_arf, read_rmf
 
 _CSC_NAME = re.compile(r"acisf(\d+)_(\d+)N\d+_r(\d+)", re.IGNORECASE)
@@ -76,67 +76,62 @@ def resolve_related(pha_path: Path, name: str) -> Path | None:
     return None
 
 
-def open_fits(path: Path) -> fits.HDUList:
-    """Open a FITS file or raise a one-line InputError."""
-    try:
-        return fits.open(path, memmap=False, lazy_load_hdus=True)
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except Exception as exc:
-        raise InputError(path, f"not a readable FITS file ({_short(exc)})") from None
-
-
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
 
 
-def spectrum_hdus(hdul: fits.HDUList, path: Path) -> list[fits.BinTableHDU]:
-    """Every PHA spectrum extension of an open file."""
+def spectrum_hdus(path: Path) -> list[TableHDU]:
+    """Every PHA spectrum extension of a (possibly gzipped) FITS file."""
+    try:
+        raw = read_bytes(path)
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+    except FitsFormatError as exc:
+        raise InputError(path, f"not a readable FITS file ({exc})") from None
     out = []
     try:
-        for hdu in hdul[1:]:
+        for hdu in iter_extensions(raw):
             hdr = hdu.header
             extname = str(hdr.get("EXTNAME", "")).strip().upper()
             if extname == "SPECTRUM" or str(hdr.get("HDUCLAS1", "")).strip().upper() == "SPECTRUM":
                 out.append(hdu)
-    except Exception as exc:
-        raise InputError(path, f"damaged FITS file ({_short(exc)})") from None
+    except FitsFormatError as exc:
+        raise InputError(path, f"not a readable FITS file ({exc})") from None
     if not out:
         raise InputError(path, "no SPECTRUM extension: not an OGIP PHA file")
     return out
 
 
-def read_pha_hdu(hdu: fits.BinTableHDU, path: Path) -> PHA:
+def read_pha_hdu(hdu: TableHDU, path: Path) -> PHA:
     """Counts, channels and scaling keywords of one PHA spectrum HDU (type I only)."""
     hdr = hdu.header
     instrument = str(hdr.get("INSTRUME", "")).strip().upper()
     if instrument.startswith("HRC"):
         raise InputError(path, "HRC data have no spectral resolution; only ACIS spectra are used")
-    if (
-        "TYPE:II" in str(hdr.get("HDUCLAS4", "")).upper()
-        or "TYPE:II" in str(hdr.get("HDUCLAS3", "")).upper()
-    ):
+    classes = f"{hdr.get('HDUCLAS3', '')} {hdr.get('HDUCLAS4', '')}".upper()
+    if "TYPE:II" in classes:
         raise InputError(path, "PHA type II (grating) file; only type I spectra are supported")
     try:
-        data = hdu.data
-        names = [n.upper() for n in data.columns.names]
-        exposure = float(hdr.get("EXPOSURE", np.nan))
+        names = hdu.names
+        exposure = float(hdr.get("EXPOSURE") if hdr.get("EXPOSURE") is not None else np.nan)
         if "COUNTS" in names:
-            counts = np.asarray(data["COUNTS"], dtype=np.float64)
+            counts = np.asarray(hdu.column("COUNTS"), dtype=np.float64)
         elif "RATE" in names:
-            counts = np.asarray(data["RATE"], dtype=np.float64) * exposure
+            counts = np.asarray(hdu.column("RATE"), dtype=np.float64) * exposure
         else:
             raise InputError(path, "PHA spectrum has neither a COUNTS nor a RATE column")
         if counts.ndim != 1:
             raise InputError(path, "PHA type II (grating) file; only type I spectra are supported")
         if "CHANNEL" in names:
-            channels = np.asarray(data["CHANNEL"], dtype=np.int64)
+            channels = np.asarray(hdu.column("CHANNEL"), dtype=np.int64)
         else:
             key = f"TLMIN{names.index('COUNTS' if 'COUNTS' in names else 'RATE') + 1}"
             channels = int(hdr.get(key, 1)) + np.arange(counts.size)
-        backscal = _keyword_or_column(hdr, data, names, "BACKSCAL")
-        areascal = _keyword_or_column(hdr, data, names, "AREASCAL")
+        backscal = _keyword_or_column(hdu, "BACKSCAL")
+        areascal = _keyword_or_column(hdu, "AREASCAL")
     except InputError:
         raise
     except Exception as exc:
@@ -163,10 +158,10 @@ def read_pha_hdu(hdu: fits.BinTableHDU, path: Path) -> PHA:
     return PHA(path, channels, counts, exposure, backscal, areascal, keep)
 
 
-def _keyword_or_column(hdr: fits.Header, data: Any, names: list[str], key: str) -> Any:
-    if key in names:
-        return np.asarray(data[key], dtype=np.float64)
-    value = hdr.get(key, 1.0)
+def _keyword_or_column(hdu: TableHDU, key: str) -> Any:
+    if key in hdu.names:
+        return np.asarray(hdu.column(key), dtype=np.float64)
+    value = hdu.header.get(key, 1.0)
     return 1.0 if value is None else float(value)
 
 
@@ -231,16 +226,13 @@ def load_pha_spectrum(
     ``arf_path``/``rmf_path``/``bkg_path`` override the header keywords.
     """
     path = Path(path)
-    with open_fits(path) as hdul:
-        hdus = spectrum_hdus(hdul, path)
-        src_hdu = next(
-            (h for h in hdus if str(h.header.get("HDUCLAS2", "")).strip().upper() != "BKG"), None
-        )
-        if src_hdu is None:
-            raise InputError(path, "only background spectra (HDUCLAS2=BKG) in this file")
-        src = read_pha_hdu(src_hdu, path)
-        bkg_hdus = [h for h in hdus if str(h.header.get("HDUCLAS2", "")).strip().upper() == "BKG"]
-        inner_bkg = read_pha_hdu(bkg_hdus[0], path) if bkg_hdus else None
+    hdus = spectrum_hdus(path)
+    src_hdu = next((h for h in hdus if _hduclas2(h) != "BKG"), None)
+    if src_hdu is None:
+        raise InputError(path, "only background spectra (HDUCLAS2=BKG) in this file")
+    src = read_pha_hdu(src_hdu, path)
+    bkg_hdus = [h for h in hdus if _hduclas2(h) == "BKG"]
+    inner_bkg = read_pha_hdu(bkg_hdus[0], path) if bkg_hdus else None
 
     rmf = _response(path, src, "RESPFILE", rmf_path, "RMF", mapper)
     arf = _response(path, src, "ANCRFILE", arf_path, "ARF", mapper)
@@ -326,10 +318,10 @@ def _background(path: Path, src: PHA, inner: PHA | None, override: str | Path | 
         if inner is None:
             raise InputError(path, "BACKFILE names this file but it has no BKG spectrum")
         return inner
-    with open_fits(target) as hdul:
-        hdus = spectrum_hdus(hdul, target)
-        pick = next(
-            (h for h in hdus if str(h.header.get("HDUCLAS2", "")).strip().upper() == "BKG"),
-            hdus[0],
-        )
-        return read_pha_hdu(pick, target)
+    hdus = spectrum_hdus(target)
+    pick = next((h for h in hdus if _hduclas2(h) == "BKG"), hdus[0])
+    return read_pha_hdu(pick, target)
+
+
+def _hduclas2(hdu: TableHDU) -> str:
+    return str(hdu.header.get("HDUCLAS2", "")).strip().upper()

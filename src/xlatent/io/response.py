@@ -6,6 +6,7 @@ spectra sharing a handful of responses reads each file once.
 
 from __future__ import annotations
 
+import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import scipy.sparse as sp
 from astropy.io import fits
 
 from xlatent.core.errors import InputError
+from xlatent.io.fastfits import read_bytes
 
 RMF_MATRIX_EXTNAMES = ("MATRIX", "SPECRESP MATRIX", "RSP_MATRIX")
 
@@ -142,14 +144,19 @@ def read_rmf(path: str | Path, cache: ResponseCache | None = DEFAULT_CACHE) -> R
 
 
 def _open(path: Path, kind: str) -> fits.HDUList:
+    hdul = None
     try:
-        hdul = fits.open(path, memmap=False)
+        # From memory, so a damaged file can never leave an OS file handle open behind it.
+        hdul = fits.open(io.BytesIO(read_bytes(path)), memmap=False)
         hdul.verify("silentfix")
         return hdul
     except FileNotFoundError:
         raise InputError(path, f"{kind} file not found") from None
     except Exception as exc:  # astropy raises many types for damaged files
-        raise InputError(path, f"unreadable {kind} ({type(exc).__name__}: {exc})") from None
+        if hdul is not None:
+            hdul.close()
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        raise InputError(path, f"unreadable {kind} ({type(exc).__name__}: {reason})") from None
 
 
 def _find_hdu(hdul: fits.HDUList, names: tuple[str, ...]) -> fits.BinTableHDU | None:
