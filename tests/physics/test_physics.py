@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from astropy.io import fits
 
 from xlatent.core.grid import EnergyGrid, overlap_matrix
+from xlatent.io.ingest import ingest_paths
 from xlatent.io.response import ARF, RMF, Response, read_arf, read_rmf
 from xlatent.physics import models as m
 from xlatent.physics.absorption import cross_section_cm2
@@ -147,19 +148,17 @@ def test_pha_round_trip(tmp_path: Path) -> None:
     rmf = read_rmf(tmp_path / "response.rmf", cache=None)
     assert np.array_equal(arf.specresp, resp.arf.specresp)
     assert abs(rmf.matrix - resp.rmf.matrix).max() == 0
-    try:
-        from xlatent.io.ingest import ingest_paths
-    except ImportError:
-        ingest_paths = None
-    if ingest_paths is not None:
-        got = ingest_paths(sorted(tmp_path.glob("sim*[0-9].pha")))
-        order = (
-            np.argsort(got.meta["object"].astype(str).to_numpy()) if "object" in got.meta else None
-        )
-        got = got[order] if order is not None else got
-        assert np.allclose(got.counts, s.counts) and np.allclose(got.background, s.background)
-        assert np.allclose(got.exposure_s, s.exposure_s)
-        assert np.allclose(got.effective_area_cm2, s.effective_area_cm2, rtol=1e-6)
+    # `xlatent ingest DIR` must reproduce the simulated set.
+    result = ingest_paths(tmp_path, progress=False)
+    assert result.skipped == []
+    got = result.spectrum_set
+    assert list(got.meta["spec_id"]) == list(s.meta["spec_id"])
+    np.testing.assert_allclose(got.counts, s.counts, atol=1e-9)
+    np.testing.assert_allclose(got.background, s.background, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got.exposure_s, s.exposure_s)
+    np.testing.assert_allclose(got.effective_area_cm2, s.effective_area_cm2, rtol=1e-6)
+    for col in ("net_counts_b", "hard_hm", "hard_hs", "hard_ms"):
+        np.testing.assert_allclose(got.meta[col], s.meta[col], rtol=1e-9, atol=1e-12)
     for i, spec_id in enumerate(s.meta["spec_id"]):
         counts, background, exposure = _read_back(tmp_path, spec_id, s.grid)
         assert np.allclose(counts, s.counts[i], atol=1e-9)
