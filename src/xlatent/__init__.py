@@ -23,6 +23,7 @@ _LAZY = {
     "PCABaseline": "xlatent.model",
     "load_model": "xlatent.model",
     "ingest": "xlatent.io.ingest",
+    "read_spectra": "xlatent.io.ingest",
     "simulate": "xlatent.physics.simulator",
     "evaluate": "xlatent.analysis",
 }
