@@ -7,6 +7,7 @@ super-linearly and the picture does not need every point.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,12 @@ def embed(x: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str]:
     if method == "umap":
         import umap
 
-        # n_jobs with random_state would be ignored; a fixed seed keeps the report stable.
-        return umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed).fit_transform(x), method
+        # A fixed seed keeps the report stable; UMAP then runs single-threaded and says so in a
+        # UserWarning on every call, which is noise to the person running the demo.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            emb = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=seed).fit_transform(x)
+        return emb, method
     if method == "tsne":
         from sklearn.manifold import TSNE
 
