@@ -100,9 +100,7 @@ def ingest(
             _fail(str(exc))
     result.spectrum_set.write(out)
     typer.echo(result.spectrum_set.summary())
-    typer.echo(
-        f"ingested {result.n_ingested} spectra, skipped {len(result.skipped)}; wrote {out}"
-    )
+    typer.echo(f"ingested {result.n_ingested} spectra, skipped {len(result.skipped)}; wrote {out}")
 
 
 @app.command()
