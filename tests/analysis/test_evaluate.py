@@ -19,6 +19,7 @@ REQUIRED = [
     "clustering.oracle.bacc_8class",
     "probe.latent.bacc_8class",
     "probe.pca.bacc_8class",
+    "probe.spectrum.bacc_8class",
     "regression.latent.hard_hm",
     "regression.latent.log_nh",
     "regression.latent.gamma",
@@ -57,6 +58,17 @@ def test_known_answers_end_to_end(synth_eval: tuple) -> None:
     mi = m["mutual_information"]["latent"]
     assert mi["var_prob_b"] < mi["var_prob_b_null"] + 0.1
     assert m["data"]["n_labelled"] == 480 and len(m["data"]["classes"]) == 8
+
+
+def test_spectrum_reference_is_probed_not_clustered(synth_eval: tuple) -> None:
+    _, m = synth_eval
+    assert m["features"]["spectrum"]["role"] == "reference"
+    assert "spectrum" not in m["clustering"]
+    # The synthetic classes differ in slope and N_H far above the noise: the spectra hold them.
+    assert get_metric(m, "probe.spectrum.bacc_8class") > 0.5  # chance: 0.125
+    assert get_metric(m, "regression.spectrum.log_nh") > 0.8
+    row = next(r for r in m["headline"] if r["features"] == "spectrum")
+    assert row["clustering_bacc_8class"] is None and row["probe_bacc_8class"] is not None
 
 
 def test_every_listed_figure_exists(synth_eval: tuple) -> None:

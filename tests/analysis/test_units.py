@@ -11,7 +11,13 @@ import pytest
 from xlatent.analysis import CLASSES, interpretation, reconstruction, regression, timedomain
 from xlatent.analysis import clustering as C
 from xlatent.analysis._common import Context, dumps, get_metric, make_split
-from xlatent.analysis.features import FeatureSet, align, hardness_table, standardise
+from xlatent.analysis.features import (
+    FeatureSet,
+    align,
+    hardness_table,
+    spectrum_table,
+    standardise,
+)
 
 from .synth import FlatModel, OracleModel, make_set
 
@@ -146,3 +152,15 @@ def test_json_is_strict_and_dotted_access_works() -> None:
     assert "NaN" not in text
     assert get_metric({"a": {"b": 1}}, "a.b") == 1
     assert get_metric({"a": {}}, "a.b", "none") == "none"
+
+
+def test_spectrum_table_rebins_the_normalised_net_spectrum() -> None:
+    s = make_set(16)  # 32 bins
+    s.counts[:] = 5.0
+    s.background[:] = 0.0
+    x, names = spectrum_table(s, rebin=5)  # 32 bins -> 7 coarse bins, the last one of 2
+    assert x.shape == (16, 8) and len(names) == 8 and names[-1] == "log_net_counts"
+    share = np.array([5, 5, 5, 5, 5, 5, 2]) / 32.0
+    assert np.allclose(x[:, :7], np.log1p(7 * share))
+    assert np.allclose(x[:, 7], np.log10(160.0))
+    assert names[0] == f"shape_{s.grid.edges_kev[0]:.2f}kev"

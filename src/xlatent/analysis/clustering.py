@@ -310,7 +310,8 @@ def run(feature_sets: dict[str, FeatureSet], ctx: Context) -> dict[str, Any]:
         ctx.skip("clustering", f"needs >= 2 labelled classes in train and test (have {n_tr}, "
                  f"{n_te}); source_class is empty for most real sources")  # fmt: skip
         return {"clustering": {}, "probe": {}}
-    clustering = {name: cluster_feature_set(fs, ctx) for name, fs in feature_sets.items()}
+    clustering = {name: cluster_feature_set(fs, ctx) for name, fs in feature_sets.items()
+                  if fs.role == "compare"}  # fmt: skip
     probe = {name: probe_feature_set(fs, ctx) for name, fs in feature_sets.items()}
     plot_confusions(clustering, ctx)
     clustering["chance_8class"] = 1.0 / n_te

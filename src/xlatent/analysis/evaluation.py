@@ -225,7 +225,7 @@ def evaluate(
     metrics["pca_model"] = model_info(pca_model)
     metrics["features"] = {
         n: {"dim": fs.raw_dim, "n_columns": fs.X.shape[1], "columns": fs.columns,
-            "description": fs.description, **fs.info}
+            "description": fs.description, "role": fs.role, **fs.info}
         for n, fs in feature_sets.items()
     }  # fmt: skip
     with guarded("reconstruction"):

@@ -7,6 +7,10 @@
   on the model's own preprocessing; sklearn PCA on normalised log spectra if unavailable).
 - ``oracle``: the simulator's true spectral parameters (log N_H, Gamma, log kT, component
   fractions, ...): an upper bound, only when ``truth_*`` columns exist.
+- ``spectrum``: the observed spectrum itself, the normalised net counts on coarse bins (the
+  model's patch width) plus log10 broad net counts. A *reference* set (``role="reference"``):
+  too wide to cluster, it is scored only by the supervised probe and the regressions, where it
+  says how much of a class or a parameter the data hold at all, whatever the compression.
 
 Every set is standardised; NaNs (e.g. hardness when a band is empty, Gamma for a thermal
 model) are imputed with the column median and flagged by an indicator column, so the
@@ -38,6 +42,8 @@ class FeatureSet:
     description: str
     raw_dim: int  # number of source columns before missing-value indicators
     info: dict[str, Any] = field(default_factory=dict)
+    #: "compare": every analysis; "reference": supervised probe and regressions only.
+    role: str = "compare"
 
 
 def latent_columns(df: pd.DataFrame) -> list[str]:
@@ -141,6 +147,25 @@ def _normalised_log_spectra(spectrum_set: Any) -> np.ndarray:
     return np.log1p(net.shape[1] * y)
 
 
+#: Grid bins summed into one bin of the ``spectrum`` reference set (the model's patch width).
+SPECTRUM_REBIN = 4
+
+
+def spectrum_table(spectrum_set: Any, rebin: int = SPECTRUM_REBIN) -> tuple[np.ndarray, list[str]]:
+    """log1p(k * normalised net spectrum) on ``k = ceil(m / rebin)`` coarse bins, log10 counts.
+
+    Coarse bins keep the set's width comparable to the probe's sample size; on the default
+    grid 4 bins span ~9% in energy, finer than the ACIS resolution.
+    """
+    net = np.clip(spectrum_set.counts - spectrum_set.background, 0.0, None)
+    coarse = np.add.reduceat(net, np.arange(0, net.shape[1], rebin), axis=1)
+    tot = coarse.sum(axis=1, keepdims=True)
+    y = np.divide(coarse, tot, out=np.zeros_like(coarse), where=tot > 0)
+    x = np.column_stack([np.log1p(coarse.shape[1] * y), safe_log10(tot[:, 0], floor=1.0)])
+    lo = spectrum_set.grid.edges_kev[:: rebin][: coarse.shape[1]]
+    return x, [f"shape_{e:.2f}kev" for e in lo] + ["log_net_counts"]
+
+
 def pca_features(
     spectrum_set: Any, n_components: int, is_train: np.ndarray, pca: Any = None, seed: int = 0
 ) -> tuple[np.ndarray, Any, str]:
@@ -219,4 +244,13 @@ def build_feature_sets(
         x, cols, info = standardise(o.to_numpy(dtype=np.float64), list(o.columns))
         desc = "true spectral parameters (simulator truth): " + ", ".join(o.columns)
         sets["oracle"] = FeatureSet("oracle", x, cols, desc, o.shape[1], info)
+
+    raw, names = spectrum_table(spectrum_set)
+    x, cols, info = standardise(raw, names)
+    sets["spectrum"] = FeatureSet(
+        "spectrum", x, cols,
+        f"reference: the observed spectrum ({raw.shape[1] - 1} coarse bins of log1p(k * "
+        "normalised net counts) + log10 broad net counts); probe and regression only",
+        raw.shape[1], info, role="reference",
+    )  # fmt: skip
     return sets, pca_model
