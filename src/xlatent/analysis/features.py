@@ -162,7 +162,7 @@ def spectrum_table(spectrum_set: Any, rebin: int = SPECTRUM_REBIN) -> tuple[np.n
     tot = coarse.sum(axis=1, keepdims=True)
     y = np.divide(coarse, tot, out=np.zeros_like(coarse), where=tot > 0)
     x = np.column_stack([np.log1p(coarse.shape[1] * y), safe_log10(tot[:, 0], floor=1.0)])
-    lo = spectrum_set.grid.edges_kev[:: rebin][: coarse.shape[1]]
+    lo = spectrum_set.grid.edges_kev[::rebin][: coarse.shape[1]]
     return x, [f"shape_{e:.2f}kev" for e in lo] + ["log_net_counts"]
 
 
