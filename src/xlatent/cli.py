@@ -352,6 +352,46 @@ def evaluate(
     typer.echo(f"wrote {out / 'metrics.json'} and {len(metrics.get('figures', []))} figures")
 
 
+@app.command("evaluate-table")
+def evaluate_table(
+    table: Annotated[
+        Path,
+        typer.Argument(
+            metavar="TABLE",
+            help="Labelled catalogue (CSV/TSV/Parquet/FITS/VOTable): TD.csv (Fs, Fm, Fh, Fb in "
+            "erg cm^-2 s^-1; True_Class) or a CSC table (hard_hm, hard_hs, hard_ms, "
+            "flux_aper_b; source_class).",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (metrics + figures).")] = (
+        Path("eval_table")
+    ),
+    class_column: Annotated[
+        str | None,
+        typer.Option("--class-column", help="Label column (default: True_Class, source_class)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the split and estimators.")] = 0,
+) -> None:
+    """The clustering protocol on a labelled table's hardness ratios: the real-sky reference.
+
+    Runs the same clustering and probe as `evaluate` on the table's hardness ratios and log
+    broad-band flux (no spectra needed), on a stratified 70/30 split, and writes metrics.json
+    and the confusion matrix; `xlatent report` renders it.
+    """
+    from xlatent.core import XlatentError
+
+    try:
+        from xlatent.analysis import evaluate_table as _evaluate_table
+
+        metrics = _evaluate_table(table, out, seed=seed, class_column=class_column)
+    except (XlatentError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"{metrics['data']['n_labelled']} labelled rows of {table}; "
+               f"features: {metrics['features']['hardness']['description']}")  # fmt: skip
+    _echo_headline(metrics)
+    typer.echo(f"wrote {out / 'metrics.json'}")
+
+
 @app.command()
 def report(
     eval_dir: Annotated[

@@ -113,7 +113,8 @@ def _data_info(s: Any, n_input: int, ctx: Context, counts_b: np.ndarray) -> dict
     }
 
 
-def _headline(metrics: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+def headline_rows(metrics: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    """One row per feature set: clustering and probe balanced accuracies, deviance ratio."""
     rows = []
     for name in names:
         c = metrics.get("clustering", {}).get(name, {}) or {}
@@ -234,7 +235,7 @@ def evaluate(
         )
     with single_thread():
         _analyses(metrics, feature_sets, z, ctx, hard, projection, guarded)
-    metrics["headline"] = _headline(metrics, list(feature_sets))
+    metrics["headline"] = headline_rows(metrics, list(feature_sets))
     metrics["reference"] = REFERENCE
     metrics["subsampling"] = {
         "max_points": max_points,
@@ -248,11 +249,15 @@ def evaluate(
     metrics["figures"] = ctx.figures
     timings["total"] = round(time.perf_counter() - t_start, 2)
     metrics["timings_s"] = timings
+    return write_metrics(out, metrics)
+
+
+def write_metrics(out_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Write ``out_dir/metrics.json`` atomically; return what was written (NaN as None)."""
+    import json
 
     from xlatent.core import atomic_write_text
 
     text = dumps(metrics)
-    atomic_write_text(out / METRICS_FILE, text)
-    import json
-
-    return json.loads(text)  # what was written: plain JSON types, NaN as None
+    atomic_write_text(Path(out_dir) / METRICS_FILE, text)
+    return json.loads(text)

@@ -14,6 +14,7 @@ _LAZY = {
     "build_adql": "query",
     "query_csc": "query",
     "read_catalog": "query",
+    "read_table": "query",
     "write_catalog": "query",
     "Detection": "download",
     "DownloadReport": "download",

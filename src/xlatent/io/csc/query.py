@@ -292,8 +292,8 @@ def write_catalog(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def read_catalog(path: str | Path) -> pd.DataFrame:
-    """Read a catalogue written by :func:`write_catalog` (or a VOTable / TSV from the CSC)."""
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Any catalogue table by extension: Parquet, CSV/TSV, VOTable or FITS; lower-case columns."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
@@ -313,6 +313,13 @@ def read_catalog(path: str | Path) -> pd.DataFrame:
     except Exception as exc:
         raise InputError(path, f"not a readable catalogue ({_reason(exc)})") from None
     frame.columns = [str(c).lower() for c in frame.columns]
+    return frame
+
+
+def read_catalog(path: str | Path) -> pd.DataFrame:
+    """Read a catalogue written by :func:`write_catalog` (or a VOTable / TSV from the CSC)."""
+    path = Path(path)
+    frame = read_table(path)
     missing = [c for c in ("obsid", "obi", "region_id") if c not in frame]
     if missing:
         raise InputError(path, f"catalogue lacks column(s) {', '.join(missing)}")
@@ -335,6 +342,7 @@ __all__ = [
     "is_transient",
     "query_csc",
     "read_catalog",
+    "read_table",
     "table_to_frame",
     "tap_url",
     "with_retries",
