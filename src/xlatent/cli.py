@@ -17,6 +17,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # Docstrings are wrapped at 100 columns: re-flow their paragraphs to the terminal width.
+    rich_markup_mode=None,
 )
 
 

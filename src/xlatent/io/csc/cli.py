@@ -17,6 +17,8 @@ csc_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # Docstrings are wrapped at 100 columns: re-flow their paragraphs to the terminal width.
+    rich_markup_mode=None,
 )
 
 _TAP_ENV = "XLATENT_CSC_TAP_URL"
