@@ -7,10 +7,11 @@
   on the model's own preprocessing; sklearn PCA on normalised log spectra if unavailable).
 - ``oracle``: the simulator's true spectral parameters (log N_H, Gamma, log kT, component
   fractions, ...): an upper bound, only when ``truth_*`` columns exist.
-- ``spectrum``: the observed spectrum itself, the normalised net counts on coarse bins (the
-  model's patch width) plus log10 broad net counts. A *reference* set (``role="reference"``):
-  too wide to cluster, it is scored only by the supervised probe and the regressions, where it
-  says how much of a class or a parameter the data hold at all, whatever the compression.
+- ``spectrum``: the uncompressed observed spectrum, the normalised net counts on coarse bins
+  (the model's patch width) plus log10 broad net counts. A *reference* set
+  (``role="reference"``): too wide to cluster, it is scored only by the supervised probe and
+  the regressions, where it shows what a compression to 8 numbers keeps or loses of what a
+  standard learner can take from the whole spectrum.
 
 Every set is standardised; NaNs (e.g. hardness when a band is empty, Gamma for a thermal
 model) are imputed with the column median and flagged by an indicator column, so the
@@ -249,7 +250,7 @@ def build_feature_sets(
     x, cols, info = standardise(raw, names)
     sets["spectrum"] = FeatureSet(
         "spectrum", x, cols,
-        f"reference: the observed spectrum ({raw.shape[1] - 1} coarse bins of log1p(k * "
+        f"reference: the uncompressed spectrum ({raw.shape[1] - 1} coarse bins of log1p(k * "
         "normalised net counts) + log10 broad net counts); probe and regression only",
         raw.shape[1], info, role="reference",
     )  # fmt: skip

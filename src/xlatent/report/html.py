@@ -120,8 +120,8 @@ def _headline(m: dict[str, Any]) -> str:
         "<b>Clustering</b>: unsupervised clusters mapped to classes on the training split, as "
         "in the reference study; <b>probe</b>: a supervised gradient-boosted classifier "
         "(5-fold CV), an upper reference for what the features contain; the <b>spectrum</b> "
-        "row probes the observed spectrum itself (coarse bins, not clustered), the ceiling of "
-        "what any compression of these spectra can reach. "
+        "row probes the uncompressed spectrum (coarse bins; not clustered): what the same "
+        "learner takes from the data without the 8-number compression. "
         "<b>Deviance ratio</b>: mean Poisson deviance of the reconstruction over that of the "
         "noiseless truth (1 = as good as the truth). "
         + (f"Chance level for 8 classes: {_fmt(chance)}. " if chance else "")
