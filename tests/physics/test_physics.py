@@ -15,7 +15,7 @@ from xlatent.io.response import ARF, RMF, Response, read_arf, read_rmf
 from xlatent.physics import models as m
 from xlatent.physics.absorption import cross_section_cm2
 from xlatent.physics.instrument import acis_area_cm2, default_response
-from xlatent.physics.realism import compare_to_td
+from xlatent.physics.realism import compare_to_td, format_table
 from xlatent.physics.simulator import simulate
 
 
@@ -173,3 +173,5 @@ def test_realism_bounds(td_csv: Path) -> None:
     assert set(checked["class"]) == {"AGN", "YSO", "LM-STAR", "HM-STAR", "NS", "LMXB", "CV"}
     failing = checked.loc[~checked["pass"], "class"].tolist()
     assert not failing, f"classes outside the realism bounds: {failing}\n{table}"
+    hmxb = next(line for line in format_table(table).splitlines() if line.startswith("| HMXB"))
+    assert "| no (< 40 real) |" in hmxb and hmxb.endswith(("| (pass) |", "| (fail) |"))

@@ -73,6 +73,12 @@ def compare_to_td(sim_set: SpectrumSet, td_path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def verdict(row: pd.Series) -> str:
+    """PASS / fail for a checked class; the would-be verdict in brackets for an unchecked one."""
+    word = "PASS" if row["pass"] else "fail"
+    return word if row["checked"] else f"({word.lower()})"
+
+
 def format_table(df: pd.DataFrame) -> str:
     """A Markdown table of :func:`compare_to_td` output."""
     head = (
@@ -88,6 +94,6 @@ def format_table(df: pd.DataFrame) -> str:
             f"| {r['ms_iqr_real']:.2f} / {r['ms_iqr_sim']:.2f} "
             f"| {r['hs_med_real']:.2f} / {r['hs_med_sim']:.2f} "
             f"| {r['hs_iqr_real']:.2f} / {r['hs_iqr_sim']:.2f} "
-            f"| {'yes' if r['checked'] else 'no'} | {'PASS' if r['pass'] else 'fail'} |"
+            f"| {'yes' if r['checked'] else f'no (< {MIN_REAL} real)'} | {verdict(r)} |"
         )
     return head + "\n".join(lines) + "\n"
