@@ -67,6 +67,8 @@ def test_spectrum_reference_is_probed_not_clustered(synth_eval: tuple) -> None:
     # The synthetic classes differ in slope and N_H far above the noise: the spectra hold them.
     assert get_metric(m, "probe.spectrum.bacc_8class") > 0.5  # chance: 0.125
     assert get_metric(m, "regression.spectrum.log_nh") > 0.8
+    bins = get_metric(m, "probe.latent.bacc_8class_by_counts")
+    assert len(bins) == 5 and sum(b["n"] for b in bins) == m["probe"]["latent"]["n"]
     row = next(r for r in m["headline"] if r["features"] == "spectrum")
     assert row["clustering_bacc_8class"] is None and row["probe_bacc_8class"] is not None
 

@@ -164,3 +164,19 @@ def test_spectrum_table_rebins_the_normalised_net_spectrum() -> None:
     assert np.allclose(x[:, :7], np.log1p(7 * share))
     assert np.allclose(x[:, 7], np.log10(160.0))
     assert names[0] == f"shape_{s.grid.edges_kev[0]:.2f}kev"
+
+
+def test_probe_accuracy_by_counts_bins() -> None:
+    rng = np.random.default_rng(3)
+    n = 1000
+    y = np.array([CLASSES[i % 8] for i in range(n)], dtype=object)
+    counts = rng.uniform(10, 1e4, n)
+    # Right for the brightest fifth, a random guess elsewhere.
+    guess = np.array(CLASSES, dtype=object)[rng.integers(0, 8, n)]
+    pred = np.where(counts >= np.quantile(counts, 0.8), y, guess)
+    rows = C.by_counts(y, pred, counts)
+    assert len(rows) == 5 and sum(r["n"] for r in rows) == n
+    assert rows[-1]["bacc"] == 1.0
+    assert all(abs(r["bacc"] - 1 / 8) < 0.08 for r in rows[:4])
+    assert rows[0]["counts_lo"] == counts.min() and rows[-1]["counts_hi"] == counts.max()
+    assert C.by_counts(y[:3], pred[:3], counts[:3]) == []

@@ -37,6 +37,7 @@ def test_report_renders_every_section(eval_dir: Path, tmp_path: Path) -> None:
     assert not re.search(r'(src|href)="(https?:)?//', text)
     assert "reference study" in text and "0.400" in text and "0.690" in text
     assert f"{metrics['headline'][0]['clustering_bacc_8class']:.3f}" in text
+    assert "Probe balanced accuracy, 8 classes, by broad-band net counts" in text
 
 
 def test_report_says_what_was_skipped(tmp_path: Path) -> None:

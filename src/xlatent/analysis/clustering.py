@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from xlatent.analysis._common import (
     CLASSES,
@@ -232,8 +233,37 @@ def cluster_feature_set(
     }
 
 
+#: Quantile bins of broad-band net counts for the probe's accuracy-by-counts breakdown.
+N_COUNT_BINS = 5
+
+
+def by_counts(
+    y: np.ndarray, pred: np.ndarray, counts: np.ndarray, n_bins: int = N_COUNT_BINS
+) -> list[dict[str, Any]]:
+    """Balanced accuracy of predictions within quantile bins of ``counts`` (NaN rows dropped)."""
+    ok = np.isfinite(counts)
+    if ok.sum() < n_bins:
+        return []
+    edges = np.unique(np.quantile(counts[ok], np.linspace(0, 1, n_bins + 1)))
+    if edges.size < 2:
+        return []
+    b = np.clip(np.searchsorted(edges, counts, side="right") - 1, 0, edges.size - 2)
+    rows = []
+    for i in range(edges.size - 1):
+        sel = ok & (b == i)
+        if sel.any():
+            bacc = balanced_accuracy(y[sel], pred[sel])
+            rows.append({"counts_lo": float(edges[i]), "counts_hi": float(edges[i + 1]),
+                         "n": int(sel.sum()), "bacc": bacc})  # fmt: skip
+    return rows
+
+
 def probe_feature_set(fs: FeatureSet, ctx: Context, n_splits: int = 5) -> dict[str, Any]:
-    """Cross-validated balanced accuracy of a gradient-boosted classifier on ``fs``."""
+    """Cross-validated balanced accuracy of a gradient-boosted classifier on ``fs``.
+
+    With a ``net_counts_b`` column, the out-of-fold predictions are also scored per quintile
+    of broad-band net counts (``*_by_counts``): how class information grows with the photons.
+    """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -245,7 +275,13 @@ def probe_feature_set(fs: FeatureSet, ctx: Context, n_splits: int = 5) -> dict[s
     idx = idx[np.isin(labels[idx], cls[cnt >= n_splits])]
     out: dict[str, Any] = {"n": int(idx.size), "n_splits": n_splits}
 
-    def cv_bacc(rows: np.ndarray, y: np.ndarray) -> float:
+    counts = (
+        pd.to_numeric(ctx.meta["net_counts_b"], errors="coerce").to_numpy(dtype=np.float64)
+        if "net_counts_b" in ctx.meta
+        else None
+    )
+
+    def cv_bacc(rows: np.ndarray, y: np.ndarray, key: str) -> None:
         # 30 rounds at a high learning rate: one tree per class per round makes the 8-class
         # fit the slowest step of the evaluation; longer runs changed the result little.
         clf = HistGradientBoostingClassifier(
@@ -255,16 +291,18 @@ def probe_feature_set(fs: FeatureSet, ctx: Context, n_splits: int = 5) -> dict[s
         cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=ctx.seed)
         with single_thread():
             pred = cross_val_predict(clf, fs.X[rows], y, cv=cv)
-        return balanced_accuracy(y, pred)
+        out[key] = balanced_accuracy(y, pred)
+        if counts is not None:
+            out[f"{key}_by_counts"] = by_counts(y, pred, counts[rows])
 
     if np.unique(labels[idx]).size >= 2:
-        out["bacc_8class"] = cv_bacc(idx, labels[idx])
+        cv_bacc(idx, labels[idx], "bacc_8class")
         out["n_classes"] = int(np.unique(labels[idx]).size)
     mask, binlab = _binary(labels)
     bidx = idx[mask[idx]]
     if bidx.size and np.unique(binlab[bidx], return_counts=True)[1].min() >= n_splits:
         if np.unique(binlab[bidx]).size == 2:
-            out["bacc_agn_vs_compact"] = cv_bacc(bidx, binlab[bidx])
+            cv_bacc(bidx, binlab[bidx], "bacc_agn_vs_compact")
     return out
 
 

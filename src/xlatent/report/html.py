@@ -224,7 +224,24 @@ def _clustering(m: dict[str, Any], figs: str) -> str:
             [[k, v.get("n"), v.get("bacc_8class"), v.get("bacc_agn_vs_compact")]
              for k, v in p.items()],
         )  # fmt: skip
+        out += _probe_by_counts(p)
     return out + _skipped_note(m, "clustering") + figs
+
+
+def _probe_by_counts(p: dict[str, Any]) -> str:
+    out = ""
+    for key, task in (("bacc_8class", "8 classes"), ("bacc_agn_vs_compact", "AGN vs compact")):
+        per = {k: v.get(f"{key}_by_counts") for k, v in p.items() if v.get(f"{key}_by_counts")}
+        if not per:
+            continue
+        first = next(iter(per.values()))
+        rows = [[f"{b['counts_lo']:.0f}–{b['counts_hi']:.0f}", b["n"],
+                 *[v[i]["bacc"] if i < len(v) else None for v in per.values()]]
+                for i, b in enumerate(first)]  # fmt: skip
+        out += (f"<p>Probe balanced accuracy, {task}, by broad-band net counts (quintiles "
+                "of the probed spectra; every feature set on the same rows):</p>")  # fmt: skip
+        out += _table(["net counts", "spectra", *per], rows)
+    return out
 
 
 def _regression(m: dict[str, Any], figs: str) -> str:
