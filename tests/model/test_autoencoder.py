@@ -177,3 +177,15 @@ def test_pca_baseline_same_api(toy_set, tmp_path: Path) -> None:
     np.testing.assert_allclose(again.reconstruct(toy_set), rec, rtol=1e-12)
     with pytest.raises(CheckpointError):
         pca.transform(toy_spectrum_set(5, grid=EnergyGrid.log(0.5, 8.0, 64)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fit_with_bf16_autocast_matches_cpu_inference(toy_set, tmp_path: Path) -> None:
+    model = SpectralAutoencoder(epochs=2, device="cuda", **FAST).fit(toy_set)
+    assert next(model.net.parameters()).device.type == "cuda"
+    z_gpu = model.transform(toy_set)
+    assert np.isfinite(z_gpu).all() and np.isfinite(model.reconstruct(toy_set)).all()
+    model.save(tmp_path / "m")
+    z_cpu = SpectralAutoencoder.load(tmp_path / "m", device="cpu").transform(toy_set)
+    # bf16 autocast on the GPU, float32 on the CPU: equal to bf16 precision.
+    np.testing.assert_allclose(z_gpu, z_cpu, atol=0.05 * np.abs(z_cpu).max())
