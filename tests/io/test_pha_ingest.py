@@ -308,3 +308,31 @@ def test_background_named_only_by_backfile_is_not_a_source(
     result = ingest_paths([tmp_path], progress=False)
     assert result.n_ingested == 1 and result.skipped == []
     assert result.spectrum_set.meta["bkg_file"][0].endswith("sky_region.pi")
+
+
+# ------------------------------------------------------------------- format variants
+def test_rate_tlmin_grouping_quality_variants_read_the_same(csc_copy: Path) -> None:
+    """RATE instead of COUNTS, no CHANNEL column (TLMIN numbers the rows), GROUPING/QUALITY."""
+
+    def edit(h):
+        for i in [i for i, hdu in enumerate(h) if hdu.name == "SPECTRUM"]:  # source, bkg
+            hdu = h[i]
+            d, exposure = hdu.data, hdu.header["EXPOSURE"]
+            cols = [
+                fits.Column("RATE", "E", unit="count/s", array=d["COUNTS"] / exposure),
+                fits.Column("GROUPING", "I", array=np.where(np.arange(len(d)) % 2, -1, 1)),
+                fits.Column("QUALITY", "I", array=np.zeros(len(d), dtype=np.int16)),
+            ]
+            header = hdu.header.copy()
+            for k in [k for k in header if k.startswith(("TTYPE", "TFORM", "TUNIT", "TLMIN",
+                                                          "TLMAX", "TDISP"))]:  # fmt: skip
+                del header[k]
+            new = fits.BinTableHDU.from_columns(cols, header=header, name="SPECTRUM")
+            new.header["TLMIN1"] = int(d["CHANNEL"][0])
+            h[i] = new
+
+    orig = load(csc_copy)
+    variant = load(_edit_pha(csc_copy, csc_copy.with_name("rate_pha3.fits"), edit))
+    np.testing.assert_allclose(variant.counts, orig.counts, rtol=1e-6)
+    np.testing.assert_allclose(variant.background, orig.background, rtol=1e-6)
+    assert variant.exposure_s == orig.exposure_s
