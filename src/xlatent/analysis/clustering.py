@@ -262,7 +262,7 @@ def probe_feature_set(fs: FeatureSet, ctx: Context, n_splits: int = 5) -> dict[s
     """Cross-validated balanced accuracy of a gradient-boosted classifier on ``fs``.
 
     With a ``net_counts_b`` column, the out-of-fold predictions are also scored per quintile
-    of broad-band net counts (``*_by_counts``): how class information grows with the photons.
+    of broad-band net counts (``*_by_counts``): how class information depends on the photons.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
