@@ -113,6 +113,12 @@ def _data_info(s: Any, n_input: int, ctx: Context, counts_b: np.ndarray) -> dict
     }
 
 
+def feature_info(fs: Any) -> dict[str, Any]:
+    """The ``features.<name>`` entry of metrics.json for one FeatureSet."""
+    return {"dim": fs.raw_dim, "n_columns": fs.X.shape[1], "columns": fs.columns,
+            "description": fs.description, "role": fs.role, **fs.info}  # fmt: skip
+
+
 def headline_rows(metrics: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
     """One row per feature set: clustering and probe balanced accuracies, deviance ratio."""
     rows = []
@@ -224,11 +230,7 @@ def evaluate(
     metrics["data"] = _data_info(s, len(s_in), ctx, counts_b)
     metrics["model"] = model_info(model)
     metrics["pca_model"] = model_info(pca_model)
-    metrics["features"] = {
-        n: {"dim": fs.raw_dim, "n_columns": fs.X.shape[1], "columns": fs.columns,
-            "description": fs.description, "role": fs.role, **fs.info}
-        for n, fs in feature_sets.items()
-    }  # fmt: skip
+    metrics["features"] = {n: feature_info(fs) for n, fs in feature_sets.items()}
     with guarded("reconstruction"):
         metrics["reconstruction"] = reconstruction.run(
             s, {"latent": model, "pca": pca_model}, ctx, counts_b

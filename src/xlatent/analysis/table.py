@@ -24,6 +24,7 @@ import pandas as pd
 from xlatent.analysis import clustering
 from xlatent.analysis._common import REFERENCE, Context, make_split, safe_log10
 from xlatent.analysis.features import HARDNESS_COLUMNS, FeatureSet, standardise
+from xlatent.core import hardness_columns
 
 #: Class columns looked for, in order (lower case): TD.csv's, then xlatent's.
 CLASS_COLUMNS = ("true_class", "source_class")
@@ -34,11 +35,6 @@ def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
 
 
-def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(a + b != 0, (a - b) / (a + b), np.nan)
-
-
 def table_hardness(frame: pd.DataFrame) -> tuple[np.ndarray, list[str], str]:
     """(n, 4) raw hardness features of a table (lower-case columns), names and their origin."""
     names = [*HARDNESS_COLUMNS, "log_flux_b"]
@@ -47,8 +43,9 @@ def table_hardness(frame: pd.DataFrame) -> tuple[np.ndarray, list[str], str]:
         cols = [_num(frame, c) for c in HARDNESS_COLUMNS] + [safe_log10(flux)]
         return np.column_stack(cols), names, "CSC hard_hm, hard_hs, hard_ms, log10 flux_aper_b"
     if all(c in frame for c in _BAND_FLUXES):
-        s, m, h, b = (_num(frame, c) for c in _BAND_FLUXES)
-        raw = np.column_stack([_ratio(h, m), _ratio(h, s), _ratio(m, s), safe_log10(b)])
+        flux = {band: _num(frame, f"f{band}") for band in "smhb"}
+        ratios = hardness_columns(flux)
+        raw = np.column_stack([*(ratios[c] for c in HARDNESS_COLUMNS), safe_log10(flux["b"])])
         return raw, names, "hardness ratios of band energy fluxes Fs, Fm, Fh; log10 Fb"
     raise ValueError(
         "the table has neither CSC hardness columns (hard_hm, hard_hs, hard_ms) nor band "
@@ -70,7 +67,7 @@ def evaluate_table(
     eight are left unlabelled. The split is stratified 70/30 by class (seeded). Returns the
     metrics written to ``out_dir/metrics.json``, in the layout of ``evaluate``'s.
     """
-    from xlatent.analysis.evaluation import headline_rows, write_metrics
+    from xlatent.analysis.evaluation import feature_info, headline_rows, write_metrics
     from xlatent.io.csc.query import read_table
 
     if isinstance(table, pd.DataFrame):
@@ -106,9 +103,8 @@ def evaluate_table(
             "split_source": "stratified 70/30",
             "class_column": found,
         },
-        "features": {"hardness": {"dim": fs.raw_dim, "n_columns": x.shape[1], "columns": cols,
-                                  "description": origin, "role": fs.role, **info}},
-    }  # fmt: skip
+        "features": {"hardness": feature_info(fs)},
+    }
     metrics.update(clustering.run({"hardness": fs}, ctx))
     metrics["headline"] = headline_rows(metrics, ["hardness"])
     metrics["reference"] = REFERENCE
