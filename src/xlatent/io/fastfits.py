@@ -167,7 +167,8 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
             return _gunzip(fh, limit)
         if st.st_size > limit:
             raise FitsFormatError(f"file is {_mb(st.st_size)}, over the {_mb(limit)} limit")
-        raw = head + fh.read(limit + 1 - len(head))
+        fh.seek(0)
+        raw = fh.read(limit + 1)
         if len(raw) > limit:
             raise FitsFormatError(f"file is over the {_mb(limit)} limit")
         return raw
@@ -178,8 +179,13 @@ def _mb(n: int) -> str:
 
 
 def _gunzip(fh: BinaryIO, limit: int) -> bytes:
-    """Inflate every gzip member of ``fh``; refuse once the output passes ``limit`` bytes."""
-    out = bytearray()
+    """Inflate every gzip member of ``fh``; refuse once the output passes ``limit`` bytes.
+
+    Output is produced a few MB at a time and kept as a list of pieces, so a refused file
+    never costs much more than ``limit`` bytes of memory.
+    """
+    pieces: list[bytes] = []
+    total = 0
     d = zlib.decompressobj(wbits=31)
     pending = b""
     try:
@@ -188,10 +194,11 @@ def _gunzip(fh: BinaryIO, limit: int) -> bytes:
                 pending = fh.read(_CHUNK)
                 if not pending:
                     break
-            room = limit - len(out)
-            out += d.decompress(pending, room + 1)
-            if len(out) > limit:
+            piece = d.decompress(pending, min(limit - total + 1, 4 * _CHUNK))
+            total += len(piece)
+            if total > limit:
                 raise FitsFormatError(f"gzip data inflate to more than the {_mb(limit)} limit")
+            pieces.append(piece)
             pending = d.unconsumed_tail
             if d.eof:
                 rest = d.unused_data + pending
@@ -199,13 +206,13 @@ def _gunzip(fh: BinaryIO, limit: int) -> bytes:
                     rest += fh.read(_CHUNK)
                 if not rest.startswith(b"\x1f\x8b"):
                     # Trailing zeros or junk after the last member: ignored, as gzip does.
-                    return bytes(out)
+                    return b"".join(pieces)
                 d, pending = zlib.decompressobj(wbits=31), rest
     except zlib.error as exc:
         raise FitsFormatError(f"damaged gzip stream ({exc})") from None
     if not d.eof:
         raise FitsFormatError("damaged gzip stream (truncated)")
-    return bytes(out)
+    return b"".join(pieces)
 
 
 def _value(text: str) -> Any:
