@@ -10,12 +10,14 @@ through astropy.
 
 from __future__ import annotations
 
-import gzip
+import errno
+import os
+import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -30,6 +32,10 @@ class FitsFormatError(ValueError):
     """The bytes do not follow the FITS standard where this reader needs them to."""
 
 
+class FileKindError(FitsFormatError):
+    """The path is not a regular file (FIFO, device, socket, dangling symlink, symlink loop)."""
+
+
 @dataclass
 class TableHDU:
     """One extension: its header keywords and, for a BINTABLE, the raw table bytes."""
@@ -39,11 +45,14 @@ class TableHDU:
 
     @property
     def names(self) -> list[str]:
-        n = int(self.header.get("TFIELDS", 0))
+        n = self.header.get("TFIELDS", 0)
+        n = min(n, MAX_TFIELDS) if isinstance(n, int) and n > 0 else 0
         return [str(self.header.get(f"TTYPE{i}", "")).strip().upper() for i in range(1, n + 1)]
 
     def column(self, name: str) -> np.ndarray:
         """A numeric column as a numpy array (2-D when the repeat count is above 1)."""
+        if str(self.header.get("XTENSION", "")).strip().upper() != "BINTABLE":
+            raise FitsFormatError(f"column {name} is not in a binary table")
         names = self.names
         if name.upper() not in names:
             raise KeyError(name)
@@ -93,15 +102,117 @@ def _field_bytes(tform: Any) -> int:
     return repeat * _SIZE[code]
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it is gzip-compressed (whatever its name)."""
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise FitsFormatError(f"damaged gzip stream ({exc})") from None
-    return raw
+#: Most bytes a file may hold, after gunzipping; larger ones (or gzip bombs) are refused.
+#: Change it at run time (``fastfits.MAX_BYTES = ...``); it is read on every call.
+MAX_BYTES = 256 * 2**20
+_CHUNK = 2**20
+#: The FITS standard's limits on the number of axes and of table columns.
+MAX_NAXIS = 999
+MAX_TFIELDS = 999
+_BITPIX = (8, 16, 32, 64, -32, -64)
+
+
+def check_regular(path: Path) -> os.stat_result:
+    """``os.stat`` of a regular file; anything else raises without opening it.
+
+    FIFOs, devices and sockets raise :class:`FitsFormatError` (opening a FIFO can block
+    forever); dangling symlinks raise ``FileNotFoundError``, symlink loops ``OSError``.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise FileKindError("dangling symlink (its target does not exist)") from None
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FileKindError("symlink loop") from None
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        raise FileKindError(f"not a regular file ({_file_kind(st.st_mode)})")
+    return st
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The file's bytes, gunzipped when it is gzip-compressed (whatever its name).
+
+    Only regular files are opened (see :func:`check_regular`), and at most ``limit`` bytes
+    (default :data:`MAX_BYTES`) are read or inflated: gzip is stream-decompressed in chunks and
+    refused once its output passes the limit, so a gzip bomb costs ``limit`` bytes of memory
+    at most.
+    """
+    limit = MAX_BYTES if limit is None else int(limit)
+    st = check_regular(path)
+    # O_NONBLOCK: should the path be swapped for a FIFO after the stat, open still returns.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise FileKindError("not a regular file")
+        head = fh.read(2)
+        if head == b"\x1f\x8b":
+            fh.seek(0)
+            return _gunzip(fh, limit)
+        if st.st_size > limit:
+            raise FitsFormatError(f"file is {_mb(st.st_size)}, over the {_mb(limit)} limit")
+        fh.seek(0)
+        raw = fh.read(limit + 1)
+        if len(raw) > limit:
+            raise FitsFormatError(f"file is over the {_mb(limit)} limit")
+        return raw
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.4g} MB"
+
+
+def _gunzip(fh: BinaryIO, limit: int) -> bytes:
+    """Inflate every gzip member of ``fh``; refuse once the output passes ``limit`` bytes.
+
+    Output is produced a few MB at a time and kept as a list of pieces, so a refused file
+    never costs much more than ``limit`` bytes of memory.
+    """
+    pieces: list[bytes] = []
+    total = 0
+    d = zlib.decompressobj(wbits=31)
+    pending = b""
+    try:
+        while True:
+            if not pending:
+                pending = fh.read(_CHUNK)
+                if not pending:
+                    break
+            piece = d.decompress(pending, min(limit - total + 1, 4 * _CHUNK))
+            total += len(piece)
+            if total > limit:
+                raise FitsFormatError(f"gzip data inflate to more than the {_mb(limit)} limit")
+            pieces.append(piece)
+            pending = d.unconsumed_tail
+            if d.eof:
+                rest = d.unused_data + pending
+                if len(rest) < 2:
+                    rest += fh.read(_CHUNK)
+                if not rest.startswith(b"\x1f\x8b"):
+                    # Trailing zeros or junk after the last member: ignored, as gzip does.
+                    return b"".join(pieces)
+                d, pending = zlib.decompressobj(wbits=31), rest
+    except zlib.error as exc:
+        raise FitsFormatError(f"damaged gzip stream ({exc})") from None
+    if not d.eof:
+        raise FitsFormatError("damaged gzip stream (truncated)")
+    return b"".join(pieces)
 
 
 def _value(text: str) -> Any:
@@ -162,33 +273,79 @@ def _header(raw: bytes, start: int) -> tuple[dict[str, Any], int]:
             last_string_key = key if isinstance(header[key], str) else None
 
 
-def _data_size(h: dict[str, Any]) -> int:
-    try:
-        naxis = int(h.get("NAXIS", 0))
-        if naxis == 0:
-            return 0
-        n = 1
-        for i in range(1, naxis + 1):
-            n *= int(h[f"NAXIS{i}"])
-        bits = abs(int(h["BITPIX"]))
-        return bits // 8 * int(h.get("GCOUNT", 1)) * (int(h.get("PCOUNT", 0)) + n)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FitsFormatError(f"bad data-size keywords ({exc})") from None
+def _int_keyword(h: dict[str, Any], key: str, lo: int, hi: int | None = None) -> int:
+    """A mandatory integer keyword within [lo, hi], else :class:`FitsFormatError`."""
+    value = h.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        shown = "missing" if key not in h else repr(value)[:30]
+        raise FitsFormatError(f"{key} is {shown}, not an integer")
+    if value < lo or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+        raise FitsFormatError(f"{key} = {value} is not {bound}")
+    return value
+
+
+def _data_size(h: dict[str, Any], primary: bool, available: int) -> tuple[int, int]:
+    """Bytes of data (with the heap) and of the main table, checked before any allocation.
+
+    NAXIS, NAXISn, BITPIX, PCOUNT, GCOUNT and, for binary tables, TFIELDS and the TFORMs must
+    be sane integers that agree, and the data must fit in the ``available`` bytes.
+    """
+    bitpix = _int_keyword(h, "BITPIX", -64, 64)
+    if bitpix not in _BITPIX:
+        raise FitsFormatError(f"BITPIX = {bitpix} is not one of {_BITPIX}")
+    naxis = _int_keyword(h, "NAXIS", 0, MAX_NAXIS)
+    n = 1
+    for i in range(1, naxis + 1):
+        n *= _int_keyword(h, f"NAXIS{i}", 0)
+        if n * abs(bitpix) // 8 > available:
+            break  # already too big: no need to multiply further
+    if naxis == 0:
+        n = 0
+    pcount = 0 if primary else _int_keyword(h, "PCOUNT", 0)
+    gcount = 1 if primary else _int_keyword(h, "GCOUNT", 0)
+    size = abs(bitpix) // 8 * gcount * (pcount + n)
+    if size > available:
+        raise FitsFormatError(
+            f"header asks for {size} data bytes but only {max(available, 0)} follow"
+        )
+    xtension = str(h.get("XTENSION", "")).strip().upper()
+    if xtension == "BINTABLE":
+        if naxis != 2 or bitpix != 8:
+            raise FitsFormatError(f"BINTABLE with NAXIS = {naxis}, BITPIX = {bitpix}")
+        tfields = _int_keyword(h, "TFIELDS", 0, MAX_TFIELDS)
+        row = sum(_field_bytes(h.get(f"TFORM{i}", "")) for i in range(1, tfields + 1))
+        if row != h["NAXIS1"]:
+            raise FitsFormatError(f"TFORMs give {row} bytes a row but NAXIS1 = {h['NAXIS1']}")
+        if row == 0 and h["NAXIS2"] > 0:
+            raise FitsFormatError(f"NAXIS2 = {h['NAXIS2']} rows of 0 bytes")
+    return size, n * abs(bitpix) // 8
 
 
 def iter_extensions(raw: bytes) -> Iterator[TableHDU]:
-    """Each extension after the primary HDU, in file order."""
+    """Each extension after the primary HDU, in file order (headers checked, data sliced)."""
+    for header, start, main in _walk(raw):
+        yield TableHDU(header, raw[start : start + main])
+
+
+def check_structure(raw: bytes) -> int:
+    """Check every header of a FITS file (as :func:`iter_extensions`); the number of HDUs."""
+    return 1 + sum(1 for _ in _walk(raw))
+
+
+def _walk(raw: bytes) -> Iterator[tuple[dict[str, Any], int, int]]:
     if not raw.startswith(b"SIMPLE  =") or len(raw) < BLOCK:
         raise FitsFormatError("not a FITS file (no SIMPLE card)")
     header, pos = _header(raw, 0)
-    pos += -(-_data_size(header) // BLOCK) * BLOCK
+    size, _ = _data_size(header, True, len(raw) - pos)
+    pos += -(-size // BLOCK) * BLOCK
     while pos < len(raw):
         if not raw[pos : pos + 8].startswith(b"XTENSION"):
             return  # trailing padding or junk after the last HDU
         header, data_start = _header(raw, pos)
-        size = _data_size(header)
-        main = int(header.get("NAXIS1", 0)) * int(header.get("NAXIS2", 0))
-        if data_start + size > len(raw):
-            raise FitsFormatError(f"extension {header.get('EXTNAME', '?')} is truncated")
-        yield TableHDU(header, raw[data_start : data_start + main])
+        try:
+            size, main = _data_size(header, False, len(raw) - data_start)
+        except FitsFormatError as exc:
+            raise FitsFormatError(f"extension {header.get('EXTNAME', '?')}: {exc}") from None
+        yield header, data_start, main
         pos = data_start + -(-size // BLOCK) * BLOCK

@@ -20,11 +20,21 @@ import scipy.sparse as sp
 
 from xlatent.core.errors import InputError
 from xlatent.core.grid import EnergyGrid, bin_average, overlap_matrix
-from xlatent.io.fastfits import FitsFormatError, TableHDU, iter_extensions, read_bytes
+from xlatent.io.fastfits import (
+    FileKindError,
+    FitsFormatError,
+    TableHDU,
+    iter_extensions,
+    read_bytes,
+)
 from xlatent.io.response import ARF, RMF, ResponseCache, read_arf, read_rmf
 
 _CSC_NAME = re.compile(r"acisf(\d+)_(\d+)N\d+_r(\d+)", re.IGNORECASE)
 _NO_FILE = {"", "NONE", "NULL", "N/A"}
+#: Counts above this in one channel are taken as a damaged file, not as data.
+MAX_COUNTS_PER_CHANNEL = 1e9
+#: Exposures above this (about 300 years) are taken as a damaged keyword.
+MAX_EXPOSURE_S = 1e10
 
 
 @dataclass
@@ -87,6 +97,8 @@ def spectrum_hdus(path: Path) -> list[TableHDU]:
         raw = read_bytes(path)
     except FileNotFoundError:
         raise InputError(path, "no such file") from None
+    except FileKindError as exc:
+        raise InputError(path, str(exc)) from None
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
     except FitsFormatError as exc:
@@ -117,6 +129,10 @@ def read_pha_hdu(hdu: TableHDU, path: Path) -> PHA:
     try:
         names = hdu.names
         exposure = float(hdr.get("EXPOSURE") if hdr.get("EXPOSURE") is not None else np.nan)
+        if not np.isfinite(exposure) or exposure <= 0 or exposure > MAX_EXPOSURE_S:
+            raise InputError(
+                path, f"EXPOSURE is {hdr.get('EXPOSURE')!r}; it must be positive and finite"
+            )
         if "COUNTS" in names:
             counts = np.asarray(hdu.column("COUNTS"), dtype=np.float64)
         elif "RATE" in names:
@@ -136,10 +152,19 @@ def read_pha_hdu(hdu: TableHDU, path: Path) -> PHA:
         raise
     except Exception as exc:
         raise InputError(path, f"damaged PHA table ({_short(exc)})") from None
-    if not np.isfinite(exposure) or exposure <= 0:
-        raise InputError(path, f"EXPOSURE is {hdr.get('EXPOSURE')!r}; it must be positive")
-    if not np.all(np.isfinite(counts)) or np.any(counts < 0):
-        raise InputError(path, "counts are negative or not finite")
+    if not np.all(np.isfinite(counts)):
+        raise InputError(path, "counts are not finite (NaN or infinite)")
+    if np.any(counts < 0):
+        raise InputError(path, f"counts are negative (min {counts.min():.3g})")
+    if np.any(counts > MAX_COUNTS_PER_CHANNEL):
+        raise InputError(
+            path, f"counts of {counts.max():.3g} in one channel (over {MAX_COUNTS_PER_CHANNEL:g})"
+        )
+    for key, value in (("BACKSCAL", backscal), ("AREASCAL", areascal)):
+        v = np.asarray(value)
+        if not np.all(np.isfinite(v)) or np.any(v <= 0):
+            shown = repr(hdr.get(key)) if v.ndim == 0 else "a column with zero or bad values"
+            raise InputError(path, f"{key} is {shown}; it must be positive and finite")
     keep = {
         k: hdr.get(k)
         for k in (
@@ -250,9 +275,12 @@ def load_pha_spectrum(
             ratio = np.broadcast_to(_scale(src) / _scale(bkg), bchan.shape)
         if not np.all(np.isfinite(ratio)) or np.any(ratio < 0):
             raise InputError(
-                bkg.path, "background EXPOSURE/BACKSCAL/AREASCAL give no valid scaling"
+                path, f"background {bkg.path.name}: EXPOSURE/BACKSCAL/AREASCAL give no scaling"
             )
         background = (bchan * ratio) @ mapper.channel_matrix(rmf)
+
+    area = mapper.area(arf)
+    _check_area(path, arf, area, mapper.grid)
 
     ids = parse_csc_name(path)
     obsid = ids.get("obsid", _int_or(src.header.get("OBS_ID"), -1))
@@ -271,7 +299,22 @@ def load_pha_spectrum(
         "src_counts_total": float(src.counts.sum()),
         "bkg_counts_total": float(bkg.counts.sum()) if bkg is not None else 0.0,
     }
-    return SpectrumRow(counts, background, src.exposure_s, mapper.area(arf), meta)
+    return SpectrumRow(counts, background, src.exposure_s, area, meta)
+
+
+def _check_area(path: Path, arf: ARF, area: np.ndarray, grid: EnergyGrid) -> None:
+    """The ARF must be positive on every grid bin inside its energy range (and cover one)."""
+    edges = grid.edges_kev
+    inside = (edges[:-1] >= arf.energ_lo[0]) & (edges[1:] <= arf.energ_hi[-1])
+    name = Path(arf.path).name
+    if not inside.any():
+        raise InputError(
+            path, f"ARF {name} covers {arf.energ_lo[0]:g}-{arf.energ_hi[-1]:g} keV, not the grid"
+        )
+    bad = inside & ~(np.isfinite(area) & (area > 0))
+    if bad.any():
+        lo, hi = edges[:-1][bad].min(), edges[1:][bad].max()
+        raise InputError(path, f"ARF {name} is zero or negative over {lo:.3g}-{hi:.3g} keV")
 
 
 def _int_or(value: Any, default: int) -> int:
@@ -318,9 +361,12 @@ def _background(path: Path, src: PHA, inner: PHA | None, override: str | Path | 
         if inner is None:
             raise InputError(path, "BACKFILE names this file but it has no BKG spectrum")
         return inner
-    hdus = spectrum_hdus(target)
-    pick = next((h for h in hdus if _hduclas2(h) == "BKG"), hdus[0])
-    return read_pha_hdu(pick, target)
+    try:
+        hdus = spectrum_hdus(target)
+        pick = next((h for h in hdus if _hduclas2(h) == "BKG"), hdus[0])
+        return read_pha_hdu(pick, target)
+    except InputError as exc:
+        raise InputError(path, f"background {target.name} unusable: {exc.reason}") from None
 
 
 def _hduclas2(hdu: TableHDU) -> str:

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from astropy.io import fits
 
 from xlatent.core.errors import InputError
-from xlatent.io.fastfits import read_bytes
+from xlatent.io.fastfits import FitsFormatError, check_structure, read_bytes
 
 RMF_MATRIX_EXTNAMES = ("MATRIX", "SPECRESP MATRIX", "RSP_MATRIX")
 
@@ -146,12 +146,18 @@ def read_rmf(path: str | Path, cache: ResponseCache | None = DEFAULT_CACHE) -> R
 def _open(path: Path, kind: str) -> fits.HDUList:
     hdul = None
     try:
-        # From memory, so a damaged file can never leave an OS file handle open behind it.
-        hdul = fits.open(io.BytesIO(read_bytes(path)), memmap=False)
+        # From memory, so a damaged file can never leave an OS file handle open behind it;
+        # read_bytes caps the (inflated) size, and every header is checked for sane sizes
+        # before astropy allocates anything.
+        raw = read_bytes(path)
+        check_structure(raw)
+        hdul = fits.open(io.BytesIO(raw), memmap=False)
         hdul.verify("silentfix")
         return hdul
     except FileNotFoundError:
         raise InputError(path, f"{kind} file not found") from None
+    except FitsFormatError as exc:
+        raise InputError(path, f"unreadable {kind} ({exc})") from None
     except Exception as exc:  # astropy raises many types for damaged files
         if hdul is not None:
             hdul.close()
@@ -180,9 +186,17 @@ def _read_arf(path: Path) -> ARF:
             area = np.asarray(d["SPECRESP"], dtype=np.float64)
         except Exception as exc:
             raise InputError(path, f"damaged ARF table ({type(exc).__name__}: {exc})") from None
-    if lo.size == 0 or not np.all(np.isfinite(area)) or np.any(hi <= lo):
+    if lo.size == 0 or not np.all(np.isfinite(lo) & np.isfinite(hi)) or np.any(hi <= lo):
         raise InputError(path, "ARF has empty, non-finite or non-increasing energy bins")
-    return ARF(lo, hi, np.clip(area, 0, None), str(path))
+    if np.any(np.diff(lo) <= 0):
+        raise InputError(path, "ARF energy bins are not in increasing order")
+    if not np.all(np.isfinite(area)):
+        raise InputError(path, "ARF SPECRESP has NaN or infinite values")
+    if np.any(area < 0):
+        raise InputError(path, f"ARF SPECRESP is negative (min {area.min():.3g} cm^2)")
+    if not np.any(area > 0):
+        raise InputError(path, "ARF SPECRESP is zero everywhere")
+    return ARF(lo, hi, area, str(path))
 
 
 def _read_rmf(path: Path) -> RMF:
@@ -206,8 +220,15 @@ def _read_rmf(path: Path) -> RMF:
             raise
         except Exception as exc:
             raise InputError(path, f"damaged RMF table ({type(exc).__name__}: {exc})") from None
-    if energ_lo.size == 0 or np.any(energ_hi <= energ_lo):
-        raise InputError(path, "RMF has empty or non-increasing energy bins")
+    finite = np.all(np.isfinite(energ_lo) & np.isfinite(energ_hi))
+    if energ_lo.size == 0 or not finite or np.any(energ_hi <= energ_lo):
+        raise InputError(path, "RMF has empty, non-finite or non-increasing energy bins")
+    if e_min.size == 0 or not np.all(np.isfinite(e_min) & np.isfinite(e_max)):
+        raise InputError(path, "RMF EBOUNDS are empty or not finite")
+    if np.any(e_max <= e_min) or np.any(np.diff(e_min) <= 0):
+        raise InputError(path, "RMF EBOUNDS are not increasing")
+    if not np.all(np.isfinite(matrix.data)) or np.any(matrix.data < 0):
+        raise InputError(path, "RMF MATRIX has NaN, infinite or negative values")
     return RMF(energ_lo, energ_hi, matrix, e_min, e_max, first, str(path))
 
 
@@ -234,6 +255,8 @@ def _sparse_matrix(d: fits.FITS_rec, n_chan: int, first: int) -> sp.csr_matrix:
         v = np.atleast_1d(np.asarray(values[i], dtype=np.float64))
         if n_grp[i] <= 0 or nc.sum() == 0:
             continue
+        if np.any(nc < 0) or nc.sum() > min(v.size, n_chan):
+            raise ValueError(f"row {i}: N_CHAN {nc.tolist()[:4]} does not fit the row")
         # Channel indices of every stored element, group after group.
         starts = fc - first
         idx = np.repeat(starts - np.cumsum(nc) + nc, nc) + np.arange(nc.sum())
