@@ -640,19 +640,24 @@ def _remove_stale_temp(directory: Path) -> None:
 def _fetch_batch(batch: list[Detection], opts: _Options, on_retry: Any) -> _BatchResult:
     """Download one batch archive (with retries) and install its verified detections."""
     try:
-        archive = _with_retries(lambda: _request_archive(batch, opts), opts, on_retry)
-    except _Interrupted:
+        try:
+            archive = _with_retries(lambda: _request_archive(batch, opts), opts, on_retry)
+        except _Interrupted:
+            raise
+        except Exception as exc:
+            why = _reason(exc)
+            if opts.retries and is_transient(exc):
+                why += f" (after {opts.retries} retries)"
+            return _BatchResult(failed=dict.fromkeys(batch, why))
+        try:
+            return _install(archive, batch, opts)
+        finally:
+            with contextlib.suppress(OSError):
+                archive.unlink()
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # KeyboardInterrupt here: stop the other workers
+            opts.run.cancel()
         raise
-    except Exception as exc:
-        why = _reason(exc)
-        if opts.retries and is_transient(exc):
-            why += f" (after {opts.retries} retries)"
-        return _BatchResult(failed=dict.fromkeys(batch, why))
-    try:
-        return _install(archive, batch, opts)
-    finally:
-        with contextlib.suppress(OSError):
-            archive.unlink()
 
 
 def _with_retries(func: Callable[[], T], opts: _Options, on_retry: Any) -> T:
