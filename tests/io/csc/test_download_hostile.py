@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
+import ssl
+import subprocess
 import tarfile
 import threading
 import time
@@ -289,3 +293,60 @@ def test_interrupt_while_installing_leaves_no_partial_detection(
     monkeypatch.setattr(download, "verify_fits", real_verify)
     rerun = download_spectra(dets, tmp_path, url=fake_csc.retrieve_url, **FAST)
     assert sorted(rerun.downloaded) == sorted(dets[2:]) and not rerun.failed
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl for a test cert")
+@pytest.mark.parametrize("stage", ["body", "handshake"])
+def test_https_drip_is_cut_at_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    """Over TLS too: a stalled handshake or a dripping body ends at the deadline."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key)]
+        + ["-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=20,
+    )
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(5)
+    port = server.getsockname()[1]
+
+    def serve() -> None:  # one connection, at most about 5 s
+        with server:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                if stage == "handshake":
+                    time.sleep(4)
+                    return
+                conn.settimeout(5)
+                try:
+                    with ctx.wrap_socket(conn, server_side=True) as tls:
+                        tls.recv(65536)
+                        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                        for _ in range(40):
+                            tls.sendall(b"x")
+                            time.sleep(0.1)
+                except OSError:
+                    return
+
+    threading.Thread(target=serve, daemon=True).start()
+    t0 = time.monotonic()
+    report = download_spectra(
+        [Detection(1, 0, 1)],
+        tmp_path / "out",
+        url=f"https://127.0.0.1:{port}/csccli/retrievePackage",
+        **{**FAST, "timeout_s": 1.0},
+    )
+    assert time.monotonic() - t0 < 2.5
+    (why,) = report.failed.values()
+    assert "DeadlineExceeded" in why
