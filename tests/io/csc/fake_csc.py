@@ -10,6 +10,13 @@ Faults are queued per interface (``fail_retrieve``/``fail_tap``) and consumed on
 ``500``, ``503``, ``timeout`` (answer after ``slow_s``), ``truncate`` (a well-formed response
 holding half a tar), ``drop`` (connection closed mid-body), ``html`` (200 with an error page).
 ``corrupt`` holds (detection key, product) pairs served with damaged bytes until removed.
+
+Hostile modes (retrieval): ``drip`` (headers, then one body byte every ``drip_s``),
+``drip_headers`` (the status line, then one header byte every ``drip_s``), both for at most
+``hostile_max_s``; ``stall`` (half the body, then ``stalled`` is set and the answer waits for
+``release``, at most ``hostile_max_s``); ``nolength`` (no Content-Length, the connection
+closes after the body); ``gzip`` (the tar answered gzip-compressed). ``extra_members``
+((TarInfo, bytes) pairs) are added to every archive, ``omit`` ((key, product) pairs) left out.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import re
 import tarfile
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -148,6 +156,10 @@ class FakeCSC:
     fail_tap: list[str] = field(default_factory=list)
     corrupt: set[tuple[Key, str]] = field(default_factory=set)
     slow_s: float = 1.0
+    drip_s: float = 0.2
+    hostile_max_s: float = 10.0
+    extra_members: list[tuple[tarfile.TarInfo, bytes]] = field(default_factory=list)
+    omit: set[tuple[Key, str]] = field(default_factory=set)
     retrieve_log: list[dict] = field(default_factory=list)
     tap_log: list[dict] = field(default_factory=list)
 
@@ -155,6 +167,8 @@ class FakeCSC:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.by_key = {d.key: d for d in self.detections}
+        self.stalled = threading.Event()
+        self.release = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> FakeCSC:
@@ -248,10 +262,57 @@ class FakeCSC:
             h.wfile.flush()
             h.close_connection = True
             return True
+        if fault in ("drip", "drip_headers"):
+            self._drip(h, body, ctype, headers=fault == "drip_headers")
+            return True
+        if fault == "stall":
+            h.send_response(200)
+            h.send_header("Content-Type", ctype)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body[: len(body) // 2])
+            h.wfile.flush()
+            self.stalled.set()
+            self.release.wait(self.hostile_max_s)
+            h.close_connection = True
+            return True
+        if fault == "nolength":
+            h.send_response(200)
+            h.send_header("Content-Type", ctype)
+            h.send_header("Connection", "close")
+            h.end_headers()
+            h.wfile.write(body)
+            h.close_connection = True
+            return True
+        if fault == "gzip":
+            self._send(h, 200, gzip.compress(body, compresslevel=1), ctype)
+            return True
         if fault == "html":
             self._send(h, 200, b"<html><body>Error: the archive is busy</body></html>", "text/html")
             return True
         return False
+
+    def _drip(self, h: BaseHTTPRequestHandler, body: bytes, ctype: str, headers: bool) -> None:
+        """Answer one byte every ``drip_s`` (the headers too when ``headers``), for at most
+        ``hostile_max_s``; a client that hangs up ends it."""
+        head = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        h.close_connection = True
+        if headers:
+            h.wfile.write(head[:17])  # the status line
+            stream = head[17:] + body
+        else:
+            h.wfile.write(head)
+            stream = body
+        h.wfile.flush()
+        end = time.monotonic() + self.hostile_max_s
+        for i in range(len(stream)):
+            if time.monotonic() > end:
+                return
+            time.sleep(self.drip_s)
+            h.wfile.write(stream[i : i + 1])
+            h.wfile.flush()
 
     # ------------------------------------------------------------------------ TAP
     def _tap(self, h: BaseHTTPRequestHandler, p: dict[str, str]) -> None:
@@ -327,7 +388,7 @@ class FakeCSC:
                 key = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
                 product = PRODUCT_OF_FILETYPE.get(m.group(4))
                 det = self.by_key.get(key)
-                if det is None or product is None:
+                if det is None or product is None or (key, product) in self.omit:
                     continue
                 name, data = det.files[product]
                 if (key, product) in self.corrupt:
@@ -336,6 +397,8 @@ class FakeCSC:
                 info.size = len(data)
                 info.mtime = 0
                 tar.addfile(info, io.BytesIO(data))
+            for info, data in self.extra_members:
+                tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
         return buf.getvalue()
 
 
@@ -348,3 +411,23 @@ def _damage(data: bytes) -> bytes:
     if data[:2] == b"\x1f\x8b":  # keep it a gzip file whose content is broken
         return gzip.compress(bytes(gzip.decompress(data)[:5000]) + b"\x00" * 7)
     return bytes(raw)
+
+
+def member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple:
+    """An ``extra_members`` entry: a tar member ``name`` of type ``kind``."""
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    info.linkname = link
+    info.mtime = 0
+    return info, data
+
+
+def gzip_bomb(n_bytes: int) -> bytes:
+    """A gzip file of ``n_bytes`` zeros (about 1000 times smaller), built in bounded memory."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1 << 20)
+    parts = [z.compress(block) for _ in range(n_bytes // len(block))]
+    parts.append(z.compress(bytes(n_bytes % len(block))))
+    parts.append(z.flush())
+    return b"".join(parts)
