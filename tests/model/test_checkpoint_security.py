@@ -97,6 +97,7 @@ def test_raw_pickle_as_weights_refused(saved_dirs, tmp_path: Path) -> None:
     _assert_refused(lambda: load_model(d), "weights.pt", marker)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_torchscript_archive_as_weights_refused(saved_dirs, tmp_path: Path) -> None:
     d = _copy(saved_dirs["ae"], tmp_path / "m")
     torch.jit.script(torch.nn.Linear(2, 2)).save(str(d / "weights.pt"))

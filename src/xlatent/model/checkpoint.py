@@ -230,6 +230,8 @@ def torch_load(path: Path) -> Any:
     import torch
 
     require_file(path)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: unreadable or unsafe checkpoint (empty file)")
     try:
         with warnings.catch_warnings():
             # A TorchScript archive is refused with weights_only; silence torch's notice.

@@ -133,6 +133,8 @@ def _read_arrays(path: Path, k: int, n_bins: int) -> dict[str, np.ndarray]:
         "singular_values": (k,),
     }
     require_file(path)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: unreadable or unsafe array archive (empty file)")
     out: dict[str, np.ndarray] = {}
     try:
         z = np.load(path, allow_pickle=False)
