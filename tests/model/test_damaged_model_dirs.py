@@ -301,6 +301,14 @@ STATE_DAMAGE = {
         lambda s: s["scheduler"].__setitem__("lr_lambdas", [{"__code__": 1}]),
         "scheduler",
     ),
+    "scheduler_inf_lr": (
+        lambda s: s["scheduler"].__setitem__("base_lrs", [math.inf]),
+        "scheduler['base_lrs'][0]",
+    ),
+    "optimizer_nan_eps": (
+        lambda s: s["optimizer"]["param_groups"][0].__setitem__("eps", math.nan),
+        "optimizer groups[0]['eps']",
+    ),
     "generator_short": (
         lambda s: s.__setitem__("generator", torch.zeros(8, dtype=torch.uint8)),
         "generator",

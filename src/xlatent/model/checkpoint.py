@@ -20,6 +20,7 @@ schema (types, ranges, shapes, finiteness) before use, and anything wrong is a o
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -294,7 +295,7 @@ def check_state_dict(sd: Any, reference: dict, where: str | Path, what: str = "w
 def check_like(value: Any, reference: Any, where: str | Path, what: str) -> None:
     """``value`` must have ``reference``'s structure: same keys, lengths, kinds and tensor shapes.
 
-    Numbers may differ (int and float are interchangeable), but must not be NaN.
+    Numbers may differ (int and float are interchangeable), but must be finite.
     """
     import torch
 
@@ -321,7 +322,9 @@ def check_like(value: Any, reference: Any, where: str | Path, what: str) -> None
         if type(value) is not type(reference):
             raise bad
     elif isinstance(reference, int | float):
-        if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise bad
+        if isinstance(value, float) and not math.isfinite(value):
             raise bad
     else:  # pragma: no cover - references are built from torch state dicts
         raise TypeError(f"cannot compare with {type(reference).__name__}")
