@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,6 +27,41 @@ def toy_set() -> SpectrumSet:
 @pytest.fixture()
 def tiny_set() -> SpectrumSet:
     """Built directly with the core constructor: 40 power-law-ish spectra, 32 bins."""
+    return make_tiny_set()
+
+
+#: Options of the model in ``saved_dirs`` (resuming it needs the same ones).
+SAVED_OPTS = {"latent_dim": 3, "epochs": 3, "seed": 1, "patience": 100, **FAST}
+
+
+@pytest.fixture(scope="session")
+def saved_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Trained once per session on ``make_tiny_set()``: an autoencoder directory with its
+    ``train_state.pt`` (stopped after 2 of 3 epochs, so it can be resumed), a finished one,
+    and a PCA directory. Tests copy them before damaging anything."""
+    from xlatent.model import PCABaseline, SpectralAutoencoder
+
+    root = tmp_path_factory.mktemp("saved")
+    s = make_tiny_set()
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch: int, record: dict) -> None:
+        if epoch == 2:
+            raise Stop
+
+    try:
+        SpectralAutoencoder(**SAVED_OPTS).fit(s, checkpoint_dir=root / "cut", callback=stop)
+    except Stop:
+        pass
+    SpectralAutoencoder(**SAVED_OPTS).fit(s, checkpoint_dir=root / "ae")
+    PCABaseline(n_components=4).fit(s).save(root / "pca")
+    return {"cut": root / "cut", "ae": root / "ae", "pca": root / "pca"}
+
+
+def make_tiny_set() -> SpectrumSet:
+    """40 power-law-ish spectra on 32 bins, built directly with the core constructor."""
     rng = np.random.default_rng(0)
     grid = EnergyGrid.log(0.5, 8.0, 32)
     e = grid.centers_kev

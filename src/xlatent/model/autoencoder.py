@@ -35,17 +35,26 @@ import torch
 from xlatent.core import SpectrumSet
 from xlatent.model.base import LatentModel
 from xlatent.model.checkpoint import (
+    HEADER_FILE,
     CheckpointError,
     TrainingError,
     check_grid,
     check_header,
+    check_like,
+    check_state_dict,
     make_header,
     read_header,
     torch_load,
     torch_save,
     write_header,
 )
-from xlatent.model.network import ArchConfig, SpectralTransformerAE, torch_poisson_deviance
+from xlatent.model.network import (
+    ArchConfig,
+    SpectralTransformerAE,
+    check_arch,
+    torch_poisson_deviance,
+)
+from xlatent.model.options import TRAIN_OPTIONS, Opt, check_options
 from xlatent.model.preprocess import N_CHANNELS, N_GLOBAL, Prepared, prepare
 
 WEIGHTS_FILE = "weights.pt"
@@ -100,19 +109,19 @@ class SpectralAutoencoder(LatentModel):
         unknown = set(kwargs) - arch_keys - train_keys
         if unknown:
             raise TypeError(f"unknown SpectralAutoencoder option(s): {sorted(unknown)}")
-        self.arch = ArchConfig(
-            latent_dim=latent_dim,
-            n_channels=N_CHANNELS,
-            n_global=N_GLOBAL,
-            **{k: v for k, v in kwargs.items() if k in arch_keys},
+        # Every option is checked here, before any work (one-line ValueError).
+        arch = check_arch(
+            {"latent_dim": latent_dim, **{k: v for k, v in kwargs.items() if k in arch_keys}}
         )
-        self.train_cfg = TrainConfig(**{k: v for k, v in kwargs.items() if k in train_keys})
-        if self.train_cfg.loss not in ("poisson", "mse"):
-            raise ValueError(f"loss must be 'poisson' or 'mse', not {self.train_cfg.loss!r}")
-        self.device = device
-        self.max_time_s = max_time_s
-        self.num_threads = num_threads
-        self.progress = progress
+        train = check_options({k: v for k, v in kwargs.items() if k in train_keys}, TRAIN_OPTIONS)
+        self.arch = ArchConfig(n_channels=N_CHANNELS, n_global=N_GLOBAL, **arch)
+        self.train_cfg = TrainConfig(**train)
+        self.device = _check_device(device)
+        self.max_time_s = None if max_time_s is None else _MAX_TIME.check("max_time_s", max_time_s)
+        self.num_threads = (
+            None if num_threads is None else _THREADS.check("num_threads", num_threads)
+        )
+        self.progress = Opt("bool").check("progress", progress)
         self.grid = None
         self.net: SpectralTransformerAE | None = None
         self.history_: list[dict[str, float]] = []
@@ -125,7 +134,16 @@ class SpectralAutoencoder(LatentModel):
     def _device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        dev = torch.device(self.device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r}: no CUDA device is available")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {self.device!r}: only {torch.cuda.device_count()} CUDA device(s)"
+            )
+        if dev.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {self.device!r}: MPS is not available")
+        return dev
 
     def _autocast(self, dev: torch.device) -> Any:
         # bf16 autocast only on CUDA: on CPU it is slower for these small matmuls.
@@ -193,28 +211,36 @@ class SpectralAutoencoder(LatentModel):
         options), or starts afresh when there is none. ``callback(epoch, record)`` is called
         after each epoch (record: train/val loss, lr, seconds).
         """
-        if self.num_threads:
-            torch.set_num_threads(self.num_threads)
         cfg = self.train_cfg
-        self.grid = spectrum_set.grid
-        self.arch.n_bins = spectrum_set.grid.n_bins
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
+        if callback is not None and not callable(callback):
+            raise ValueError("callback must be callable")
         n = len(spectrum_set)
         if n < 2:
-            raise ValueError("need at least 2 spectra to train")
-        prep = prepare(spectrum_set)
+            raise ValueError(f"need at least 2 spectra to train, the set has {n}")
+        n_val = int(round(cfg.val_fraction * n)) if n >= 10 else 0
+        if n - n_val < 1:
+            raise ValueError(
+                f"val_fraction={cfg.val_fraction:g} leaves no training spectra out of {n}"
+            )
         dev = self._device()
-        data = self._tensors(prep, dev)
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        self.grid = spectrum_set.grid
+        self.arch.n_bins = spectrum_set.grid.n_bins
+        prep = prepare(spectrum_set)
 
         ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         state = None
-        if resume and ckpt_dir is not None and (ckpt_dir / STATE_FILE).is_file():
+        if resume and ckpt_dir is not None and (ckpt_dir / STATE_FILE).exists():
             state = self._load_state(ckpt_dir, spectrum_set)
+        data = self._tensors(prep, dev)
 
         torch.manual_seed(cfg.seed)
         net = SpectralTransformerAE(self.arch, self.grid.edges_kev).to(dev)
         rng = np.random.default_rng(cfg.seed)
         perm = rng.permutation(n)
-        n_val = int(round(cfg.val_fraction * n)) if n >= 10 else 0
         val_idx = torch.as_tensor(np.sort(perm[:n_val]), device=dev)
         train_idx = torch.as_tensor(np.sort(perm[n_val:]), device=dev)
         steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
@@ -237,11 +263,7 @@ class SpectralAutoencoder(LatentModel):
         self.history_ = []
         finished = False
         if state is not None:
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            gen.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
+            self._restore_state(ckpt_dir / STATE_FILE, state, net, opt, sched, gen)
             start_epoch = state["epoch"] + 1
             best_val, bad, elapsed = state["best_val"], state["bad_epochs"], state["elapsed_s"]
             best_state = state["best_model"]
@@ -372,10 +394,24 @@ class SpectralAutoencoder(LatentModel):
         )
 
     def _load_state(self, ckpt_dir: Path, s: SpectrumSet) -> dict:
+        """Read ``train_state.pt`` (data only) and check it belongs to this run and set."""
         where = ckpt_dir / STATE_FILE
         state = torch_load(where)
-        header = check_header(state.get("header") if isinstance(state, dict) else None, where)
-        check_header(header, where, kind="autoencoder")
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{where}: not an xlatent training state")
+        for key in state:
+            if key not in _STATE_TYPES:
+                raise CheckpointError(f"{where}: unexpected entry {str(key)[:60]!r}")
+        for key, types in _STATE_TYPES.items():
+            if key not in state:
+                raise CheckpointError(f"{where}: no {key!r}; not a complete training state")
+            value = state[key]
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                raise CheckpointError(
+                    f"{where}: {key!r} is a {type(value).__name__}, not a "
+                    f"{' or '.join(t.__name__ for t in types)}"
+                )
+        header = check_header(state["header"], where, kind="autoencoder")
         check_grid(header, s.grid, where)
         mine = self._header()["config"]
         for part in ("arch", "train"):
@@ -388,7 +424,66 @@ class SpectralAutoencoder(LatentModel):
                 )
         if state["set_digest"] != self._set_digest(s):
             raise CheckpointError(f"{where}: cannot resume on a different training set")
+        epoch, bad = state["epoch"], state["bad_epochs"]
+        if not 0 <= epoch < self.train_cfg.epochs:
+            raise CheckpointError(f"{where}: epoch {epoch} out of range")
+        if not 0 <= bad <= epoch + 1:
+            raise CheckpointError(f"{where}: bad_epochs {bad} out of range")
+        if not math.isfinite(state["best_val"]):
+            raise CheckpointError(f"{where}: best_val {state['best_val']} is not finite")
+        if not (math.isfinite(state["elapsed_s"]) and state["elapsed_s"] >= 0):
+            raise CheckpointError(f"{where}: elapsed_s {state['elapsed_s']} out of range")
+        history = state["history"]
+        ok = len(history) == epoch + 1 and all(
+            isinstance(rec, dict)
+            and all(
+                isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+                for k, v in rec.items()
+            )
+            for rec in history
+        )
+        if not ok:
+            raise CheckpointError(f"{where}: history is not one record of numbers per epoch")
         return state
+
+    @staticmethod
+    def _restore_state(
+        where: Path, state: dict, net: Any, opt: Any, sched: Any, gen: torch.Generator
+    ) -> None:
+        """Check every tensor and structure of a loaded state against this run, then load it."""
+        reference = net.state_dict()
+        check_state_dict(state["model"], reference, where, "model")
+        check_state_dict(state["best_model"], reference, where, "best_model")
+        optim = state["optimizer"]
+        if not isinstance(optim, dict) or set(optim) != {"state", "param_groups"}:
+            raise CheckpointError(f"{where}: optimizer is not an optimizer state")
+        check_like(
+            optim["param_groups"], opt.state_dict()["param_groups"], where, "optimizer groups"
+        )
+        params = list(net.parameters())
+        # AdamW keeps its step count as a float64 scalar under a float64 default, else float32.
+        step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+        scalar = torch.zeros((), dtype=step_dtype)
+        if not isinstance(optim["state"], dict):
+            raise CheckpointError(f"{where}: optimizer state is not a dict")
+        for idx, st in optim["state"].items():
+            if not isinstance(idx, int) or not 0 <= idx < len(params):
+                raise CheckpointError(f"{where}: optimizer state for unknown parameter {idx!r}")
+            p = params[idx].detach()
+            ref = {"step": scalar, "exp_avg": p, "exp_avg_sq": p}
+            check_like(st, ref, where, f"optimizer state {idx}")
+        check_like(state["scheduler"], sched.state_dict(), where, "scheduler")
+        check_like(state["generator"], gen.get_state(), where, "generator")
+        check_like(state["torch_rng"], torch.get_rng_state(), where, "torch_rng")
+        try:
+            net.load_state_dict(state["model"])
+            opt.load_state_dict(optim)
+            sched.load_state_dict(state["scheduler"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise CheckpointError(f"{where}: cannot restore the training state ({msg})") from None
 
     # ---------------------------------------------------------------- inference
     def _check_set(self, s: SpectrumSet) -> None:
@@ -422,6 +517,7 @@ class SpectralAutoencoder(LatentModel):
 
     def transform(self, spectrum_set: SpectrumSet, batch_size: int = 512) -> np.ndarray:
         """Latent vectors, (n, latent_dim) float64."""
+        batch_size = Opt("int", lo=1).check("batch_size", batch_size)
 
         def enc(net: SpectralTransformerAE, b: dict) -> np.ndarray:
             return net.encode(b["feats"], b["glob"]).float().cpu().numpy().astype(np.float64)
@@ -431,6 +527,7 @@ class SpectralAutoencoder(LatentModel):
 
     def reconstruct(self, spectrum_set: SpectrumSet, batch_size: int = 512) -> np.ndarray:
         """Expected *source* counts per bin (n, m): amplitude times the decoded shape."""
+        batch_size = Opt("int", lo=1).check("batch_size", batch_size)
 
         def rec(net: SpectralTransformerAE, b: dict) -> np.ndarray:
             z = net.encode(b["feats"], b["glob"]).float()
@@ -446,13 +543,28 @@ class SpectralAutoencoder(LatentModel):
         """Normalised counts shapes (n, m) for given latents (flat area when none is given)."""
         net = self._require_fitted()
         dev = next(net.parameters()).device
-        z = torch.as_tensor(np.asarray(latents), dtype=torch.float32, device=dev)
+        lat = np.asarray(latents, dtype=np.float64)
+        if lat.ndim != 2 or lat.shape[1] != self.latent_dim or not np.isfinite(lat).all():
+            raise ValueError(
+                f"latents must be finite, shape (n, {self.latent_dim}); got {lat.shape}"
+            )
+        z = torch.as_tensor(lat, dtype=torch.float32, device=dev)
         if effective_area_cm2 is None:
             log_area = torch.zeros(z.shape[0], self.arch.n_bins, device=dev)
         else:
             from xlatent.model.preprocess import log_relative_area
 
-            la = log_relative_area(np.atleast_2d(effective_area_cm2))
+            area = np.atleast_2d(np.asarray(effective_area_cm2, dtype=np.float64))
+            if area.shape not in ((z.shape[0], self.arch.n_bins), (1, self.arch.n_bins)):
+                raise ValueError(
+                    f"effective_area_cm2 must be ({z.shape[0]}, {self.arch.n_bins}) or "
+                    f"({self.arch.n_bins},); got {np.shape(effective_area_cm2)}"
+                )
+            if not (np.isfinite(area).all() and (area >= 0).all()):
+                raise ValueError("effective_area_cm2 must be finite and >= 0")
+            la = np.ascontiguousarray(
+                np.broadcast_to(log_relative_area(area), (z.shape[0], self.arch.n_bins))
+            )
             log_area = torch.as_tensor(la, dtype=torch.float32, device=dev)
         with torch.inference_mode():
             return torch.exp(net.log_shape(z, log_area)).double().cpu().numpy()
@@ -472,15 +584,29 @@ class SpectralAutoencoder(LatentModel):
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "auto") -> SpectralAutoencoder:
-        """Load a model saved by :meth:`save` (refuses other kinds and format versions)."""
+        """Load a model saved by :meth:`save` (refuses other kinds and format versions).
+
+        ``model.json`` and ``weights.pt`` are checked field by field before anything is built;
+        ``weights.pt`` is read as data only (no pickled code). Anything wrong is a one-line
+        :class:`CheckpointError` naming the file.
+        """
         from xlatent.core import EnergyGrid
 
         d = Path(model_dir)
         header = read_header(d, kind="autoencoder")
-        if not (d / WEIGHTS_FILE).is_file():
-            raise CheckpointError(f"{d}: no {WEIGHTS_FILE}")
-        blob = torch_load(d / WEIGHTS_FILE)
-        check_header(blob.get("header") if isinstance(blob, dict) else None, d / WEIGHTS_FILE)
+        wpath = d / WEIGHTS_FILE
+        blob = torch_load(wpath)
+        if not isinstance(blob, dict) or set(blob) != {"header", "model"}:
+            raise CheckpointError(f"{wpath}: not an xlatent weights file")
+        wheader = check_header(blob["header"], wpath, kind="autoencoder")
+        if (
+            wheader["config"]["arch"] != header["config"]["arch"]
+            or wheader["grid_edges_kev"] != header["grid_edges_kev"]
+        ):
+            raise CheckpointError(
+                f"{wpath}: written for another model than {d / HEADER_FILE} "
+                "(architecture or grid differ)"
+            )
         arch = dict(header["config"]["arch"])
         train = header["config"]["train"]
         latent_dim = arch.pop("latent_dim")
@@ -489,13 +615,57 @@ class SpectralAutoencoder(LatentModel):
         model = cls(latent_dim, device=device, progress=False, **arch, **train)
         model.arch.n_bins = header["config"]["arch"]["n_bins"]
         model.grid = EnergyGrid(np.asarray(header["grid_edges_kev"]))
+        # Shapes from a network on the meta device: nothing is allocated before the check.
+        with torch.device("meta"):
+            reference = SpectralTransformerAE(model.arch, model.grid.edges_kev).state_dict()
+        check_state_dict(blob["model"], reference, wpath)
         net = SpectralTransformerAE(model.arch, model.grid.edges_kev)
         try:
             net.load_state_dict(blob["model"])
-        except (RuntimeError, KeyError) as exc:
-            msg = str(exc).splitlines()[0]
-            raise CheckpointError(f"{d}: weights do not match the stored config ({msg})") from None
+        except (RuntimeError, KeyError, TypeError) as exc:
+            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise CheckpointError(f"{wpath}: weights do not match {HEADER_FILE} ({msg})") from None
         net.to(model._device()).eval()
         model.net = net
         model.history_ = header.get("training", {}).get("history", [])
         return model
+
+
+#: What ``train_state.pt`` holds, and the types of its entries.
+_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "header": (dict,),
+    "set_digest": (str,),
+    "model": (dict,),
+    "optimizer": (dict,),
+    "scheduler": (dict,),
+    "generator": (torch.Tensor,),
+    "torch_rng": (torch.Tensor,),
+    "epoch": (int,),
+    "best_val": (float, int),
+    "bad_epochs": (int,),
+    "elapsed_s": (float, int),
+    "best_model": (dict,),
+    "history": (list,),
+    "finished": (bool,),
+}
+_MAX_TIME = Opt("float", lo=0.0, allow_inf=True)
+_THREADS = Opt("int", lo=1)
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def _check_device(device: Any) -> str:
+    """``"auto"`` or a torch device string of a known type (ValueError otherwise)."""
+    bad = ValueError(
+        f"device must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps', not {device!r}"
+    )
+    if not isinstance(device, str):
+        raise bad
+    if device == "auto":
+        return device
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise bad from None
+    if dev.type not in _DEVICE_TYPES:
+        raise bad
+    return device

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from xlatent.model.options import Opt, check_options
+
 
 @dataclass
 class ArchConfig:
@@ -52,6 +54,46 @@ class ArchConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: Types and ranges of the :class:`ArchConfig` fields.
+ARCH_OPTIONS: dict[str, Opt] = {
+    "n_bins": Opt("int", lo=1),
+    "latent_dim": Opt("int", lo=1),
+    "patch_size": Opt("int", lo=1),
+    "d_model": Opt("int", lo=1),
+    "n_heads": Opt("int", lo=1),
+    "n_layers": Opt("int", lo=1),
+    "ff_dim": Opt("int", lo=1),
+    "n_freqs": Opt("int", lo=0),
+    "decoder": Opt("str", choices=("mlp", "transformer")),
+    "decoder_hidden": Opt("int", lo=1),
+    "decoder_layers": Opt("int", lo=0),
+    "dropout": Opt("float", lo=0.0, hi=1.0, hi_open=True),
+    "area_aware": Opt("bool"),
+    "n_channels": Opt("int", lo=1),
+    "n_global": Opt("int", lo=1),
+}
+
+
+def check_arch(values: dict, *, required: bool = False, prefix: str = "") -> dict:
+    """Check architecture options (types, ranges, and the ones that constrain each other).
+
+    Returns them normalised; raises a one-line ValueError. ``required``: every field must be
+    present (a stored config), else only the given ones are checked (user options).
+    """
+    out = check_options(
+        values, ARCH_OPTIONS, required=ARCH_OPTIONS if required else (), prefix=prefix
+    )
+    full = {**ArchConfig().to_dict(), **out}
+    if full["d_model"] % full["n_heads"]:
+        raise ValueError(
+            f"{prefix}d_model ({full['d_model']}) must be a multiple of "
+            f"{prefix}n_heads ({full['n_heads']})"
+        )
+    if full["decoder"] == "transformer" and full["decoder_layers"] < 1:
+        raise ValueError(f"{prefix}decoder_layers must be >= 1 with the transformer decoder")
+    return out
 
 
 def token_log_energy(edges_kev: np.ndarray, patch_size: int) -> np.ndarray:

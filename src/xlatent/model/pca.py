@@ -20,8 +20,10 @@ from xlatent.model.checkpoint import (
     check_grid,
     make_header,
     read_header,
+    require_file,
     write_header,
 )
+from xlatent.model.options import PCA_OPTIONS, check_options
 from xlatent.model.preprocess import prepare, shape_to_counts, x_to_shape
 
 PCA_FILE = "pca.npz"
@@ -36,8 +38,9 @@ class PCABaseline(LatentModel):
     """``PCABaseline(n_components=8).fit(s)``, then ``transform``/``reconstruct``/``save``."""
 
     def __init__(self, n_components: int = 8, seed: int = 0) -> None:
-        self.n_components = n_components
-        self.seed = seed
+        opts = check_options({"n_components": n_components, "seed": seed}, PCA_OPTIONS)
+        self.n_components = opts["n_components"]
+        self.seed = opts["seed"]
         self.grid: EnergyGrid | None = None
         self.pca: PCA | None = None
 
@@ -47,10 +50,13 @@ class PCABaseline(LatentModel):
 
     def fit(self, spectrum_set: SpectrumSet) -> PCABaseline:
         """Fit the components on ``spectrum_set``; returns self."""
+        n, m = len(spectrum_set), spectrum_set.grid.n_bins
+        if self.n_components > min(n, m):
+            raise ValueError(
+                f"{self.n_components} components need at least {self.n_components} spectra "
+                f"and energy bins; the set has {n} spectra on {m} bins"
+            )
         x = prepare(spectrum_set).net_shape_x
-        k = min(self.n_components, *x.shape)
-        if k < self.n_components:
-            raise ValueError(f"{self.n_components} components need at least as many spectra")
         self.pca = PCA(n_components=self.n_components, random_state=self.seed).fit(x)
         self.grid = spectrum_set.grid
         return self
@@ -97,19 +103,67 @@ class PCABaseline(LatentModel):
         """Load a baseline saved by :meth:`save`."""
         d = Path(model_dir)
         header = read_header(d, kind="pca")
-        if not (d / PCA_FILE).is_file():
-            raise CheckpointError(f"{d}: no {PCA_FILE}")
         model = cls(**header["config"])
-        with np.load(d / PCA_FILE) as z:
-            pca = PCA(n_components=model.n_components)
-            pca.components_ = z["components"]
-            pca.mean_ = z["mean"]
-            pca.explained_variance_ = z["explained_variance"]
-            pca.explained_variance_ratio_ = z["explained_variance_ratio"]
-            pca.singular_values_ = z["singular_values"]
-            pca.n_components_ = pca.components_.shape[0]
-            pca.n_features_in_ = pca.components_.shape[1]
-            pca.whiten = False
-        model.pca = pca
         model.grid = EnergyGrid(np.asarray(header["grid_edges_kev"]))
+        z = _read_arrays(d / PCA_FILE, model.n_components, model.grid.n_bins)
+        pca = PCA(n_components=model.n_components)
+        pca.components_ = z["components"]
+        pca.mean_ = z["mean"]
+        pca.explained_variance_ = z["explained_variance"]
+        pca.explained_variance_ratio_ = z["explained_variance_ratio"]
+        pca.singular_values_ = z["singular_values"]
+        pca.n_components_ = model.n_components
+        pca.n_features_in_ = model.grid.n_bins
+        pca.whiten = False
+        model.pca = pca
         return model
+
+
+def _read_arrays(path: Path, k: int, n_bins: int) -> dict[str, np.ndarray]:
+    """The arrays of ``pca.npz``, read without unpickling and checked (CheckpointError).
+
+    Exactly the five arrays :meth:`PCABaseline.save` writes, float, finite and of the shapes
+    that ``k`` components on ``n_bins`` bins have.
+    """
+    shapes = {
+        "components": (k, n_bins),
+        "mean": (n_bins,),
+        "explained_variance": (k,),
+        "explained_variance_ratio": (k,),
+        "singular_values": (k,),
+    }
+    require_file(path)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: unreadable or unsafe array archive (empty file)")
+    out: dict[str, np.ndarray] = {}
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise CheckpointError(f"{path}: not an npz archive of arrays")
+        with z:
+            names = set(z.files)
+            for name in sorted(names - set(shapes)):
+                raise CheckpointError(f"{path}: unexpected array {name[:60]!r}")
+            for name, shape in shapes.items():
+                if name not in names:
+                    raise CheckpointError(f"{path}: no array {name!r}")
+                # Refuse before decompressing anything much larger than the array should be.
+                size = z.zip.getinfo(f"{name}.npy").file_size
+                if size > 16 * int(np.prod(shape)) + 4096:
+                    raise CheckpointError(f"{path}: array {name!r} is larger than {shape}")
+                arr = z[name]
+                if arr.dtype.kind != "f" or arr.shape != shape:
+                    raise CheckpointError(
+                        f"{path}: array {name!r} is {arr.dtype} {arr.shape}, expected float {shape}"
+                    )
+                if not np.isfinite(arr).all():
+                    raise CheckpointError(f"{path}: array {name!r} has NaN/inf values")
+                out[name] = arr.astype(np.float64)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        line = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise CheckpointError(
+            f"{path}: unreadable or unsafe array archive ({type(exc).__name__}: {line})"
+        ) from None
+    return out

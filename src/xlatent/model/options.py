@@ -1,0 +1,124 @@
+"""Declared types and ranges of the model options, checked before any work is done.
+
+One table per option group (architecture, training, PCA). The same tables check the options
+a person passes to an estimator (:class:`ValueError`, before any training) and the ``config``
+read back from a model directory (turned into a :class:`CheckpointError` naming the file),
+so a saved model can never hold an option that the estimator would have refused.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One option: ``kind`` int | float | bool | str, optional bounds or choices.
+
+    ``lo``/``hi`` are inclusive unless ``lo_open``/``hi_open``; floats must be finite unless
+    ``allow_inf``.
+    """
+
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] | None = None
+    allow_inf: bool = False
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        what = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(
+            self.kind, "a string"
+        )
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+        if self.hi is not None:
+            parts.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
+        return what + (" " + " and ".join(parts) if parts else "")
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` as a plain Python int/float/bool/str, or a one-line ValueError."""
+        bad = ValueError(f"{name} must be {self.describe()}, not {_short(value)}")
+        if self.kind == "bool":
+            if isinstance(value, bool) or type(value).__name__ == "bool_":
+                return bool(value)
+            raise bad
+        if self.kind == "str":
+            if not isinstance(value, str) or (self.choices and value not in self.choices):
+                raise bad
+            return value
+        if isinstance(value, bool) or type(value).__name__ == "bool_":
+            raise bad
+        if self.kind == "int":
+            if not isinstance(value, numbers.Integral):
+                raise bad
+            value = int(value)
+        else:
+            if not isinstance(value, numbers.Real):
+                raise bad
+            value = float(value)
+            if math.isnan(value) or (math.isinf(value) and not self.allow_inf):
+                raise bad
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            raise bad
+        if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
+            raise bad
+        return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_options(
+    values: Mapping[str, Any],
+    table: Mapping[str, Opt],
+    *,
+    required: Iterable[str] = (),
+    prefix: str = "",
+) -> dict[str, Any]:
+    """Check ``values`` against ``table``; returns them normalised to plain Python types.
+
+    Unknown names and missing ``required`` names are errors too (ValueError, one line;
+    ``prefix`` is put before option names in messages, e.g. ``"arch."``).
+    """
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{prefix.rstrip('.') or 'options'} must be a JSON object")
+    for key in values:
+        if key not in table:
+            raise ValueError(f"unknown config key {prefix + str(key)!r}")
+    for key in required:
+        if key not in values:
+            raise ValueError(f"missing config key {prefix + key!r}")
+    return {k: table[k].check(prefix + k, v) for k, v in values.items()}
+
+
+#: Types and ranges of the autoencoder's optimisation options (``TrainConfig``).
+TRAIN_OPTIONS: dict[str, Opt] = {
+    "loss": Opt("str", choices=("poisson", "mse")),
+    "epochs": Opt("int", lo=1),
+    "batch_size": Opt("int", lo=1),
+    "lr": Opt("float", lo=0.0, lo_open=True),
+    "weight_decay": Opt("float", lo=0.0),
+    "warmup_frac": Opt("float", lo=0.0, hi=1.0),
+    "val_fraction": Opt("float", lo=0.0, hi=1.0, hi_open=True),
+    "patience": Opt("int", lo=1),
+    "grad_clip": Opt("float", lo=0.0, lo_open=True),
+    "seed": Opt("int", lo=0, hi=2**63 - 1),
+}
+
+#: Types and ranges of the PCA baseline's options.
+PCA_OPTIONS: dict[str, Opt] = {
+    "n_components": Opt("int", lo=1),
+    # scikit-learn's random_state takes 0 .. 2**32 - 1.
+    "seed": Opt("int", lo=0, hi=2**32 - 1),
+}
