@@ -111,6 +111,7 @@ USAGE = [  # exit 2: the value itself is wrong
     ("train {set} --out {tmp}/m --max-time 0", "--max-time"),
     ("encode {set} --model {dir} --format csv", "--format"),
     ("evaluate {set} --latents {reg} --max-points 0", "--max-points"),
+    ("evaluate {set} --latents {reg} --max-points 9", "--max-points"),
     ("evaluate {set} --latents {reg} --projection isomap", "--projection"),
     ("demo --out {tmp}/d --n 10", "--n"),
     ("demo --out {tmp}/d --epochs 0", "--epochs"),
@@ -398,3 +399,39 @@ def test_good_commands_still_work(sim_set: Path, tmp_path: Path) -> None:
     result = run("encode", sim_set, "--model", model, "--out", lat)
     assert result.exit_code == 0, result.output
     assert lat.is_file() and "x 2 latents" in result.output
+
+
+def test_logged_tracebacks_become_one_warning_line(monkeypatch, tmp_path: Path) -> None:
+    import logging
+
+    import xlatent.physics.simulator
+
+    def recovering(*args, **kwargs):
+        try:
+            raise ValueError("n_samples=1 is too few")
+        except ValueError:
+            import traceback
+
+            logging.getLogger("xlatent.analysis.x").warning(
+                "analysis maps failed:\n%s", traceback.format_exc()
+            )
+        raise ValueError("then it gave up")
+
+    monkeypatch.setattr(xlatent.physics.simulator, "simulate", recovering)
+    result = run("simulate", "--out", tmp_path / "s.h5")
+    assert_one_error(result, 1, "then it gave up")
+    assert "warning: analysis maps failed: ValueError: n_samples=1 is too few" in result.stderr
+    debug = run("--debug", "simulate", "--out", tmp_path / "s.h5")
+    assert "Traceback (most recent call last)" in debug.stderr  # the logged one, in full
+
+
+def test_failed_run_leaves_no_empty_output_directory(sim_set: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "lat.parquet"
+    junk.write_text("not parquet")
+    out = tmp_path / "ev"
+    result = run("evaluate", sim_set, "--latents", junk, "--out", out)
+    assert_one_error(result, 1, "lat.parquet")
+    assert not out.exists()
+    out.mkdir()  # a directory that was there before stays
+    result = run("evaluate", sim_set, "--latents", junk, "--out", out)
+    assert result.exit_code == 1 and out.is_dir()

@@ -27,7 +27,10 @@ from xlatent.clitools import (
     check_output_dir,
     check_output_file,
     check_positive,
+    configure_logging,
+    debug_enabled,
     fail,
+    removed_if_empty_on_error,
     set_debug,
     usage_error,
 )
@@ -67,6 +70,7 @@ def _main(
     """Latent representations of X-ray spectra (Chandra Source Catalog)."""
     # An explicit callback keeps every command a named subcommand, whatever their number.
     set_debug(ctx, debug)
+    configure_logging(debug_enabled(ctx))
     if version:
         from xlatent import __version__
 
@@ -185,11 +189,12 @@ def simulate(
     response = None
     if rmf is not None:
         response = Response(read_arf(arf) if arf is not None else None, read_rmf(rmf))
-    s = _simulate(
-        n, seed=seed, class_mix=class_mix, response=response,
-        counts_range=(counts_min, counts_max), td_path=compare_td,
-        write_pha=write_pha, progress=True,
-    )  # fmt: skip
+    with removed_if_empty_on_error(write_pha):
+        s = _simulate(
+            n, seed=seed, class_mix=class_mix, response=response,
+            counts_range=(counts_min, counts_max), td_path=compare_td,
+            write_pha=write_pha, progress=True,
+        )  # fmt: skip
     s.write(out)
     typer.echo(s.summary())
     typer.echo(f"wrote {out}")
@@ -257,18 +262,19 @@ def train(
     from xlatent.core import SpectrumSet
 
     s = SpectrumSet.read(set_path)
-    if model == "pca":
-        from xlatent.model import PCABaseline
+    with removed_if_empty_on_error(out):
+        if model == "pca":
+            from xlatent.model import PCABaseline
 
-        fitted = PCABaseline(n_components=latent_dim, seed=seed).fit(s)
-        fitted.save(out)
-    else:
-        from xlatent.model import SpectralAutoencoder
+            fitted = PCABaseline(n_components=latent_dim, seed=seed).fit(s)
+            fitted.save(out)
+        else:
+            from xlatent.model import SpectralAutoencoder
 
-        fitted = SpectralAutoencoder(
-            latent_dim, epochs=epochs, seed=seed, loss=loss, device=device,
-            max_time_s=max_time,
-        ).fit(s, checkpoint_dir=out, resume=resume)  # fmt: skip
+            fitted = SpectralAutoencoder(
+                latent_dim, epochs=epochs, seed=seed, loss=loss, device=device,
+                max_time_s=max_time,
+            ).fit(s, checkpoint_dir=out, resume=resume)  # fmt: skip
     dev = fitted.deviance(s)
     typer.echo(
         f"{model}: {len(s)} spectra, mean Poisson deviance {dev.mean():.4g} "
@@ -370,7 +376,10 @@ def evaluate(
         ),
     ] = "auto",
     max_points: Annotated[
-        int, typer.Option("--max-points", min=1, help="Row cap for the expensive analyses.")
+        int,
+        typer.Option(
+            "--max-points", min=10, help="Row cap for the expensive analyses (at least 10)."
+        ),
     ] = 5000,
 ) -> None:
     """Compare latents with hardness ratios, PCA and true parameters; write metrics.json."""
@@ -386,10 +395,11 @@ def evaluate(
 
         model = load_model(model_dir) if model_dir is not None else None
         pca = load_model(pca_dir) if pca_dir is not None else None
-    metrics = _evaluate(
-        set_path, latents, out, model=model, seed=seed, pca=pca,
-        projection=projection, max_points=max_points,
-    )  # fmt: skip
+    with removed_if_empty_on_error(out):
+        metrics = _evaluate(
+            set_path, latents, out, model=model, seed=seed, pca=pca,
+            projection=projection, max_points=max_points,
+        )  # fmt: skip
     _echo_headline(metrics)
     for item in metrics.get("skipped", []):
         typer.echo(f"skipped {item['analysis']}: {item['reason']}")
@@ -427,7 +437,8 @@ def evaluate_table(
     check_output_dir("--out", out)
     from xlatent.analysis import evaluate_table as _evaluate_table
 
-    metrics = _evaluate_table(table, out, seed=seed, class_column=class_column)
+    with removed_if_empty_on_error(out):
+        metrics = _evaluate_table(table, out, seed=seed, class_column=class_column)
     typer.echo(f"{metrics['data']['n_labelled']} labelled rows of {table}; "
                f"features: {metrics['features']['hardness']['description']}")  # fmt: skip
     _echo_headline(metrics)
@@ -485,7 +496,8 @@ def demo(
     check_output_dir("--out", out)
     from xlatent.pipeline import run_demo
 
-    result = run_demo(out, n=n, seed=seed, epochs=epochs, log=typer.echo)
+    with removed_if_empty_on_error(out):
+        result = run_demo(out, n=n, seed=seed, epochs=epochs, log=typer.echo)
     typer.echo("")
     typer.echo("reference study (CSC, 8 latents, clustering): 8-class 0.40, AGN vs compact 0.69")
     _echo_headline(result.metrics)

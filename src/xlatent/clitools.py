@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -72,6 +73,46 @@ def debug_enabled(ctx: Any = None) -> bool:
     if ctx is not None and ctx.meta.get(_DEBUG_KEY):
         return True
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+class _CliLogHandler(logging.Handler):
+    """``xlatent`` log records on the current stderr as ``warning: <one line>``.
+
+    Library code logs the traceback of a step it recovered from (``evaluate`` skips a failed
+    analysis); a user sees the message and the exception's last line, not the traceback,
+    unless ``--debug``.
+    """
+
+    def __init__(self, debug: bool) -> None:
+        super().__init__(logging.DEBUG if debug else logging.WARNING)
+        self.debug = debug
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if self.debug:
+                if record.exc_info:
+                    text += "\n" + logging.Formatter().formatException(record.exc_info)
+                typer.echo(f"{record.levelname.lower()}: {text}", err=True)
+                return
+            if "Traceback (most recent call last)" in text:
+                head, _, tb = text.partition("Traceback (most recent call last)")
+                last = [ln for ln in tb.splitlines() if ln.strip() and not ln.startswith(" ")]
+                text = " ".join([head.strip(), *last[-1:]])
+            level = "warning" if record.levelno < logging.ERROR else "error"
+            typer.echo(f"{level}: {_one_line(text)}", err=True)
+        except Exception:  # noqa: BLE001 - logging must never break a command
+            self.handleError(record)
+
+
+def configure_logging(debug: bool) -> None:
+    """Route the ``xlatent`` loggers to stderr, one line per record unless ``debug``."""
+    logger = logging.getLogger("xlatent")
+    for handler in [h for h in logger.handlers if isinstance(h, _CliLogHandler)]:
+        logger.removeHandler(handler)
+    logger.addHandler(_CliLogHandler(debug))
+    if logger.level == logging.NOTSET or logger.level > logging.WARNING:
+        logger.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def _one_line(message: str) -> str:
@@ -210,6 +251,20 @@ def check_output_dir(option: str, path: Path) -> None:
     _probe_writable(option, path, path.absolute())
 
 
+@contextlib.contextmanager
+def removed_if_empty_on_error(path: Path | None) -> Iterator[None]:
+    """On any error, remove the output directory ``path`` if this command created it and left
+    it empty (a failed run leaves no empty ``--out`` behind; partial work is kept)."""
+    existed = path is None or Path(path).exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                Path(path).rmdir()  # type: ignore[arg-type]  # only succeeds when empty
+        raise
+
+
 __all__ = [
     "DEBUG_ENV",
     "EXIT_CODES_HELP",
@@ -223,9 +278,11 @@ __all__ = [
     "check_output_file",
     "check_positive",
     "cli_errors",
+    "configure_logging",
     "debug_enabled",
     "error_message",
     "fail",
+    "removed_if_empty_on_error",
     "set_debug",
     "usage_error",
 ]
