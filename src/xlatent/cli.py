@@ -1,19 +1,49 @@
 """The ``xlatent`` command line: thin Typer wrappers over the Python API.
 
-Each command imports its implementation lazily so ``xlatent --help`` stays fast.
+Each command imports its implementation lazily so ``xlatent --help`` stays fast. Option values
+are checked, and outputs probed for writability, before any work starts.
+
+Exit status (see :mod:`xlatent.clitools`, which runs every command inside one error handler)
+---------------------------------------------------------------------------------------------
+- 0: success; ``ingest`` also when some files were skipped but at least one was ingested.
+- 1: error: an unusable input, an unwritable output, nothing could be done, or an internal
+  error; one line ``error: ...`` on stderr (``--debug`` / ``XLATENT_DEBUG=1``: the traceback).
+- 2: usage error: unknown option, missing argument, option value out of range or choices.
+- 130: interrupted (Ctrl-C), ``interrupted`` on stderr.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
+
+from xlatent.clitools import (
+    DEBUG_ENV,
+    EXIT_CODES_HELP,
+    GuardedGroup,
+    check_input,
+    check_output_dir,
+    check_output_file,
+    check_positive,
+    configure_logging,
+    debug_enabled,
+    fail,
+    removed_if_empty_on_error,
+    set_debug,
+    usage_error,
+)
+
+#: Fewest spectra ``demo`` accepts (= ``xlatent.pipeline.DEMO_MIN_N``, not imported: slow).
+DEMO_MIN_N = 50
 
 app = typer.Typer(
     name="xlatent",
     help="Latent representations of X-ray spectra (Chandra Source Catalog).\n\n"
     "Energies are in keV, exposures in seconds, N_H in 1e22 cm^-2, fluxes in erg cm^-2 s^-1.",
+    epilog=EXIT_CODES_HELP,
+    cls=GuardedGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -22,24 +52,30 @@ app = typer.Typer(
 )
 
 
-@app.callback(invoke_without_command=True)
+@app.callback(invoke_without_command=True, epilog=EXIT_CODES_HELP)
 def _main(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", help="Print the xlatent version and exit.")
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar=DEBUG_ENV,
+            help="Show the full traceback of an error instead of one 'error:' line.",
+        ),
     ] = False,
 ) -> None:
     """Latent representations of X-ray spectra (Chandra Source Catalog)."""
     # An explicit callback keeps every command a named subcommand, whatever their number.
+    set_debug(ctx, debug)
+    configure_logging(debug_enabled(ctx))
     if version:
         from xlatent import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 # ------------------------------------------------------------------------ ingest (issue 2)
@@ -58,7 +94,9 @@ def ingest(
     emax: Annotated[float, typer.Option("--emax", help="Grid upper edge, keV.")] = 8.0,
     bins: Annotated[
         int,
-        typer.Option("--bins", help="Log-spaced grid bins (CSC band edges 1.2/2/7 keV kept)."),
+        typer.Option(
+            "--bins", min=1, help="Log-spaced grid bins (CSC band edges 1.2/2/7 keV kept)."
+        ),
     ] = 128,
     catalog: Annotated[
         Path | None,
@@ -82,24 +120,24 @@ def ingest(
     averaged on each bin. Files that cannot be used are skipped with a one-line reason; the
     exit status is non-zero only when nothing could be ingested.
     """
-    from xlatent.core import EnergyGrid, XlatentError
+    check_positive("--emin", emin)
+    if not emax > emin:
+        usage_error("--emax", f"must be above --emin ({emin:g} keV), not {emax:g}")
+    check_input("--catalog", catalog)
+    check_input("--labels", labels)
+    check_output_file("--out", out)
+    from xlatent.core import EnergyGrid
     from xlatent.io.ingest import ingest_paths
 
-    try:
-        result = ingest_paths(paths, grid=EnergyGrid.log(emin, emax, bins))
-    except (XlatentError, ValueError) as exc:
-        _fail(str(exc))
+    result = ingest_paths(paths, grid=EnergyGrid.log(emin, emax, bins))
     for path, reason in result.skipped:
         typer.secho(f"skipped {path}: {reason}", fg=typer.colors.YELLOW, err=True)
     if result.spectrum_set is None:
-        _fail(f"nothing could be ingested from {len(result.skipped)} file(s)")
+        fail(f"nothing could be ingested from {len(result.skipped)} file(s)")
     if catalog is not None or labels is not None:
         from xlatent.io.csc.join import join_files
 
-        try:
-            result.spectrum_set = join_files(result.spectrum_set, catalog, labels)
-        except (XlatentError, ValueError) as exc:
-            _fail(str(exc))
+        result.spectrum_set = join_files(result.spectrum_set, catalog, labels)
     result.spectrum_set.write(out)
     typer.echo(result.spectrum_set.summary())
     typer.echo(f"ingested {result.n_ingested} spectra, skipped {len(result.skipped)}; wrote {out}")
@@ -107,16 +145,19 @@ def ingest(
 
 @app.command()
 def simulate(
-    n: Annotated[int, typer.Option("--n", help="Number of spectra.")] = 20000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same set).")] = 0,
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of spectra.")] = 20000,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Random seed (same seed, same set).")
+    ] = 0,
     out: Annotated[Path, typer.Option("--out", help="Output SpectrumSet (.h5).")] = Path("sim.h5"),
     arf: Annotated[Path | None, typer.Option("--arf", help="Real ARF (default built-in).")] = None,
     rmf: Annotated[Path | None, typer.Option("--rmf", help="Real RMF (default built-in).")] = None,
     write_pha: Annotated[
-        Path | None, typer.Option("--write-pha", help="Also write OGIP PHA/ARF/RMF files here.")
+        Path | None,
+        typer.Option("--write-pha", help="Also write OGIP PHA/ARF/RMF files into this directory."),
     ] = None,
     class_mix: Annotated[
-        str, typer.Option("--class-mix", help="realistic | balanced")
+        Literal["realistic", "balanced"], typer.Option("--class-mix", help="realistic | balanced")
     ] = "realistic",
     compare_td: Annotated[
         Path | None,
@@ -130,25 +171,31 @@ def simulate(
     ] = 20000.0,
 ) -> None:
     """Simulate a CSC-like population of 8 source classes folded through an ACIS response."""
-    from xlatent.core.errors import XlatentError
+    check_positive("--counts-min", counts_min)
+    check_positive("--counts-max", counts_max)
+    if counts_max < counts_min:
+        usage_error("--counts-max", f"must be >= --counts-min ({counts_min:g}), not {counts_max:g}")
+    if arf is not None and rmf is None:
+        usage_error("--arf", "needs --rmf")
+    check_input("--arf", arf)
+    check_input("--rmf", rmf)
+    check_input("--compare-td", compare_td)
+    check_output_file("--out", out)
+    if write_pha is not None:
+        check_output_dir("--write-pha", write_pha)
+    from xlatent.io.response import Response, read_arf, read_rmf
+    from xlatent.physics.simulator import simulate as _simulate
 
-    try:
-        from xlatent.io.response import Response, read_arf, read_rmf
-        from xlatent.physics.simulator import simulate as _simulate
-
-        if arf is not None and rmf is None:
-            _fail("--arf needs --rmf")
-        response = None
-        if rmf is not None:
-            response = Response(read_arf(arf) if arf is not None else None, read_rmf(rmf))
+    response = None
+    if rmf is not None:
+        response = Response(read_arf(arf) if arf is not None else None, read_rmf(rmf))
+    with removed_if_empty_on_error(write_pha):
         s = _simulate(
             n, seed=seed, class_mix=class_mix, response=response,
             counts_range=(counts_min, counts_max), td_path=compare_td,
             write_pha=write_pha, progress=True,
         )  # fmt: skip
-        s.write(out)
-    except (XlatentError, ValueError) as exc:
-        _fail(str(exc))
+    s.write(out)
     typer.echo(s.summary())
     typer.echo(f"wrote {out}")
     if compare_td is not None:
@@ -171,20 +218,24 @@ def train(
         Path, typer.Option("--out", help="Model directory to write (checkpoints go there too).")
     ],
     model: Annotated[
-        str, typer.Option("--model", help="autoencoder (transformer) | pca (baseline).")
+        Literal["autoencoder", "pca"],
+        typer.Option("--model", help="autoencoder (transformer) | pca (baseline)."),
     ] = "autoencoder",
     latent_dim: Annotated[
-        int, typer.Option("--latent-dim", help="Latent dimensions (PCA: components).")
+        int, typer.Option("--latent-dim", min=1, help="Latent dimensions (PCA: components).")
     ] = 8,
     epochs: Annotated[
-        int, typer.Option("--epochs", help="Maximum epochs; early stopping may end sooner.")
+        int,
+        typer.Option("--epochs", min=1, help="Maximum epochs; early stopping may end sooner."),
     ] = 40,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same model).")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Random seed (same seed, same model).")
+    ] = 0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run in --out (same options).")
     ] = False,
     loss: Annotated[
-        str,
+        Literal["poisson", "mse"],
         typer.Option(
             "--loss",
             help="poisson: deviance of source-region counts given model + known background | "
@@ -192,7 +243,7 @@ def train(
         ),
     ] = "poisson",
     device: Annotated[
-        str,
+        Literal["auto", "cpu", "cuda"],
         typer.Option("--device", help="auto (CUDA + bf16 when present, else CPU) | cpu | cuda."),
     ] = "auto",
     max_time: Annotated[
@@ -201,27 +252,30 @@ def train(
     ] = None,
 ) -> None:
     """Fit a latent model of spectral SHAPE (amplitude = observed net counts, normalised away)."""
-    from xlatent.core import SpectrumSet, XlatentError
+    check_positive("--max-time", max_time)
+    check_output_dir("--out", out)
+    if model == "autoencoder" and device == "cuda":
+        import torch
 
-    try:
-        s = SpectrumSet.read(set_path)
+        if not torch.cuda.is_available():
+            fail("--device cuda: no CUDA device is available here; use --device auto or cpu")
+    from xlatent.core import SpectrumSet
+
+    s = SpectrumSet.read(set_path)
+    with removed_if_empty_on_error(out):
         if model == "pca":
             from xlatent.model import PCABaseline
 
             fitted = PCABaseline(n_components=latent_dim, seed=seed).fit(s)
             fitted.save(out)
-        elif model == "autoencoder":
+        else:
             from xlatent.model import SpectralAutoencoder
 
             fitted = SpectralAutoencoder(
                 latent_dim, epochs=epochs, seed=seed, loss=loss, device=device,
                 max_time_s=max_time,
             ).fit(s, checkpoint_dir=out, resume=resume)  # fmt: skip
-        else:
-            _fail(f"--model must be autoencoder or pca, not {model!r}")
-        dev = fitted.deviance(s)
-    except (XlatentError, ValueError) as exc:
-        _fail(str(exc))
+    dev = fitted.deviance(s)
     typer.echo(
         f"{model}: {len(s)} spectra, mean Poisson deviance {dev.mean():.4g} "
         f"({dev.mean() / s.grid.n_bins:.4g} per bin)"
@@ -239,22 +293,20 @@ def encode(
         "latents.parquet"
     ),
     fmt: Annotated[
-        str | None,
+        Literal["parquet", "fits"] | None,
         typer.Option("--format", help="parquet | fits (default: from the --out suffix)."),
     ] = None,
 ) -> None:
     """Write the latent catalogue: spec_id, the set's meta columns, latent_0..latent_{d-1}."""
-    from xlatent.core import SpectrumSet, XlatentError
+    check_input("--model", model_dir, kind="dir")
+    check_output_file("--out", out)
+    from xlatent.core import SpectrumSet
+    from xlatent.model import load_model
+    from xlatent.model.catalog import latent_catalog, write_latents
 
-    try:
-        from xlatent.model import load_model
-        from xlatent.model.catalog import latent_catalog, write_latents
-
-        fitted = load_model(model_dir)
-        s = SpectrumSet.read(set_path)
-        write_latents(latent_catalog(s, fitted.transform(s)), out, fmt=fmt)
-    except (XlatentError, ValueError) as exc:
-        _fail(str(exc))
+    fitted = load_model(model_dir)
+    s = SpectrumSet.read(set_path)
+    write_latents(latent_catalog(s, fitted.transform(s)), out, fmt=fmt)
     typer.echo(f"wrote {len(s)} x {fitted.latent_dim} latents to {out}")
 
 
@@ -276,20 +328,18 @@ def reconstruct(
     (simulator truth), if any, are replaced (they stay in the input file). A `recon_deviance`
     meta column holds each spectrum's Poisson deviance given reconstruction + background.
     """
-    from xlatent.core import SpectrumSet, XlatentError
+    check_input("--model", model_dir, kind="dir")
+    check_output_file("--out", out)
+    from xlatent.core import SpectrumSet
+    from xlatent.model import load_model, poisson_deviance
 
-    try:
-        from xlatent.model import load_model, poisson_deviance
-
-        fitted = load_model(model_dir)
-        s = SpectrumSet.read(set_path)
-        rec = fitted.reconstruct(s)
-        s.expected_counts = rec
-        s.meta["recon_deviance"] = poisson_deviance(s.counts, rec + s.background)
-        s.add_provenance("reconstruct", model=str(model_dir), kind=type(fitted).__name__)
-        s.write(out)
-    except (XlatentError, ValueError) as exc:
-        _fail(str(exc))
+    fitted = load_model(model_dir)
+    s = SpectrumSet.read(set_path)
+    rec = fitted.reconstruct(s)
+    s.expected_counts = rec
+    s.meta["recon_deviance"] = poisson_deviance(s.counts, rec + s.background)
+    s.add_provenance("reconstruct", model=str(model_dir), kind=type(fitted).__name__)
+    s.write(out)
     typer.echo(
         f"wrote {out}: mean Poisson deviance {s.meta['recon_deviance'].mean():.4g} "
         f"over {s.grid.n_bins} bins"
@@ -318,36 +368,38 @@ def evaluate(
             "--pca", help="Fitted PCA baseline directory (else fitted on the train split)."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for splits and estimators.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for splits and estimators.")] = 0,
     projection: Annotated[
-        str,
+        Literal["auto", "umap", "tsne", "pca"],
         typer.Option(
             "--projection", help="Latent map: auto (UMAP, else t-SNE) | umap | tsne | pca."
         ),
     ] = "auto",
     max_points: Annotated[
-        int, typer.Option("--max-points", help="Row cap for the expensive analyses.")
+        int,
+        typer.Option(
+            "--max-points", min=10, help="Row cap for the expensive analyses (at least 10)."
+        ),
     ] = 5000,
 ) -> None:
     """Compare latents with hardness ratios, PCA and true parameters; write metrics.json."""
-    from xlatent.core import XlatentError
+    check_input("--latents", latents)
+    check_input("--model", model_dir, kind="dir")
+    check_input("--pca", pca_dir, kind="dir")
+    check_output_dir("--out", out)
+    from xlatent.analysis import evaluate as _evaluate
 
-    try:
-        from xlatent.analysis import evaluate as _evaluate
+    model = pca = None
+    if model_dir is not None or pca_dir is not None:
+        from xlatent.model import load_model
 
-        model = pca = None
-        if model_dir is not None or pca_dir is not None:
-            from xlatent.model import load_model
-
-            model = load_model(model_dir) if model_dir is not None else None
-            pca = load_model(pca_dir) if pca_dir is not None else None
+        model = load_model(model_dir) if model_dir is not None else None
+        pca = load_model(pca_dir) if pca_dir is not None else None
+    with removed_if_empty_on_error(out):
         metrics = _evaluate(
             set_path, latents, out, model=model, seed=seed, pca=pca,
             projection=projection, max_points=max_points,
         )  # fmt: skip
-    except (XlatentError, ValueError) as exc:
-        _fail(str(exc))
-
     _echo_headline(metrics)
     for item in metrics.get("skipped", []):
         typer.echo(f"skipped {item['analysis']}: {item['reason']}")
@@ -372,7 +424,9 @@ def evaluate_table(
         str | None,
         typer.Option("--class-column", help="Label column (default: True_Class, source_class)."),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for the split and estimators.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Seed for the split and estimators.")
+    ] = 0,
 ) -> None:
     """The clustering protocol on a labelled table's hardness ratios: the real-sky reference.
 
@@ -380,14 +434,11 @@ def evaluate_table(
     broad-band flux (no spectra needed), on a stratified 70/30 split, and writes metrics.json
     and the confusion matrix; `xlatent report` renders it.
     """
-    from xlatent.core import XlatentError
+    check_output_dir("--out", out)
+    from xlatent.analysis import evaluate_table as _evaluate_table
 
-    try:
-        from xlatent.analysis import evaluate_table as _evaluate_table
-
+    with removed_if_empty_on_error(out):
         metrics = _evaluate_table(table, out, seed=seed, class_column=class_column)
-    except (XlatentError, ValueError) as exc:
-        _fail(str(exc))
     typer.echo(f"{metrics['data']['n_labelled']} labelled rows of {table}; "
                f"features: {metrics['features']['hardness']['description']}")  # fmt: skip
     _echo_headline(metrics)
@@ -402,14 +453,10 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
 ) -> None:
     """Write one self-contained HTML report (figures embedded) of an evaluation."""
-    from xlatent.core import XlatentError
+    check_output_file("--out", out)
+    from xlatent.report import render_report
 
-    try:
-        from xlatent.report import render_report
-
-        path = render_report(eval_dir, out)
-    except (XlatentError, ValueError) as exc:
-        _fail(str(exc))
+    path = render_report(eval_dir, out)
     typer.echo(f"wrote {path}")
 
 
@@ -431,10 +478,13 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Directory for every output.")] = Path(
         "demo_out"
     ),
-    n: Annotated[int, typer.Option("--n", help="Number of simulated spectra.")] = 20000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the whole run.")] = 0,
+    n: Annotated[
+        int, typer.Option("--n", min=DEMO_MIN_N, help="Number of simulated spectra.")
+    ] = 20000,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the whole run.")] = 0,
     epochs: Annotated[
-        int | None, typer.Option("--epochs", help="Maximum training epochs (default: model's).")
+        int | None,
+        typer.Option("--epochs", min=1, help="Maximum training epochs (default: model's)."),
     ] = None,
 ) -> None:
     """simulate -> train -> encode -> evaluate -> report on the embedded default simulator.
@@ -443,13 +493,11 @@ def demo(
     the headline table (balanced accuracies of latents vs hardness ratios vs PCA vs the true
     parameters, beside the reference study's 0.40 / 0.69).
     """
-    from xlatent.core import XlatentError
+    check_output_dir("--out", out)
     from xlatent.pipeline import run_demo
 
-    try:
+    with removed_if_empty_on_error(out):
         result = run_demo(out, n=n, seed=seed, epochs=epochs, log=typer.echo)
-    except (XlatentError, ValueError) as exc:
-        _fail(str(exc))
     typer.echo("")
     typer.echo("reference study (CSC, 8 latents, clustering): 8-class 0.40, AGN vs compact 0.69")
     _echo_headline(result.metrics)

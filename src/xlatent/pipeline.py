@@ -17,6 +17,10 @@ import numpy as np
 
 from xlatent.core import SpectrumSet
 
+#: Fewest spectra the demo accepts: the 8-component PCA needs 8 training spectra, and below
+#: ~50 the 8 classes are too thin to evaluate (``xlatent demo --n`` has the same floor).
+DEMO_MIN_N = 50
+
 
 @dataclass
 class DemoResult:
@@ -54,7 +58,14 @@ def run_demo(
     epochs: int | None = None,
     log: Callable[[str], None] = print,
 ) -> DemoResult:
-    """Run the whole pipeline on the embedded simulator and return what it wrote."""
+    """Run the whole pipeline on the embedded simulator and return what it wrote.
+
+    Raises ``ValueError`` before writing anything when ``n < DEMO_MIN_N`` or ``epochs < 1``.
+    """
+    if n < DEMO_MIN_N:
+        raise ValueError(f"the demo needs at least {DEMO_MIN_N} spectra, not {n}")
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"epochs must be at least 1, not {epochs}")
     from xlatent.analysis import evaluate
     from xlatent.model import PCABaseline, SpectralAutoencoder
     from xlatent.model.catalog import latent_catalog, write_latents

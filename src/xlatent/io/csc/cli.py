@@ -1,6 +1,7 @@
 """``xlatent csc``: query the Chandra Source Catalog and download per-detection spectra.
 
 Thin Typer wrappers over :mod:`xlatent.io.csc`; heavy imports happen inside the commands.
+Errors follow :mod:`xlatent.clitools` (one ``error:`` line; exit 1 error, 2 usage, 130 Ctrl-C).
 """
 
 from __future__ import annotations
@@ -10,10 +11,21 @@ from typing import Annotated
 
 import typer
 
+from xlatent.clitools import (
+    EXIT_CODES_HELP,
+    GuardedGroup,
+    check_output_dir,
+    check_output_file,
+    check_positive,
+    fail,
+)
+
 csc_app = typer.Typer(
     name="csc",
     help="Chandra Source Catalog 2.1 access: `query` the TAP service for detections, then "
     "`download` their spectra (PHA, ARF, RMF); `xlatent ingest DIR --catalog CAT` builds a set.",
+    epilog=EXIT_CODES_HELP,
+    cls=GuardedGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -25,11 +37,6 @@ _TAP_ENV = "XLATENT_CSC_TAP_URL"
 _RETRIEVE_ENV = "XLATENT_CSC_RETRIEVE_URL"
 
 
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
 @csc_app.command("query")
 def query(
     out: Annotated[
@@ -39,20 +46,24 @@ def query(
         float,
         typer.Option(
             "--min-counts",
+            min=0,
             help="Lowest aperture net source counts, 0.5-7 keV (src_cnts_aper_b), per detection.",
         ),
     ] = 40.0,
     min_significance: Annotated[
         float,
         typer.Option(
-            "--min-significance", help="Lowest broad-band flux significance (flux_significance_b)."
+            "--min-significance",
+            min=0,
+            help="Lowest broad-band flux significance (flux_significance_b).",
         ),
     ] = 5.0,
     max_theta: Annotated[
         float, typer.Option("--max-theta", help="Largest off-axis angle theta, arcmin.")
     ] = 10.0,
     top: Annotated[
-        int | None, typer.Option("--top", help="Return at most this many detections.")
+        int | None,
+        typer.Option("--top", min=1, help="Return at most this many detections."),
     ] = None,
     url: Annotated[
         str | None,
@@ -70,11 +81,14 @@ def query(
         float, typer.Option("--timeout", help="Seconds to wait for the service to answer.")
     ] = 300.0,
     retries: Annotated[
-        int, typer.Option("--retries", help="Retries of timeouts, HTTP 5xx, dropped connections.")
+        int,
+        typer.Option(
+            "--retries", min=0, help="Retries of timeouts, HTTP 5xx, dropped connections."
+        ),
     ] = 4,
     backoff: Annotated[
         float,
-        typer.Option("--backoff", help="First retry wait, seconds; doubled on each retry."),
+        typer.Option("--backoff", min=0, help="First retry wait, seconds; doubled on each retry."),
     ] = 2.0,
     show_adql: Annotated[
         bool, typer.Option("--show-adql", help="Print the ADQL query and exit (no network).")
@@ -86,22 +100,21 @@ def query(
     counts, significance, flux (erg cm^-2 s^-1), theta (arcmin), hardness ratios,
     variability and the absorbed power-law fit (powlaw_gamma, powlaw_nh in 1e22 cm^-2).
     """
-    from xlatent.core.errors import XlatentError
+    check_positive("--max-theta", max_theta)
+    check_positive("--timeout", timeout)
     from xlatent.io.csc.query import QueryCriteria, build_adql, query_csc, tap_url, write_catalog
 
-    try:
-        criteria = QueryCriteria(min_counts, min_significance, max_theta, top=top)
-        adql = build_adql(criteria, schema=schema)
-        if show_adql:
-            typer.echo(adql)
-            return
-        typer.echo(f"querying {tap_url(url)} ...", err=True)
-        frame = query_csc(
-            criteria, url=url, schema=schema, timeout_s=timeout, retries=retries, backoff_s=backoff
-        )
-        write_catalog(frame, out)
-    except (XlatentError, ValueError) as exc:
-        _fail(str(exc))
+    criteria = QueryCriteria(min_counts, min_significance, max_theta, top=top)
+    adql = build_adql(criteria, schema=schema)
+    if show_adql:
+        typer.echo(adql)
+        return
+    check_output_file("--out", out)
+    typer.echo(f"querying {tap_url(url)} ...", err=True)
+    frame = query_csc(
+        criteria, url=url, schema=schema, timeout_s=timeout, retries=retries, backoff_s=backoff
+    )
+    write_catalog(frame, out)
     n_src = frame["name"].nunique() if "name" in frame else 0
     typer.echo(f"{len(frame)} detections of {n_src} sources; wrote {out}")
 
@@ -125,18 +138,23 @@ def download(
         ),
     ] = None,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Detections per request (one tar archive each).")
+        int,
+        typer.Option("--batch-size", min=1, help="Detections per request (one tar archive each)."),
     ] = 50,
-    workers: Annotated[int, typer.Option("--workers", help="Requests in flight at once.")] = 4,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Requests in flight at once.")
+    ] = 4,
     retries: Annotated[
         int,
         typer.Option(
-            "--retries", help="Retries of timeouts, HTTP 5xx, dropped or truncated transfers."
+            "--retries",
+            min=0,
+            help="Retries of timeouts, HTTP 5xx, dropped or truncated transfers.",
         ),
     ] = 4,
     backoff: Annotated[
         float,
-        typer.Option("--backoff", help="First retry wait, seconds; doubled on each retry."),
+        typer.Option("--backoff", min=0, help="First retry wait, seconds; doubled on each retry."),
     ] = 2.0,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds without data before a request times out.")
@@ -155,31 +173,29 @@ def download(
     report (csc_download_report.json) lists what failed and why. The exit status is non-zero
     only when no detection could be downloaded.
     """
-    from xlatent.core.errors import XlatentError
+    check_positive("--timeout", timeout)
+    check_output_dir("--dir", directory)
     from xlatent.io.csc.download import REPORT_NAME, download_spectra
     from xlatent.io.csc.query import read_catalog
 
-    try:
-        frame = read_catalog(catalog)
-        report = download_spectra(
-            frame,
-            directory,
-            url=url,
-            batch_size=batch_size,
-            workers=workers,
-            retries=retries,
-            backoff_s=backoff,
-            timeout_s=timeout,
-            version=version,
-            progress=progress,
-        )
-    except (XlatentError, ValueError, OSError) as exc:
-        _fail(str(exc))
+    frame = read_catalog(catalog)
+    report = download_spectra(
+        frame,
+        directory,
+        url=url,
+        batch_size=batch_size,
+        workers=workers,
+        retries=retries,
+        backoff_s=backoff,
+        timeout_s=timeout,
+        version=version,
+        progress=progress,
+    )
     for det, why in sorted(report.failed.items()):
         typer.secho(f"failed {det}: {why}", fg=typer.colors.YELLOW, err=True)
     typer.echo(report.summary().splitlines()[0] + f"; report {directory / REPORT_NAME}")
     if report.nothing_downloaded:
-        _fail(f"{report.url}: nothing could be downloaded ({len(report.failed)} failed)")
+        fail(f"{report.url}: nothing could be downloaded ({len(report.failed)} failed)")
 
 
 __all__ = ["csc_app"]
