@@ -1,4 +1,4 @@
-"""Helpers shared by the analyses: class names, splits, subsampling, JSON and figures."""
+"""Helpers shared by the analyses: the context, splits, subsampling, JSON and figures."""
 
 from __future__ import annotations
 
@@ -12,16 +12,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: The eight CSC classes of the reference study, in a fixed order (tables, confusion matrices).
-CLASSES: tuple[str, ...] = ("AGN", "CV", "HM-STAR", "LM-STAR", "HMXB", "LMXB", "NS", "YSO")
-#: Stellar-mass compact objects, contrasted with AGN in the reference study.
-COMPACT: tuple[str, ...] = ("HMXB", "LMXB", "NS")
+from xlatent.core.vocabulary import (
+    CLASSES,
+    REFERENCE_BACC_8CLASS,
+    REFERENCE_BACC_AGN_VS_COMPACT,
+    REFERENCE_STUDY,
+)
 
 #: The reference study's clustering results (balanced accuracy) quoted beside ours.
 REFERENCE = {
-    "bacc_8class": 0.40,
-    "bacc_agn_vs_compact": 0.69,
-    "source": "Extracting latent representations from X-ray spectra (CSC spectra, 8 latents)",
+    "bacc_8class": REFERENCE_BACC_8CLASS,
+    "bacc_agn_vs_compact": REFERENCE_BACC_AGN_VS_COMPACT,
+    "source": f"{REFERENCE_STUDY} (CSC spectra, 8 latents)",
 }
 
 

@@ -28,15 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xlatent.analysis._common import (
-    CLASSES,
-    COMPACT,
-    Context,
-    save_figure,
-    single_thread,
-    subsample,
-)
+from xlatent.analysis._common import Context, save_figure, single_thread, subsample
 from xlatent.analysis.features import FeatureSet
+from xlatent.core.vocabulary import CLASSES, COMPACT
 
 K_GRID = (8, 12, 16, 24, 32)
 METHODS = ("kmeans", "gmm", "hdbscan")

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from xlatent.analysis._common import CLASSES, Context, save_figure, subsample
+from xlatent.analysis._common import Context, save_figure, subsample
+from xlatent.core.vocabulary import CLASSES
 
 
 def poisson_deviance(counts: np.ndarray, model: np.ndarray) -> np.ndarray:

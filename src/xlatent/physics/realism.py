@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from xlatent.core.spectrumset import SpectrumSet
-from xlatent.physics.priors import CLASSES
+from xlatent.core.vocabulary import CLASSES_BY_TD_SIZE
 
 #: Bounds for classes with at least ``MIN_REAL`` labelled members.
 MEDIAN_TOL_DEX = 0.25
@@ -46,7 +46,7 @@ def compare_to_td(sim_set: SpectrumSet, td_path: str | Path) -> pd.DataFrame:
     td = pd.read_csv(td_path, usecols=["True_Class", "Fs", "Fm", "Fh"])
     meta = sim_set.meta
     rows = []
-    for cls in CLASSES:
+    for cls in CLASSES_BY_TD_SIZE:
         real = td[td["True_Class"] == cls]
         sim = meta[meta["source_class"] == cls]
         rc = _colours(*(real[c].to_numpy(float) for c in ("Fs", "Fm", "Fh")))

@@ -14,10 +14,9 @@ import pandas as pd
 
 from xlatent.core.errors import InputError
 from xlatent.core.spectrumset import SpectrumSet
+from xlatent.core.vocabulary import CLASSES as SOURCE_CLASSES
 
 KEY = ("obsid", "obi", "region_id")
-#: The source classes meta ``source_class`` may take (ARCHITECTURE.md).
-SOURCE_CLASSES = ("AGN", "CV", "HM-STAR", "LM-STAR", "HMXB", "LMXB", "NS", "YSO")
 #: Catalogue columns that fill the meta column of the same name (CSC names in both).
 _FILL_SAME = ("name", "var_prob_b", "var_index_b")
 #: Catalogue columns whose meta namesake is computed from the spectra: kept as ``csc_<col>``.
