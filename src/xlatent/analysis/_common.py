@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xlatent.core.split import stratified_pick
 from xlatent.core.vocabulary import (
     CLASSES,
     REFERENCE_BACC_8CLASS,
@@ -62,15 +63,11 @@ def make_split(meta: pd.DataFrame, seed: int, test_fraction: float = 0.3) -> np.
         if (split == "train").any() and (split == "test").any():
             return split == "train"
     rng = np.random.default_rng([seed, 7])
-    is_train = np.ones(len(meta), dtype=bool)
-    groups = meta["source_class"].fillna("").astype(str) if "source_class" in meta else None
-    index_sets = (
-        groups.groupby(groups).indices.values() if groups is not None else [np.arange(len(meta))]
-    )
-    for idx in index_sets:
-        idx = rng.permutation(idx)
-        is_train[idx[: int(round(test_fraction * idx.size))]] = False
-    return is_train
+    if "source_class" in meta:
+        groups = meta["source_class"].fillna("").astype(str).to_numpy(dtype=object)
+    else:
+        groups = np.full(len(meta), "", dtype=object)
+    return ~stratified_pick(groups, test_fraction, rng)
 
 
 def subsample(idx: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
