@@ -1,4 +1,4 @@
-"""The project's vocabulary: source classes, their groupings, the CSC bands, the reference study.
+"""The project's vocabulary: classes and groupings, CSC bands, reference study, latent names.
 
 Every module takes these facts from here; none spells them out again.
 
@@ -12,6 +12,8 @@ Two class orders are in use and both are load-bearing:
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 #: The eight CSC source classes of the reference study and of ``TD.csv``, canonical order.
 CLASSES: tuple[str, ...] = ("AGN", "CV", "HM-STAR", "LM-STAR", "HMXB", "LMXB", "NS", "YSO")
@@ -54,14 +56,33 @@ REFERENCE_BACC_8CLASS = 0.40
 #: The reference study's clustering balanced accuracy for AGN vs compact objects (~0.69).
 REFERENCE_BACC_AGN_VS_COMPACT = 0.69
 
+#: Prefix of the latent columns of a latent catalogue: ``latent_0 ... latent_{d-1}``.
+LATENT_PREFIX = "latent_"
+
+
+def latent_name(i: int) -> str:
+    """The catalogue column of latent ``i``: ``latent_<i>``."""
+    return f"{LATENT_PREFIX}{i}"
+
+
+def latent_columns(df: Any) -> list[str]:
+    """The ``latent_<i>`` columns of a table (anything with ``.columns``) in index order."""
+    n = len(LATENT_PREFIX)
+    cols = [c for c in df.columns if c.startswith(LATENT_PREFIX) and c[n:].isdigit()]
+    return sorted(cols, key=lambda c: int(c[n:]))
+
+
 __all__ = [
     "CLASSES",
     "CLASSES_BY_TD_SIZE",
     "COMPACT",
     "CSC_BANDS_KEV",
     "CSC_BAND_EDGES_KEV",
+    "LATENT_PREFIX",
     "REFERENCE_BACC_8CLASS",
     "REFERENCE_BACC_AGN_VS_COMPACT",
     "REFERENCE_STUDY",
     "TD_CLASS_COUNTS",
+    "latent_columns",
+    "latent_name",
 ]
