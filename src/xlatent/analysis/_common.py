@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,12 +142,3 @@ def single_thread() -> Any:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1)
-
-
-def present(cols: Iterable[str], meta: pd.DataFrame) -> list[str]:
-    """The columns of ``cols`` that ``meta`` has with at least one finite value."""
-    out = []
-    for c in cols:
-        if c in meta and pd.to_numeric(meta[c], errors="coerce").notna().any():
-            out.append(c)
-    return out
