@@ -2,8 +2,8 @@
 
     PYTHONPATH=src python benchmarks/autoencoder.py [--n 20000] [--set SET.h5] [--epochs N]
 
-Uses ``xlatent.physics.simulator.simulate`` (or a set written by ``xlatent simulate``) when
-available, else the model package's toy generator (say which with ``--source``). Splits the
+Uses ``xlatent.physics.simulator.simulate`` (or a set written by ``xlatent simulate``), or
+with ``--source toy`` the model tests' stand-in generator ``tests/model/toy.py``. Splits the
 set 80/20 (seeded), trains the default autoencoder and the PCA baseline on the 80%, and
 prints on the 20% held out: the mean Poisson deviance of the simulator's noiseless
 ``expected_counts`` (the physical limit), of the autoencoder's and of PCA's reconstructions,
@@ -13,7 +13,10 @@ the training wall time and the encoding throughput. Figures are printed, not ass
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -25,24 +28,27 @@ from xlatent.model import PCABaseline, SpectralAutoencoder, poisson_deviance
 def load_set(args: argparse.Namespace) -> tuple[SpectrumSet, str]:
     if args.set:
         return SpectrumSet.read(args.set), args.set
-    if args.source in ("auto", "sim"):
-        try:
-            from xlatent.physics.simulator import simulate
-        except ImportError:
-            if args.source == "sim":
-                raise
-        else:
-            return simulate(args.n, seed=args.seed), "xlatent.physics.simulator"
-    from xlatent.model.toy import toy_spectrum_set
+    if args.source == "toy":
+        return _toy().toy_spectrum_set(args.n, seed=args.seed), "tests/model/toy.py (stand-in)"
+    from xlatent.physics.simulator import simulate
 
-    return toy_spectrum_set(args.n, seed=args.seed), "xlatent.model.toy (stand-in)"
+    return simulate(args.n, seed=args.seed), "xlatent.physics.simulator"
+
+
+def _toy() -> ModuleType:
+    """The model tests' stand-in generator, ``tests/model/toy.py`` (not part of the package)."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "model" / "toy.py"
+    spec = importlib.util.spec_from_file_location("xlatent_test_toy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--set", help="a SpectrumSet .h5 with expected_counts (overrides --n)")
-    ap.add_argument("--source", choices=["auto", "sim", "toy"], default="auto")
+    ap.add_argument("--source", choices=["auto", "sim", "toy"], default="auto", help="auto = sim")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=None, help="default: the model's default")
     ap.add_argument("--threads", type=int, default=2)

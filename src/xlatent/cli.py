@@ -78,7 +78,7 @@ def _main(
         raise typer.Exit()
 
 
-# ------------------------------------------------------------------------ ingest (issue 2)
+# ------------------------------------------------------------------------ ingest
 @app.command()
 def ingest(
     paths: Annotated[
@@ -210,7 +210,7 @@ def simulate(
         )
 
 
-# --------------------------------------------------------------------------- model (issue 4)
+# --------------------------------------------------------------------------- model
 @app.command()
 def train(
     set_path: Annotated[Path, typer.Argument(metavar="SET", help="Training SpectrumSet (.h5).")],
@@ -346,7 +346,7 @@ def reconstruct(
     )
 
 
-# ------------------------------------------------------------------ evaluation (issue 5)
+# ------------------------------------------------------------------ evaluation
 @app.command()
 def evaluate(
     set_path: Annotated[
@@ -472,7 +472,7 @@ def _echo_headline(metrics: dict) -> None:
         )
 
 
-# ------------------------------------------------------------------------ demo (issue 5)
+# ------------------------------------------------------------------------ demo
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Directory for every output.")] = Path(
@@ -494,19 +494,22 @@ def demo(
     parameters, beside the reference study's 0.40 / 0.69).
     """
     check_output_dir("--out", out)
+    from xlatent.core import vocabulary as voc
     from xlatent.pipeline import run_demo
 
     with removed_if_empty_on_error(out):
         result = run_demo(out, n=n, seed=seed, epochs=epochs, log=typer.echo)
     typer.echo("")
-    typer.echo("reference study (CSC, 8 latents, clustering): 8-class 0.40, AGN vs compact 0.69")
+    typer.echo("reference study (CSC, 8 latents, clustering): "
+               f"8-class {voc.REFERENCE_BACC_8CLASS:.2f}, "
+               f"AGN vs compact {voc.REFERENCE_BACC_AGN_VS_COMPACT:.2f}")  # fmt: skip
     _echo_headline(result.metrics)
     timings = ", ".join(f"{k.split()[0]} {v:.0f} s" for k, v in result.timings_s.items())
     typer.echo(f"stage times: {timings}")
     typer.echo(f"report: {result.report_path}")
 
 
-# ------------------------------------------------------------------------ csc (issue 6)
+# ------------------------------------------------------------------------ csc
 from xlatent.io.csc.cli import csc_app  # noqa: E402
 
 app.add_typer(csc_app, name="csc")

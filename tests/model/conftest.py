@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from xlatent.core import EnergyGrid, SpectrumSet
-from xlatent.model.toy import toy_spectrum_set
+
+from .toy import toy_spectrum_set
 
 # Two cores: more threads only add contention; fixed threads also keep results reproducible.
 torch.set_num_threads(min(2, torch.get_num_threads()))

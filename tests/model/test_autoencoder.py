@@ -17,9 +17,9 @@ from xlatent.model import (
     TrainingError,
     load_model,
 )
-from xlatent.model.toy import toy_spectrum_set
 
 from .conftest import FAST
+from .toy import toy_spectrum_set
 
 
 def test_shapes_and_nonnegative_reconstruction(toy_set) -> None:

@@ -11,9 +11,9 @@ import torch
 
 from xlatent.core import EnergyGrid
 from xlatent.model import PCABaseline, SpectralAutoencoder
-from xlatent.model.toy import toy_spectrum_set
 
 from .conftest import FAST, make_tiny_set
+from .toy import toy_spectrum_set
 
 BAD_AUTOENCODER_OPTIONS = [
     ({"latent_dim": 0}, "latent_dim"),

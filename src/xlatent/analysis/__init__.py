@@ -11,9 +11,10 @@ labelled catalogue table (e.g. the real CSC sources of ``TD.csv``): the real-sky
 
 from __future__ import annotations
 
-from xlatent.analysis._common import CLASSES, COMPACT, REFERENCE, get_metric
+from xlatent.analysis._common import REFERENCE, get_metric
 from xlatent.analysis.evaluation import METRICS_FILE, evaluate
 from xlatent.analysis.table import evaluate_table
+from xlatent.core.vocabulary import CLASSES, COMPACT
 
 __all__ = [
     "CLASSES",

@@ -1,10 +1,9 @@
-"""Helpers shared by the analyses: class names, splits, subsampling, JSON and figures."""
+"""Helpers shared by the analyses: the context, splits, subsampling, JSON and figures."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,16 +11,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: The eight CSC classes of the reference study, in a fixed order (tables, confusion matrices).
-CLASSES: tuple[str, ...] = ("AGN", "CV", "HM-STAR", "LM-STAR", "HMXB", "LMXB", "NS", "YSO")
-#: Stellar-mass compact objects, contrasted with AGN in the reference study.
-COMPACT: tuple[str, ...] = ("HMXB", "LMXB", "NS")
+from xlatent.core.split import stratified_pick
+from xlatent.core.vocabulary import (
+    CLASSES,
+    REFERENCE_BACC_8CLASS,
+    REFERENCE_BACC_AGN_VS_COMPACT,
+    REFERENCE_STUDY,
+)
 
 #: The reference study's clustering results (balanced accuracy) quoted beside ours.
 REFERENCE = {
-    "bacc_8class": 0.40,
-    "bacc_agn_vs_compact": 0.69,
-    "source": "Extracting latent representations from X-ray spectra (CSC spectra, 8 latents)",
+    "bacc_8class": REFERENCE_BACC_8CLASS,
+    "bacc_agn_vs_compact": REFERENCE_BACC_AGN_VS_COMPACT,
+    "source": f"{REFERENCE_STUDY} (CSC spectra, 8 latents)",
 }
 
 
@@ -60,15 +62,11 @@ def make_split(meta: pd.DataFrame, seed: int, test_fraction: float = 0.3) -> np.
         if (split == "train").any() and (split == "test").any():
             return split == "train"
     rng = np.random.default_rng([seed, 7])
-    is_train = np.ones(len(meta), dtype=bool)
-    groups = meta["source_class"].fillna("").astype(str) if "source_class" in meta else None
-    index_sets = (
-        groups.groupby(groups).indices.values() if groups is not None else [np.arange(len(meta))]
-    )
-    for idx in index_sets:
-        idx = rng.permutation(idx)
-        is_train[idx[: int(round(test_fraction * idx.size))]] = False
-    return is_train
+    if "source_class" in meta:
+        groups = meta["source_class"].fillna("").astype(str).to_numpy(dtype=object)
+    else:
+        groups = np.full(len(meta), "", dtype=object)
+    return ~stratified_pick(groups, test_fraction, rng)
 
 
 def subsample(idx: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -144,12 +142,3 @@ def single_thread() -> Any:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1)
-
-
-def present(cols: Iterable[str], meta: pd.DataFrame) -> list[str]:
-    """The columns of ``cols`` that ``meta`` has with at least one finite value."""
-    out = []
-    for c in cols:
-        if c in meta and pd.to_numeric(meta[c], errors="coerce").notna().any():
-            out.append(c)
-    return out

@@ -28,15 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xlatent.analysis._common import (
-    CLASSES,
-    COMPACT,
-    Context,
-    save_figure,
-    single_thread,
-    subsample,
-)
+from xlatent.analysis._common import Context, save_figure, single_thread, subsample
 from xlatent.analysis.features import FeatureSet
+from xlatent.core.split import stratified_pick
+from xlatent.core.vocabulary import CLASSES, COMPACT
 
 K_GRID = (8, 12, 16, 24, 32)
 METHODS = ("kmeans", "gmm", "hdbscan")
@@ -172,9 +167,7 @@ def _inner_score(
     # score balanced accuracy on the other half (stratified halves).
     tr = np.flatnonzero((labels != "") & is_train)
     half_a = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels[tr]):
-        idx = rng.permutation(tr[labels[tr] == c])
-        half_a[idx[: (idx.size + 1) // 2]] = True
+    half_a[tr[stratified_pick(labels[tr], 0.5, rng, round_up=True)]] = True
     half_b = (labels != "") & is_train & ~half_a
     mapping, fb = learn_map(clusters[half_a], labels[half_a], "prior")
     return balanced_accuracy(labels[half_b], apply_map(clusters[half_b], mapping, fb))

@@ -4,7 +4,7 @@
 - ``hardness``: what a person extracts from a CSC source: ``hard_hm``, ``hard_hs``,
   ``hard_ms`` and log10 broad-band net counts.
 - ``pca``: a linear baseline of the same dimension as the latents (``xlatent.model.PCABaseline``
-  on the model's own preprocessing; sklearn PCA on normalised log spectra if unavailable).
+  on the model's own preprocessing).
 - ``oracle``: the simulator's true spectral parameters (log N_H, Gamma, log kT, component
   fractions, ...): an upper bound, only when ``truth_*`` columns exist.
 - ``spectrum``: the uncompressed observed spectrum, the normalised net counts on coarse bins
@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from xlatent.analysis._common import safe_log10
+from xlatent.core.vocabulary import latent_columns, latent_name
 
 HARDNESS_COLUMNS = ("hard_hm", "hard_hs", "hard_ms")
 #: truth_* columns that describe normalisation or the observation, not spectral shape.
@@ -45,12 +46,6 @@ class FeatureSet:
     info: dict[str, Any] = field(default_factory=dict)
     #: "compare": every analysis; "reference": supervised probe and regressions only.
     role: str = "compare"
-
-
-def latent_columns(df: pd.DataFrame) -> list[str]:
-    """The ``latent_<i>`` columns of ``df`` in index order."""
-    cols = [c for c in df.columns if c.startswith("latent_") and c[7:].isdigit()]
-    return sorted(cols, key=lambda c: int(c[7:]))
 
 
 def align(spectrum_set: Any, latents: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -140,14 +135,6 @@ def oracle_table(meta: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=meta.index)
 
 
-def _normalised_log_spectra(spectrum_set: Any) -> np.ndarray:
-    # Same transform as the model's preprocessing: log1p(m * normalised net spectrum).
-    net = np.clip(spectrum_set.counts - spectrum_set.background, 0.0, None)
-    tot = net.sum(axis=1, keepdims=True)
-    y = np.divide(net, tot, out=np.zeros_like(net), where=tot > 0)
-    return np.log1p(net.shape[1] * y)
-
-
 #: Grid bins summed into one bin of the ``spectrum`` reference set (the model's patch width).
 SPECTRUM_REBIN = 4
 
@@ -158,11 +145,11 @@ def spectrum_table(spectrum_set: Any, rebin: int = SPECTRUM_REBIN) -> tuple[np.n
     Coarse bins keep the set's width comparable to the probe's sample size; on the default
     grid 4 bins span ~9% in energy, finer than the ACIS resolution.
     """
+    from xlatent.model.preprocess import log_shape
+
     net = np.clip(spectrum_set.counts - spectrum_set.background, 0.0, None)
     coarse = np.add.reduceat(net, np.arange(0, net.shape[1], rebin), axis=1)
-    tot = coarse.sum(axis=1, keepdims=True)
-    y = np.divide(coarse, tot, out=np.zeros_like(coarse), where=tot > 0)
-    x = np.column_stack([np.log1p(coarse.shape[1] * y), safe_log10(tot[:, 0], floor=1.0)])
+    x = np.column_stack([log_shape(coarse), safe_log10(coarse.sum(axis=1), floor=1.0)])
     lo = spectrum_set.grid.edges_kev[::rebin][: coarse.shape[1]]
     return x, [f"shape_{e:.2f}kev" for e in lo] + ["log_net_counts"]
 
@@ -177,25 +164,14 @@ def pca_features(
     """
     if pca is not None:
         return np.asarray(pca.transform(spectrum_set)), pca, "given PCA baseline"
-    train = spectrum_set[np.flatnonzero(is_train)]
-    try:
-        from xlatent.model import PCABaseline
-    except ImportError:
-        PCABaseline = None  # noqa: N806 - mirrors the class name
-    if PCABaseline is not None:
-        model = PCABaseline(n_components=n_components, seed=seed).fit(train)
-        return (
-            np.asarray(model.transform(spectrum_set)),
-            model,
-            "xlatent.model.PCABaseline fitted on the training split",
-        )
-    from sklearn.decomposition import PCA
+    from xlatent.model import PCABaseline
 
-    skl = PCA(n_components=n_components, random_state=seed).fit(_normalised_log_spectra(train))
+    train = spectrum_set[np.flatnonzero(is_train)]
+    model = PCABaseline(n_components=n_components, seed=seed).fit(train)
     return (
-        skl.transform(_normalised_log_spectra(spectrum_set)),
-        None,
-        "sklearn PCA on log1p(m * normalised net spectrum), training split",
+        np.asarray(model.transform(spectrum_set)),
+        model,
+        "xlatent.model.PCABaseline fitted on the training split",
     )
 
 
@@ -215,7 +191,7 @@ def build_feature_sets(
     skip = skip or (lambda *_: None)
     sets: dict[str, FeatureSet] = {}
     d = z.shape[1]
-    names = [f"latent_{i}" for i in range(d)]
+    names = [latent_name(i) for i in range(d)]
     x, cols, info = standardise(z, names)
     sets["latent"] = FeatureSet("latent", x, cols, f"{d} model latents", d, info)
 

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xlatent.analysis._common import CLASSES, Context, safe_log10, save_figure, subsample
+from xlatent.analysis._common import Context, safe_log10, save_figure, subsample
+from xlatent.core.vocabulary import CLASSES
 
 #: tab10 without its grey (index 7), which would merge with the unlabelled points.
 _PALETTE = [f"C{i}" for i in (0, 1, 2, 3, 4, 5, 6, 8)]

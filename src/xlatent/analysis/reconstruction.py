@@ -13,21 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from xlatent.analysis._common import CLASSES, Context, save_figure, subsample
-
-
-def poisson_deviance(counts: np.ndarray, model: np.ndarray) -> np.ndarray:
-    """Per-spectrum Poisson deviance; ``xlatent.model``'s definition (own copy as fallback)."""
-    try:
-        from xlatent.model import poisson_deviance as _dev
-
-        return _dev(counts, model)
-    except ImportError:  # pragma: no cover - model package absent
-        c = np.asarray(counts, dtype=np.float64)
-        mu = np.maximum(np.asarray(model, dtype=np.float64), 1e-300)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            clog = np.where(c > 0, c * np.log(np.where(c > 0, c, 1.0) / mu), 0.0)
-        return 2.0 * np.sum(mu - c + clog, axis=-1)
+from xlatent.analysis._common import Context, save_figure, subsample
+from xlatent.core.vocabulary import CLASSES
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
@@ -133,6 +120,8 @@ def _decile_figure(res: dict[str, Any], ctx: Context) -> None:
 def run(s: Any, models: dict[str, Any], ctx: Context, counts_b: np.ndarray) -> dict[str, Any]:
     """``reconstruction.<name>`` metrics for every model with ``.reconstruct`` (rows of ``s``
     aligned with ``ctx.meta``)."""
+    from xlatent.model import poisson_deviance
+
     usable = {k: m for k, m in models.items() if m is not None and hasattr(m, "reconstruct")}
     for k in set(models) - set(usable):
         ctx.skip(f"reconstruction.{k}", "no model object with .reconstruct() was given")

@@ -25,10 +25,8 @@ from xlatent.analysis import clustering
 from xlatent.analysis._common import REFERENCE, Context, make_split, safe_log10
 from xlatent.analysis.features import HARDNESS_COLUMNS, FeatureSet, standardise
 from xlatent.core import hardness_columns
-
-#: Class columns looked for, in order (lower case): TD.csv's, then xlatent's.
-CLASS_COLUMNS = ("true_class", "source_class")
-_BAND_FLUXES = ("fs", "fm", "fh", "fb")
+from xlatent.io.csc.td import BAND_FLUX_COLUMNS, CLASS_COLUMNS, band_fluxes, labelled
+from xlatent.io.csc.td import class_column as find_class_column
 
 
 def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
@@ -42,8 +40,8 @@ def table_hardness(frame: pd.DataFrame) -> tuple[np.ndarray, list[str], str]:
         flux = _num(frame, "flux_aper_b") if "flux_aper_b" in frame else np.full(len(frame), np.nan)
         cols = [_num(frame, c) for c in HARDNESS_COLUMNS] + [safe_log10(flux)]
         return np.column_stack(cols), names, "CSC hard_hm, hard_hs, hard_ms, log10 flux_aper_b"
-    if all(c in frame for c in _BAND_FLUXES):
-        flux = {band: _num(frame, f"f{band}") for band in "smhb"}
+    if all(c in frame for c in BAND_FLUX_COLUMNS.values()):
+        flux = band_fluxes(frame)
         ratios = hardness_columns(flux)
         raw = np.column_stack([*(ratios[c] for c in HARDNESS_COLUMNS), safe_log10(flux["b"])])
         return raw, names, "hardness ratios of band energy fluxes Fs, Fm, Fh; log10 Fb"
@@ -74,12 +72,12 @@ def evaluate_table(
         frame, source = table.rename(columns=lambda c: str(c).lower()), "DataFrame"
     else:
         frame, source = read_table(table), str(table)
-    wanted = [class_column.lower()] if class_column else list(CLASS_COLUMNS)
-    found = next((c for c in wanted if c in frame), None)
+    found = find_class_column(frame, class_column)
     if found is None:
+        wanted = [class_column.lower()] if class_column else list(CLASS_COLUMNS)
         raise ValueError(f"{source}: no class column ({' or '.join(wanted)})")
     raw, names, origin = table_hardness(frame)
-    classes = frame[found].fillna("").astype(str).str.strip().str.upper()
+    classes = labelled(frame, found)["source_class"]
     meta = pd.DataFrame({"source_class": classes.to_numpy(dtype=object)})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

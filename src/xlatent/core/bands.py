@@ -1,18 +1,11 @@
-"""CSC energy bands, band counts and count-based hardness ratios (CSC column names)."""
+"""Band counts and count-based hardness ratios in the CSC bands (CSC column names)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from xlatent.core.grid import EnergyGrid
-
-#: CSC bands (keV), keyed by the CSC one-letter band code.
-CSC_BANDS_KEV: dict[str, tuple[float, float]] = {
-    "s": (0.5, 1.2),
-    "m": (1.2, 2.0),
-    "h": (2.0, 7.0),
-    "b": (0.5, 7.0),
-}
+from xlatent.core.vocabulary import CSC_BANDS_KEV
 
 
 def band_sums(values: np.ndarray, grid: EnergyGrid) -> dict[str, np.ndarray]:

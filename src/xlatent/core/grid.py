@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-#: Edges (keV) of the CSC energy bands: soft 0.5-1.2, medium 1.2-2.0, hard 2.0-7.0.
-CSC_BAND_EDGES_KEV: tuple[float, ...] = (0.5, 1.2, 2.0, 7.0)
+from xlatent.core.vocabulary import CSC_BAND_EDGES_KEV
 
 
 @dataclass(frozen=True, eq=False)

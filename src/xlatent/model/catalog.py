@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 from xlatent.core import InputError, SpectrumSet, atomic_path
+from xlatent.core.vocabulary import LATENT_PREFIX, latent_name
+from xlatent.core.vocabulary import latent_columns as latent_columns  # re-exported
 
 _FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz")
 
@@ -22,16 +24,13 @@ def latent_catalog(spectrum_set: SpectrumSet, latents: np.ndarray) -> pd.DataFra
     if z.ndim != 2 or z.shape[0] != len(spectrum_set):
         raise ValueError(f"latents must be (n={len(spectrum_set)}, d); got {z.shape}")
     meta = spectrum_set.meta.reset_index(drop=True)
-    cols = ["spec_id", *[c for c in meta.columns if c != "spec_id" and not c.startswith("latent_")]]
+    cols = [
+        "spec_id",
+        *[c for c in meta.columns if c != "spec_id" and not c.startswith(LATENT_PREFIX)],
+    ]
     df = meta[cols].copy()
-    lat = pd.DataFrame(z, columns=[f"latent_{i}" for i in range(z.shape[1])])
+    lat = pd.DataFrame(z, columns=[latent_name(i) for i in range(z.shape[1])])
     return pd.concat([df, lat], axis=1)
-
-
-def latent_columns(df: pd.DataFrame) -> list[str]:
-    """The ``latent_<i>`` columns in index order."""
-    cols = [c for c in df.columns if c.startswith("latent_") and c[7:].isdigit()]
-    return sorted(cols, key=lambda c: int(c[7:]))
 
 
 def _is_fits(path: Path, fmt: str | None) -> bool:

@@ -95,12 +95,13 @@ def prepare(s: SpectrumSet) -> Prepared:
     m = c.shape[1]
     total = c.sum(axis=1)
     amp = np.maximum(total - b.sum(axis=1), 1.0)
-    net_pos = np.clip(c - b, 0.0, None)
-    pos_sum = net_pos.sum(axis=1, keepdims=True)
-    y = np.divide(net_pos, pos_sum, out=np.zeros_like(net_pos), where=pos_sum > 0)
     denom = np.maximum(total, 1.0)[:, None]
     feats = np.stack(
-        [np.log1p(m * y), np.log1p(m * b / denom), log_relative_area(s.effective_area_cm2)],
+        [
+            log_shape(np.clip(c - b, 0.0, None)),
+            np.log1p(m * b / denom),
+            log_relative_area(s.effective_area_cm2),
+        ],
         axis=-1,
     )
     log_area = feats[:, :, 2].copy()
@@ -109,6 +110,18 @@ def prepare(s: SpectrumSet) -> Prepared:
         axis=1,
     )
     return Prepared(c, b, amp, feats, glob, log_area)
+
+
+def log_shape(net: np.ndarray) -> np.ndarray:
+    """x = log1p(m * y): ``net`` (n, m), non-negative, normalised per row to y (sums to 1).
+
+    The model's input transform of the net spectrum (see the module docstring), also used by
+    the analyses' ``spectrum`` reference set. A row with no counts gives x = 0.
+    """
+    net = np.asarray(net)
+    total = net.sum(axis=1, keepdims=True)
+    y = np.divide(net, total, out=np.zeros_like(net), where=total > 0)
+    return np.log1p(net.shape[1] * y)
 
 
 def log_relative_area(area: np.ndarray) -> np.ndarray:

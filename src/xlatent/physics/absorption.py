@@ -86,14 +86,3 @@ def cross_section_cm2(
     if np.any(e < _TABLE_EMIN_KEV) or np.any(e > _TABLE_EMAX_KEV):
         raise ValueError(f"energies must lie in {_TABLE_EMIN_KEV}-{_TABLE_EMAX_KEV} keV")
     return np.exp(np.interp(np.log(e), log_e, log_s))
-
-
-def transmission(
-    nh_1e22: np.ndarray | float,
-    energy_kev: np.ndarray,
-    abundances: str = DEFAULT_ABUNDANCES,
-) -> np.ndarray:
-    """exp(-N_H sigma(E)), shape (n, n_e) for ``nh_1e22`` of shape (n,) and energies (n_e,)."""
-    sigma_1e22 = cross_section_cm2(energy_kev, abundances) * 1e22
-    nh = np.atleast_1d(np.asarray(nh_1e22, dtype=np.float64))
-    return np.exp(-nh[:, None] * sigma_1e22[None, :])

@@ -64,11 +64,6 @@ class SubGrid:
         d = np.asarray(density) * self.sub_width_kev
         return d.reshape(d.shape[0], self.n_bins, self.n_sub).sum(axis=2)
 
-    def energy_integrate(self, density: np.ndarray) -> np.ndarray:
-        """keV cm^-2 s^-1 per bin (energy flux) from a photon density at :attr:`energy_kev`."""
-        d = np.asarray(density) * (self.sub_width_kev * self.energy_kev)
-        return d.reshape(d.shape[0], self.n_bins, self.n_sub).sum(axis=2)
-
     def band_weights(self, lo_kev: float, hi_kev: float) -> np.ndarray:
         """Weights (n_bins * n_sub,) of sub-samples inside [lo, hi) for band sums."""
         e = self.energy_kev

@@ -28,13 +28,11 @@ from typing import Any
 
 import numpy as np
 
-CLASSES: tuple[str, ...] = ("AGN", "YSO", "LM-STAR", "HM-STAR", "NS", "LMXB", "CV", "HMXB")
+from xlatent.core.vocabulary import CLASSES_BY_TD_SIZE
+from xlatent.core.vocabulary import TD_CLASS_COUNTS as TD_CLASS_COUNTS  # the simulator's import
 
-#: Class sizes in the labelled CSC table (Yang et al. 2022, TD.csv) — the "realistic" mix.
-TD_CLASS_COUNTS: dict[str, int] = {
-    "AGN": 1390, "YSO": 1004, "LM-STAR": 207, "HM-STAR": 118,
-    "NS": 87, "LMXB": 65, "CV": 44, "HMXB": 26,
-}  # fmt: skip
+#: The simulator's class order (largest class of TD.csv first); seeded draws depend on it.
+CLASSES: tuple[str, ...] = CLASSES_BY_TD_SIZE
 
 Dist = tuple[Any, ...]
 

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xlatent.core.errors import InputError
 from xlatent.core.spectrumset import SpectrumSet
-from xlatent.physics.priors import CLASSES
+from xlatent.core.vocabulary import CLASSES_BY_TD_SIZE
+from xlatent.io.csc.td import BAND_FLUX_COLUMNS, read_td
 
 #: Bounds for classes with at least ``MIN_REAL`` labelled members.
 MEDIAN_TOL_DEX = 0.25
@@ -39,17 +41,21 @@ def compare_to_td(sim_set: SpectrumSet, td_path: str | Path) -> pd.DataFrame:
     """Per class, median and IQR of log10(Fm/Fs) and log10(Fh/Fs): simulated vs real.
 
     Simulated colours come from the absorbed band energy fluxes ``truth_flux_{s,m,h}``, real
-    ones from the TD columns Fs, Fm, Fh; non-positive fluxes are dropped. ``pass`` is True
+    ones from the TD columns Fs, Fm, Fh (read by :func:`xlatent.io.csc.td.read_td`);
+    non-positive fluxes are dropped. ``pass`` is True
     when both medians agree within 0.25 dex and both IQRs within a factor 2; it is checked
     only for classes with at least 40 real members (``checked``).
     """
-    td = pd.read_csv(td_path, usecols=["True_Class", "Fs", "Fm", "Fh"])
+    td = read_td(td_path)
+    flux_cols = [BAND_FLUX_COLUMNS[b] for b in "smh"]
+    if missing := [c for c in flux_cols if c not in td]:
+        raise InputError(td_path, f"needs band flux column(s) {', '.join(missing)} (TD.csv)")
     meta = sim_set.meta
     rows = []
-    for cls in CLASSES:
-        real = td[td["True_Class"] == cls]
+    for cls in CLASSES_BY_TD_SIZE:
+        real = td[td["source_class"] == cls]
         sim = meta[meta["source_class"] == cls]
-        rc = _colours(*(real[c].to_numpy(float) for c in ("Fs", "Fm", "Fh")))
+        rc = _colours(*(real[c].to_numpy(float) for c in flux_cols))
         sc = _colours(*(sim[f"truth_flux_{b}"].to_numpy(float) for b in "smh"))
         row: dict[str, object] = {"class": cls, "n_real": len(real), "n_sim": len(sim)}
         ok = True

@@ -14,10 +14,9 @@ import pandas as pd
 
 from xlatent.core.errors import InputError
 from xlatent.core.spectrumset import SpectrumSet
+from xlatent.core.vocabulary import CLASSES as SOURCE_CLASSES
 
 KEY = ("obsid", "obi", "region_id")
-#: The source classes meta ``source_class`` may take (ARCHITECTURE.md).
-SOURCE_CLASSES = ("AGN", "CV", "HM-STAR", "LM-STAR", "HMXB", "LMXB", "NS", "YSO")
 #: Catalogue columns that fill the meta column of the same name (CSC names in both).
 _FILL_SAME = ("name", "var_prob_b", "var_index_b")
 #: Catalogue columns whose meta namesake is computed from the spectra: kept as ``csc_<col>``.
@@ -160,28 +159,17 @@ def _empty_like(values: np.ndarray, n: int) -> np.ndarray:
 def read_labels(path: str | Path) -> pd.DataFrame:
     """External labels as a table with ``name`` and ``source_class``.
 
-    Understands the CSC training set ``TD.csv`` (``CSCv2_name``, ``True_Class``) and any CSV
-    that already has ``name`` and ``source_class`` columns. Rows without a name or class are
-    dropped; a name listed with two different classes is dropped too (ambiguous label).
+    Understands the CSC training set ``TD.csv`` (``CSCv2_name``, ``True_Class``) and any table
+    that already has ``name`` and ``source_class`` columns (read by
+    :func:`xlatent.io.csc.td.read_td`). Rows without a name or class are dropped; a name
+    listed with two different classes is dropped too (ambiguous label).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such file")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise InputError(path, f"not a readable CSV file ({type(exc).__name__})") from None
-    cols = {c.strip().lower(): c for c in raw.columns}
-    name_col = cols.get("cscv2_name") or cols.get("name")
-    class_col = cols.get("true_class") or cols.get("source_class")
-    if name_col is None or class_col is None:
+    from xlatent.io.csc.td import read_td
+
+    table = read_td(path)
+    if "name" not in table:
         raise InputError(path, "needs columns CSCv2_name and True_Class (or name and source_class)")
-    frame = pd.DataFrame(
-        {
-            "name": raw[name_col].map(lambda s: " ".join(str(s).split())),
-            "source_class": raw[class_col].map(lambda s: str(s).strip().upper()),
-        }
-    )
+    frame = table[["name", "source_class"]]
     frame = frame[(frame["name"] != "") & (frame["source_class"] != "")]
     key = frame["name"].map(normalize_name)
     n_classes = frame.groupby(key)["source_class"].transform("nunique")

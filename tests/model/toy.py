@@ -1,4 +1,4 @@
-"""A small stand-in spectrum generator for the model's tests and benchmark.
+"""A small stand-in spectrum generator for the model tests and benchmarks/autoencoder.py.
 
 Absorbed power laws, blackbodies and their sums, folded through a smooth effective-area curve
 and a Gaussian redistribution (FWHM ~ 0.12 keV sqrt(E/1 keV)) onto the grid, with a flat

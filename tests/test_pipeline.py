@@ -1,0 +1,62 @@
+"""pipeline: the demo's split, and a tiny end-to-end run of simulate -> ... -> report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xlatent.core import SpectrumSet
+from xlatent.core.vocabulary import latent_columns
+from xlatent.physics.simulator import simulate
+from xlatent.pipeline import assign_split, run_demo
+
+
+def test_assign_split_is_stratified_and_seeded() -> None:
+    s = simulate(400, seed=2, class_mix="balanced")
+    assign_split(s, test_fraction=0.2, seed=3)
+    split = s.meta["split"]
+    assert set(split) == {"train", "test"}
+    for _, rows in s.meta.groupby("source_class"):
+        n_test = int((rows["split"] == "test").sum())
+        assert n_test == round(0.2 * len(rows))
+    again = simulate(400, seed=2, class_mix="balanced")
+    assign_split(again, test_fraction=0.2, seed=3)
+    assert again.meta["split"].tolist() == split.tolist()
+
+
+def test_run_demo_end_to_end(tmp_path: Path) -> None:
+    from xlatent.model import load_model
+
+    lines: list[str] = []
+    r = run_demo(tmp_path / "demo", n=240, seed=1, epochs=1, log=lines.append)
+    assert [line[:5] for line in lines] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
+    assert list(r.timings_s) and len(r.timings_s) == 5
+    for path in (r.set_path, r.latents_path, r.report_path, r.eval_dir / "metrics.json"):
+        assert path.is_file() and path.parent.is_relative_to(r.out_dir)
+
+    # The set on disk is the simulated one, with the split the models were trained on.
+    s = SpectrumSet.read(r.set_path)
+    assert len(s) == 240 and set(s.meta["split"]) == {"train", "test"}
+
+    # The latent catalogue: one row per spectrum, 8 latents, what the saved model encodes.
+    lat = pd.read_parquet(r.latents_path)
+    cols = latent_columns(lat)
+    assert len(cols) == 8 and lat["spec_id"].tolist() == s.meta["spec_id"].tolist()
+    model = load_model(r.model_dir)
+    np.testing.assert_allclose(model.transform(s), lat[cols].to_numpy(), rtol=1e-5, atol=1e-5)
+    assert np.isfinite(load_model(r.pca_dir).transform(s)).all()
+
+    # The metrics returned are the ones written, evaluated on the demo's own test split.
+    written = json.loads((r.eval_dir / "metrics.json").read_text())
+    assert written["data"]["n_test"] == int((s.meta["split"] == "test").sum())
+    assert written["data"]["split_source"] == "meta 'split' column"
+    assert r.metrics["data"] == written["data"]
+    rows = {row["features"]: row for row in written["headline"]}
+    assert {"latent", "hardness", "pca", "oracle"} <= set(rows)
+    for row in rows.values():
+        for key in ("clustering_bacc_8class", "probe_bacc_8class"):
+            assert row.get(key) is None or 0.0 <= row[key] <= 1.0
+    assert "data:image/png;base64" in r.report_path.read_text()
