@@ -42,6 +42,10 @@ ID_COLUMNS: dict[str, Any] = {
 _ARRAYS = ("counts", "background", "effective_area_cm2")
 #: Rows written per HDF5 chunk (and between Ctrl-C checkpoints).
 _WRITE_BLOCK_ROWS = 1024
+#: HDF5 file-format versions written (readable by HDF5 >= 1.10): superblock and object
+#: headers carry checksums, so damaged metadata is detected instead of parsed (libhdf5 can
+#: loop forever on a corrupted version-1 object header).
+_LIBVER = ("v110", "v110")
 #: Most grid edges a file may claim.
 _MAX_EDGES = 1_000_000
 #: Bytes :meth:`SpectrumSet.read` may allocate; ``None``: the memory available now.
@@ -186,26 +190,30 @@ class SpectrumSet:
             raise ValueError(f"refusing to write a SpectrumSet whose {problem}")
         path = Path(path)
         with deferred_interrupt() as check, atomic_path(path) as tmp:
-            with h5py.File(tmp, "w") as f:
+            with h5py.File(tmp, "w", libver=_LIBVER) as f:
                 f.attrs["format"] = FORMAT_NAME
                 f.attrs["schema_version"] = SCHEMA_VERSION
                 f.attrs["xlatent_version"] = __version__
                 f.attrs["provenance"] = json.dumps(self.provenance, default=str)
-                f.create_dataset("energy_edges_kev", data=self.grid.edges_kev)
-                opts = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+                f.create_dataset("energy_edges_kev", data=self.grid.edges_kev, fletcher32=True)
+                # Fletcher-32 checksums: a flipped byte in the data fails the read.
+                opts = {
+                    "compression": "gzip",
+                    "compression_opts": 4,
+                    "shuffle": True,
+                    "fletcher32": True,
+                }
                 rows = min(max(len(self), 1), _WRITE_BLOCK_ROWS)
                 names = [*_ARRAYS, *(["expected_counts"] if self.has_truth else [])]
                 for name in names:
                     data = getattr(self, name)
-                    ds = f.create_dataset(
-                        name, shape=data.shape, dtype=data.dtype, chunks=(rows, data.shape[1]),
-                        **opts,
-                    )  # fmt: skip
+                    layout = {"chunks": (rows, data.shape[1]), **opts} if len(self) else {}
+                    ds = f.create_dataset(name, shape=data.shape, dtype=data.dtype, **layout)
                     for a in range(0, len(self), rows):
                         check()
                         ds[a : a + rows] = data[a : a + rows]
                 check()
-                f.create_dataset("exposure_s", data=self.exposure_s)
+                f.create_dataset("exposure_s", data=self.exposure_s, fletcher32=len(self) > 0)
                 g = f.create_group("meta")
                 g.attrs["columns"] = json.dumps(list(self.meta.columns))
                 for col in self.meta.columns:
@@ -317,7 +325,7 @@ def _key(col: str) -> str:
 def _write_column(g: h5py.Group, col: str, series: pd.Series) -> None:
     values = series.to_numpy()
     if series.dtype.kind in "biuf":
-        g.create_dataset(_key(col), data=values)
+        g.create_dataset(_key(col), data=values, fletcher32=len(values) > 0)
     else:
         strings = [
             "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values
