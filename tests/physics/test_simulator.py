@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,9 @@ def test_simulate_reproducible_and_contract() -> None:
     required += ["truth_flux_b", "truth_uflux_s", "var_prob_b", "var_index_b", "exposure_s"]
     for col in required:
         assert col in meta
-    assert meta["spec_id"].iloc[0] == "sim000001"
+    assert re.fullmatch(r"sim-[0-9a-f]{8}-000001", meta["spec_id"].iloc[0])
+    assert list(a.meta["spec_id"]) == list(b.meta["spec_id"])  # chunk_size does not matter
+    assert set(a.meta["spec_id"]).isdisjoint(c.meta["spec_id"])
     assert (meta["instrument"] == "ACIS").all()
     assert a.expected_counts is not None
     # Noiseless expected 0.5-7 keV counts equal the drawn target counts.
@@ -89,3 +92,21 @@ def test_pha_round_trip(tmp_path: Path) -> None:
         assert np.allclose(counts, s.counts[i], atol=1e-9)
         assert np.allclose(background, s.background[i], atol=1e-9)
         assert exposure == s.exposure_s[i]
+
+
+def test_simulated_spec_ids_differ_between_sets_and_repeat_with_the_seed() -> None:
+    base = simulate(20, seed=1)
+    again = simulate(20, seed=1, chunk_size=7)
+    assert list(base.meta["spec_id"]) == list(again.meta["spec_id"])
+    others = [
+        simulate(20, seed=2),
+        simulate(21, seed=1),
+        simulate(20, seed=1, class_mix="balanced"),
+        simulate(20, seed=1, counts_range=(100.0, 1000.0)),
+        simulate(20, seed=1, grid=EnergyGrid.log(0.5, 7.0, 64)),
+    ]
+    ids = set(base.meta["spec_id"])
+    for other in others:
+        assert ids.isdisjoint(other.meta["spec_id"])
+    prefix = base.provenance[-1]["spec_id_prefix"]
+    assert all(s.startswith(prefix) for s in base.meta["spec_id"])

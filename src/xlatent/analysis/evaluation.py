@@ -38,6 +38,10 @@ FORMAT = "xlatent.metrics"
 FORMAT_VERSION = 1
 
 
+def _name(obj: Any, kind: str) -> str:
+    return str(obj) if isinstance(obj, (str, Path)) else f"<{kind} in memory>"
+
+
 def _read_set(spectrum_set: Any) -> Any:
     if isinstance(spectrum_set, (str, Path)):
         from xlatent.core import SpectrumSet
@@ -180,7 +184,11 @@ def evaluate(
     ----------
     spectrum_set : SpectrumSet or path to one (``.h5``).
     latents_df : latent catalogue (DataFrame or parquet/FITS path) with ``spec_id`` and
-        ``latent_*`` columns; rows are matched to the set on ``spec_id``.
+        ``latent_*`` columns; rows are matched to the set on ``spec_id``. It must belong to
+        the set (see :func:`xlatent.analysis.features.align`): a catalogue with ids the set
+        lacks, repeated ids, no ``spec_id``, non-finite latents or ``net_counts_*`` that
+        disagree with the set raises ``InputError`` naming both files. Spectra of the set
+        without latents are left out (noted in ``metrics["notes"]``).
     out_dir : directory for ``metrics.json`` and the figures.
     model : the fitted latent model (``.reconstruct(set)``), for reconstruction quality.
     seed : seed for splits, subsamples and estimators (same seed, same metrics).
@@ -197,7 +205,8 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     s_in = _read_set(spectrum_set)
     lat = _read_latents(latents_df)
-    set_index, z = align(s_in, lat)
+    set_index, z = align(s_in, lat, set_name=_name(spectrum_set, "SpectrumSet"),
+                         latents_name=_name(latents_df, "latent table"))  # fmt: skip
     s = s_in if set_index.size == len(s_in) else s_in[set_index]
     meta = s.meta.reset_index(drop=True)
     ctx = Context(meta=meta, is_train=make_split(meta, seed), out_dir=out, seed=seed,

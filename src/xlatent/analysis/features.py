@@ -48,29 +48,73 @@ class FeatureSet:
     role: str = "compare"
 
 
-def align(spectrum_set: Any, latents: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+#: Catalogue columns copied from the set's spectra by ``latent_catalog``; when present they
+#: must agree with the set, which catches a catalogue of another set that reuses its ids.
+_DATA_COLUMNS = ("net_counts_s", "net_counts_m", "net_counts_h", "net_counts_b")
+
+
+def align(
+    spectrum_set: Any,
+    latents: pd.DataFrame,
+    *,
+    set_name: str = "<SpectrumSet>",
+    latents_name: str = "<latent table>",
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows of ``spectrum_set`` that have latents, and the latents in that order.
 
-    Returns ``(set_index, Z)``: ``spectrum_set[set_index]`` lines up with ``Z``. Joins on
-    ``spec_id``; without that column the catalogue must have one row per spectrum.
+    Returns ``(set_index, Z)``: ``spectrum_set[set_index]`` lines up with ``Z``. Rows are
+    joined on ``spec_id``, never by position, and the catalogue must belong to the set: each
+    of its ``spec_id`` values appears once and is a spectrum of the set (spectra of the set
+    without latents are allowed; the caller leaves them out), its ``net_counts_*`` columns,
+    where present, equal the set's, and its latents are finite numbers. Anything else raises
+    :class:`~xlatent.core.InputError` naming ``latents_name`` and ``set_name``.
     """
+    from xlatent.core import InputError
+
+    def refuse(reason: str) -> InputError:
+        return InputError(latents_name, f"latent catalogue does not fit {set_name}: {reason}")
+
     cols = latent_columns(latents)
     if not cols:
-        raise ValueError("the latent table has no latent_<i> columns")
-    n = len(spectrum_set)
+        raise refuse("it has no latent_<i> columns")
     if "spec_id" not in latents:
-        if len(latents) != n:
-            raise ValueError(f"latents without spec_id need {n} rows, got {len(latents)}")
-        return np.arange(n), latents[cols].to_numpy(dtype=np.float64)
-    lat = latents.assign(spec_id=latents["spec_id"].astype(str))
-    lat = lat.drop_duplicates("spec_id").set_index("spec_id")
+        raise refuse("it has no spec_id column, so its rows cannot be matched to spectra")
+    lat_ids = latents["spec_id"].astype(str)
+    dup = lat_ids.duplicated()
+    if dup.any():
+        raise refuse(f"spec_id {lat_ids[dup].iloc[0]!r} appears more than once")
     ids = spectrum_set.meta["spec_id"].astype(str)
-    have = ids.isin(lat.index).to_numpy()
+    foreign = ~lat_ids.isin(ids)
+    if foreign.any():
+        raise refuse(
+            f"{int(foreign.sum())} of its {len(lat_ids)} spec_id values are not in the set "
+            f"(first {lat_ids[foreign].iloc[0]!r}); latents of another set?"
+        )
+    try:
+        values = latents[cols].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise refuse("its latent columns are not numbers") from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise refuse(f"latents of spec_id {lat_ids.iloc[row]!r} are not finite")
+    lat_pos = pd.Series(np.arange(len(lat_ids)), index=lat_ids.to_numpy())
+    have = ids.isin(lat_pos.index).to_numpy()
     set_index = np.flatnonzero(have)
-    if set_index.size == 0:
-        raise ValueError("no spec_id of the latent table is in the SpectrumSet")
-    z = lat.loc[ids[have].to_numpy(), cols].to_numpy(dtype=np.float64)
-    return set_index, z
+    order = lat_pos.loc[ids[have].to_numpy()].to_numpy()
+    meta = spectrum_set.meta
+    for col in _DATA_COLUMNS:
+        if col in latents and col in meta:
+            theirs = pd.to_numeric(latents[col], errors="coerce").to_numpy(np.float64)[order]
+            ours = meta[col].to_numpy(np.float64)[set_index]
+            differ = ~np.isclose(theirs, ours, rtol=1e-6, atol=1e-6, equal_nan=True)
+            if differ.any():
+                sid = ids[have].iloc[int(np.argmax(differ))]
+                raise refuse(
+                    f"{col} differs for {int(differ.sum())} spectra (first {sid!r}): the same "
+                    "spec_id values but other spectra"
+                )
+    return set_index, values[order]
 
 
 def standardise(raw: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], dict[str, Any]]:

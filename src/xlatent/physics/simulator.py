@@ -14,6 +14,8 @@ Pipeline for a batch of sources (all vectorised, in chunks):
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,6 +244,51 @@ def model_spectra(params: dict[str, np.ndarray], f: _Folder) -> dict[str, np.nda
     return out
 
 
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
+def _response_digest(response: Response) -> str:
+    if response is default_response():
+        return "builtin:acis-s"
+    h = hashlib.sha256()
+    parts = [response.rmf.energ_lo, response.rmf.energ_hi, response.rmf.e_min,
+             response.rmf.e_max, response.rmf.matrix.data, response.rmf.matrix.indices,
+             response.rmf.matrix.indptr]  # fmt: skip
+    if response.arf is not None:
+        parts += [response.arf.energ_lo, response.arf.energ_hi, response.arf.specresp]
+    for a in parts:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def simulation_digest(
+    *, entropy: Any, response: Response, grid: EnergyGrid, priors: Any, **params: Any
+) -> str:
+    """8 hex digits identifying a simulation: its seed entropy and every parameter that shapes
+    the set (size, class fractions, response, grid, ranges, abundances, priors; not
+    ``chunk_size``, which does not change the set). Simulated ``spec_id`` values are
+    ``sim-<digest>-<index>``: the same call with the same seed gives the same ids, two
+    different simulations (practically: 1 in 4e9 per pair) never share one."""
+    record = {
+        "entropy": entropy,
+        "response": _response_digest(response),
+        "grid": hashlib.sha256(np.ascontiguousarray(grid.edges_kev).tobytes()).hexdigest(),
+        "priors": "default" if priors is None or priors is PRIORS else priors,
+        **params,
+    }
+    text = json.dumps(record, sort_keys=True, default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def simulate(
     n: int,
     seed: int = 0,
@@ -298,7 +345,13 @@ def simulate(
     expected = np.empty((n, m_bins))
     fluxes = {k: np.empty((n, 4)) for k in ("flux_abs", "flux_unabs")}
     fracs = {c: np.empty(n) for c in COMPONENTS}
-    spec_ids = np.array([f"sim{i + 1:06d}" for i in range(n)])
+    prefix = simulation_digest(
+        entropy=ss.entropy, n=n, fractions=frac, response=response, grid=grid,
+        counts_range=counts_range, exposure_range_s=exposure_range_s,
+        backscal_ratio=backscal_ratio, src_area_arcsec2=src_area_arcsec2,
+        abundances=abundances, priors=priors, n_sub=n_sub,
+    )  # fmt: skip
+    spec_ids = np.array([f"sim-{prefix}-{i + 1:06d}" for i in range(n)])
     writer = None
     if write_pha is not None:
         from xlatent.io.ogip_write import PhaDirWriter
@@ -401,6 +454,7 @@ def simulate(
         counts_range=list(counts_range),
         exposure_range_s=list(exposure_range_s),
         priors="default" if priors is None or priors is PRIORS else "custom",
+        spec_id_prefix=f"sim-{prefix}-",
     )
     if writer is not None:
         writer.close()
