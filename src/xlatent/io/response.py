@@ -30,11 +30,6 @@ class ARF:
     specresp: np.ndarray
     path: str = ""
 
-    def area_at(self, energy_kev: np.ndarray | float) -> np.ndarray:
-        """Effective area (cm^2) interpolated at ``energy_kev`` (0 outside the ARF)."""
-        mid = 0.5 * (self.energ_lo + self.energ_hi)
-        return np.interp(energy_kev, mid, self.specresp, left=0.0, right=0.0)
-
 
 @dataclass(frozen=True, eq=False)
 class RMF:
@@ -123,10 +118,6 @@ class ResponseCache:
             self._items[key] = item
             self.reads += 1
         return item
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
 
 
 #: The process-wide cache used by :func:`read_arf` and :func:`read_rmf`.
