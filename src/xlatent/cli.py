@@ -133,7 +133,8 @@ def simulate(
     from xlatent.core.errors import XlatentError
 
     try:
-        from xlatent.io.response import Response, read_arf, read_rmf
+        from xlatent.instrument import Response
+        from xlatent.io.ogip_response import read_arf, read_rmf
         from xlatent.physics.simulator import simulate as _simulate
 
         if arf is not None and rmf is None:

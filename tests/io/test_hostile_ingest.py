@@ -29,8 +29,8 @@ from xlatent.core import EnergyGrid, InputError, SpectrumSet
 from xlatent.io import fastfits
 from xlatent.io.fastfits import FitsFormatError, iter_extensions, read_bytes
 from xlatent.io.ingest import discover, ingest_paths, read_mmu_hdf5, sniff
+from xlatent.io.ogip_response import ResponseCache
 from xlatent.io.pha import GridMapper, load_pha_spectrum
-from xlatent.io.response import ResponseCache
 
 STEM = "acisf00308_000N001_r0044"
 GOOD_ID = "308_000_0044"

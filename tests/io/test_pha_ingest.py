@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
 from xlatent.io.ingest import discover, ingest_paths, read_mmu_hdf5
+from xlatent.io.ogip_response import ResponseCache, read_rmf
 from xlatent.io.pha import GridMapper, load_pha_spectrum, parse_csc_name
-from xlatent.io.response import ResponseCache, read_rmf
 
 CSC = {
     "1575": ("acisf01575_001N001_r0085", ".fits.gz", 855, 303, 37664.16),

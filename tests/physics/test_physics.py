@@ -10,11 +10,11 @@ import scipy.sparse as sp
 from astropy.io import fits
 
 from xlatent.core.grid import EnergyGrid, overlap_matrix
+from xlatent.instrument import ARF, RMF, Response, acis_area_cm2, default_response
 from xlatent.io.ingest import ingest_paths
-from xlatent.io.response import ARF, RMF, Response, read_arf, read_rmf
+from xlatent.io.ogip_response import read_arf, read_rmf
 from xlatent.physics import models as m
 from xlatent.physics.absorption import cross_section_cm2
-from xlatent.physics.instrument import acis_area_cm2, default_response
 from xlatent.physics.realism import compare_to_td, format_table
 from xlatent.physics.simulator import simulate
 

@@ -22,6 +22,7 @@ from xlatent.core import EnergyGrid, InputError, SpectrumSet
 from xlatent.core.errors import XlatentError
 from xlatent.core.spectrumset import FORMAT_NAME
 from xlatent.io.fastfits import FileKindError, check_regular
+from xlatent.io.ogip_response import DEFAULT_CACHE, ResponseCache
 from xlatent.io.pha import (
     MAX_COUNTS_PER_CHANNEL,
     MAX_EXPOSURE_S,
@@ -30,7 +31,6 @@ from xlatent.io.pha import (
     load_pha_spectrum,
     parse_csc_name,
 )
-from xlatent.io.response import DEFAULT_CACHE, ResponseCache
 
 _PHA_PATTERNS = ("*_pha3.fits", "*_pha3.fits.gz", "*.pi", "*.pi.gz", "*.pha", "*.pha.gz")
 _HDF5_PATTERNS = ("*.h5", "*.hdf5")

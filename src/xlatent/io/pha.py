@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from xlatent.core.errors import InputError
 from xlatent.core.grid import EnergyGrid, bin_average, overlap_matrix
+from xlatent.instrument import ARF, RMF
 from xlatent.io.fastfits import (
     FileKindError,
     FitsFormatError,
@@ -27,7 +28,7 @@ from xlatent.io.fastfits import (
     iter_extensions,
     read_bytes,
 )
-from xlatent.io.response import ARF, RMF, ResponseCache, read_arf, read_rmf
+from xlatent.io.ogip_response import ResponseCache, read_arf, read_rmf
 
 _CSC_NAME = re.compile(r"acisf(\d+)_(\d+)N\d+_r(\d+)", re.IGNORECASE)
 _NO_FILE = {"", "NONE", "NULL", "N/A"}

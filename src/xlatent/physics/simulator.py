@@ -25,10 +25,9 @@ import scipy.sparse as sp
 from xlatent.core.bands import CSC_BANDS_KEV
 from xlatent.core.grid import EnergyGrid, bin_average, overlap_matrix
 from xlatent.core.spectrumset import SpectrumSet
-from xlatent.io.response import Response
+from xlatent.instrument import Response, acis_fwhm_kev, default_response
 from xlatent.physics import models as m
 from xlatent.physics.absorption import DEFAULT_ABUNDANCES, cross_section_cm2
-from xlatent.physics.instrument import acis_fwhm_kev, default_response
 from xlatent.physics.priors import (
     CLASSES,
     COMPONENTS,
