@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from xlatent.io.ingest import ingest_paths  # noqa: E402
-from xlatent.io.response import ResponseCache  # noqa: E402
+from xlatent.io.ogip_response import ResponseCache  # noqa: E402
 
 TEMPLATES = {
     "acisf00308_000N001_r0044": ".fits",

@@ -2,7 +2,7 @@
 
 Three lines from spectra to latents::
 
-    s = xlatent.SpectrumSet.read("set.h5")          # or xlatent.ingest(...), xlatent.simulate(...)
+    s = xlatent.SpectrumSet.read("set.h5")   # or xlatent.read_spectra("data/"), xlatent.simulate(n)
     model = xlatent.SpectralAutoencoder(latent_dim=8).fit(s)
     z = model.transform(s)                           # (n, 8) latents
 """
@@ -22,7 +22,6 @@ _LAZY = {
     "SpectralAutoencoder": "xlatent.model",
     "PCABaseline": "xlatent.model",
     "load_model": "xlatent.model",
-    "ingest": "xlatent.io.ingest",
     "read_spectra": "xlatent.io.ingest",
     "simulate": "xlatent.physics.simulator",
     "evaluate": "xlatent.analysis",

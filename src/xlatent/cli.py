@@ -183,7 +183,8 @@ def simulate(
     check_output_file("--out", out)
     if write_pha is not None:
         check_output_dir("--write-pha", write_pha)
-    from xlatent.io.response import Response, read_arf, read_rmf
+    from xlatent.instrument import Response
+    from xlatent.io.ogip_response import read_arf, read_rmf
     from xlatent.physics.simulator import simulate as _simulate
 
     response = None

@@ -26,11 +26,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
-from xlatent.io import fastfits
+from xlatent.io import fastfits, mmu
 from xlatent.io.fastfits import FitsFormatError, iter_extensions, read_bytes
-from xlatent.io.ingest import discover, ingest_paths, read_mmu_hdf5, sniff
+from xlatent.io.ingest import discover, ingest_paths
+from xlatent.io.ogip_response import ResponseCache
 from xlatent.io.pha import GridMapper, load_pha_spectrum
-from xlatent.io.response import ResponseCache
+from xlatent.io.registry import identify_format
 
 STEM = "acisf00308_000N001_r0044"
 GOOD_ID = "308_000_0044"
@@ -326,9 +327,9 @@ def test_fifo_named_like_hdf5_or_response_never_blocks(data_dir: Path) -> None:
     assert "FIFO" in reasons["y.h5"]
     assert "RMF" in reasons[bad.name]
     with pytest.raises(InputError, match="FIFO"):
-        read_mmu_hdf5(data_dir / "y.h5")
+        mmu.read(data_dir / "y.h5")
     with pytest.raises(InputError, match="FIFO"):
-        sniff(data_dir / "y.h5")
+        identify_format(data_dir / "y.h5")
 
 
 @pytest.mark.timeout(30)
@@ -454,7 +455,7 @@ def test_damaged_hdf5_files_are_skipped_not_keyerror(data_dir: Path) -> None:
     assert "not finite" in reasons["nan_mmu.hdf5"]
     for bad in items[1:]:
         with pytest.raises(InputError):
-            read_mmu_hdf5(bad)
+            mmu.read(bad)
     # From a directory scan the damaged ones are reported, the good MMU file is taken,
     # and the hollow "SpectrumSet" (a valid HDF5 file that is no MMU file) is left alone.
     scan = batch(data_dir)
@@ -524,16 +525,16 @@ def test_gzip_reader_matches_gzip_for_members_and_trailing_zeros(tmp_path: Path)
 
 @pytest.mark.timeout(30)
 def test_every_other_exception_type_becomes_one_skip(data_dir: Path, monkeypatch) -> None:
-    import xlatent.io.ingest as ingest_module
+    import xlatent.io.pha as pha_module
 
-    real = ingest_module.load_pha_spectrum
+    real = pha_module.load_pha_spectrum
 
     def flaky(path, mapper):  # noqa: ANN001, ANN202
         if Path(path).name.startswith("boom"):
             raise TypeError("unsupported operand type(s) for *: 'NoneType' and 'int'")
         return real(path, mapper)
 
-    monkeypatch.setattr(ingest_module, "load_pha_spectrum", flaky)
+    monkeypatch.setattr(pha_module, "load_pha_spectrum", flaky)
     boom = shutil.copy(good_pha(data_dir), data_dir / "boom.pha")
     assert_good_kept_bad_skipped(batch(data_dir), boom, "unreadable (TypeError: unsupported")
 

@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
-from xlatent.io.ingest import discover, ingest_paths, read_mmu_hdf5
+from xlatent.io import mmu
+from xlatent.io.ingest import discover, ingest_paths
+from xlatent.io.ogip_response import ResponseCache, read_rmf
 from xlatent.io.pha import GridMapper, load_pha_spectrum, parse_csc_name
-from xlatent.io.response import ResponseCache, read_rmf
 
 CSC = {
     "1575": ("acisf01575_001N001_r0085", ".fits.gz", 855, 303, 37664.16),
@@ -283,7 +284,7 @@ def test_multimodal_universe_layout(tmp_path) -> None:
             f["spectrum_ene_hi"][i] = edges[1:]
             f["spectrum_flux"][i] = counts / (exposure * width)
             f["spectrum_flux_err"][i] = np.sqrt(counts) / (exposure * width)
-    s = read_mmu_hdf5(path)
+    s = mmu.read(path)
     assert len(s) == 3
     np.testing.assert_allclose(s.exposure_s, exposure, rtol=1e-9)
     np.testing.assert_allclose(s.counts.sum(1), truth, rtol=1e-9)

@@ -9,9 +9,9 @@ import numpy as np
 from astropy.io import fits
 
 from xlatent.core.grid import EnergyGrid, overlap_matrix
+from xlatent.instrument import Response, default_response
 from xlatent.io.ingest import ingest_paths
-from xlatent.io.response import Response, read_arf, read_rmf
-from xlatent.physics.instrument import default_response
+from xlatent.io.ogip_response import read_arf, read_rmf
 from xlatent.physics.simulator import simulate
 
 

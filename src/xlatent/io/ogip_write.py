@@ -12,7 +12,7 @@ import numpy as np
 from astropy.io import fits
 
 from xlatent.core.atomic import atomic_path
-from xlatent.io.response import ARF, RMF, Response
+from xlatent.instrument import ARF, RMF, Response
 
 
 def _ogip_common(hdr: fits.Header, telescope: str, instrument: str) -> None:

@@ -1,4 +1,4 @@
-"""OGIP type-I PHA spectra (CSC ``pha3`` and CIAO ``specextract`` layouts) onto the grid.
+"""Format ``pha``: OGIP type-I PHA spectra (CSC ``pha3``, CIAO ``specextract``) onto the grid.
 
 A source spectrum, its background (a ``BKG`` HDU of the same file, as in the CSC, or the file
 named by BACKFILE) and its ARF/RMF become one row of a :class:`~xlatent.core.SpectrumSet`:
@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from xlatent.core.errors import InputError
 from xlatent.core.grid import EnergyGrid, bin_average, overlap_matrix
+from xlatent.instrument import ARF, RMF
 from xlatent.io.fastfits import (
     FileKindError,
     FitsFormatError,
@@ -27,8 +28,9 @@ from xlatent.io.fastfits import (
     iter_extensions,
     read_bytes,
 )
-from xlatent.io.response import ARF, RMF, ResponseCache, read_arf, read_rmf
+from xlatent.io.ogip_response import DEFAULT_CACHE, ResponseCache, read_arf, read_rmf
 
+NAME = "pha"
 _CSC_NAME = re.compile(r"acisf(\d+)_(\d+)N\d+_r(\d+)", re.IGNORECASE)
 _NO_FILE = {"", "NONE", "NULL", "N/A"}
 #: Counts above this in one channel are taken as a damaged file, not as data.
@@ -237,6 +239,21 @@ def _channel_counts(pha: PHA, rmf: RMF, what: str) -> np.ndarray:
 
 def _scale(pha: PHA) -> np.ndarray | float:
     return pha.exposure_s * np.asarray(pha.backscal) * np.asarray(pha.areascal)
+
+
+def identify(path: Path, head: bytes) -> bool:
+    """A FITS file, plain or gzipped (reading one that is not a PHA spectrum says why)."""
+    return head[:2] == b"\x1f\x8b" or head.startswith(b"SIMPLE")
+
+
+def read(
+    path: str | Path, grid: EnergyGrid | None = None, *, mapper: GridMapper | None = None
+) -> SpectrumRow:
+    """One source spectrum with its background and responses, on ``grid`` (or ``mapper.grid``:
+    a batch shares one mapper, so each response is put on the grid once)."""
+    if mapper is None:
+        mapper = GridMapper(grid or EnergyGrid.default(), DEFAULT_CACHE)
+    return load_pha_spectrum(path, mapper)
 
 
 def load_pha_spectrum(

@@ -27,10 +27,9 @@ import scipy.sparse as sp
 from xlatent.core.bands import CSC_BANDS_KEV
 from xlatent.core.grid import EnergyGrid, bin_average, overlap_matrix
 from xlatent.core.spectrumset import SpectrumSet
-from xlatent.io.response import Response
+from xlatent.instrument import Response, acis_fwhm_kev, default_response
 from xlatent.physics import models as m
 from xlatent.physics.absorption import DEFAULT_ABUNDANCES, cross_section_cm2
-from xlatent.physics.instrument import acis_fwhm_kev, default_response
 from xlatent.physics.priors import (
     CLASSES,
     COMPONENTS,
@@ -311,7 +310,7 @@ def simulate(
     """Simulate ``n`` CSC-like spectra (a :class:`SpectrumSet` with ``truth_*`` columns).
 
     ``class_mix``: ``"realistic"`` (CSC labelled-set proportions, from ``td_path`` if given)
-    or ``"balanced"``. ``response``: an ``xlatent.io.response.Response`` (default: built-in
+    or ``"balanced"``. ``response``: an ``xlatent.instrument.Response`` (default: built-in
     on-axis ACIS-S). ``counts_range``: log-uniform expected 0.5-7 keV source counts.
     ``write_pha``: also write OGIP PHA/ARF/RMF files there (ingesting them gives this set).
     The same ``seed`` gives the same set, whatever ``chunk_size``.

@@ -1,4 +1,4 @@
-"""physics.instrument and folding: the built-in ACIS response, real RMFs, count conservation."""
+"""xlatent.instrument: the built-in ACIS response, real RMFs, count conservation."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from xlatent.io.response import ARF, RMF, Response, read_rmf
+from xlatent.instrument import ARF, RMF, Response, acis_area_cm2, default_response
+from xlatent.io.ogip_response import read_rmf
 from xlatent.physics import models as m
-from xlatent.physics.instrument import acis_area_cm2, default_response
 
 
 def test_counts_conserved_through_diagonal_response() -> None:

@@ -8,7 +8,7 @@
   of 14.6 eV (channel i covers [(i-1), i] * 14.6 eV, numbered from 1 as in ACIS).
 - True-energy grid: 0.3-10 keV in 10 eV bins (the CSC ARF spacing).
 
-The result is an :class:`xlatent.io.response.Response`, so folding is shared with real files.
+The result is an :class:`xlatent.instrument.Response`, so folding is shared with real files.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from scipy.interpolate import PchipInterpolator
 from scipy.special import erf
 
-from xlatent.io.response import ARF, RMF, Response
+from xlatent.instrument.response import ARF, RMF, Response
 
 #: (energy keV, effective area cm^2) anchors of the built-in on-axis ACIS-S ARF.
 ACIS_S_AREA_ANCHORS: tuple[tuple[float, float], ...] = (

@@ -1,0 +1,81 @@
+"""The instrument as data: ARF, RMF and a Response that folds photon fluxes into counts.
+
+Neither I/O nor physics: :mod:`xlatent.io.ogip_response` reads OGIP files into these objects,
+:mod:`xlatent.instrument.acis` builds the built-in ACIS-S response, and the simulator folds
+model spectra through either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from xlatent.core.errors import InputError
+
+
+@dataclass(frozen=True, eq=False)
+class ARF:
+    """Ancillary response: effective area (cm^2) on true-energy bins (keV)."""
+
+    energ_lo: np.ndarray
+    energ_hi: np.ndarray
+    specresp: np.ndarray
+    path: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class RMF:
+    """Redistribution matrix: P(channel | true energy), with channel energy bounds.
+
+    ``matrix`` is a sparse (n_energy, n_channel) CSR matrix; column ``j`` is channel
+    ``first_channel + j``. ``e_min``/``e_max`` are the EBOUNDS nominal channel energies (keV).
+    """
+
+    energ_lo: np.ndarray
+    energ_hi: np.ndarray
+    matrix: sp.csr_matrix
+    e_min: np.ndarray
+    e_max: np.ndarray
+    first_channel: int = 1
+    path: str = ""
+
+    @property
+    def n_channels(self) -> int:
+        return self.e_min.size
+
+
+@dataclass(frozen=True, eq=False)
+class Response:
+    """An ARF on an RMF's energy grid: folds photon fluxes into expected channel counts."""
+
+    arf: ARF | None
+    rmf: RMF
+
+    def __post_init__(self) -> None:
+        if self.arf is not None and self.arf.specresp.size != self.rmf.energ_lo.size:
+            raise InputError(
+                self.arf.path,
+                f"ARF has {self.arf.specresp.size} energy bins but RMF {self.rmf.path} has "
+                f"{self.rmf.energ_lo.size}",
+            )
+
+    @property
+    def specresp(self) -> np.ndarray:
+        """Effective area per RMF energy bin (1 when the RMF already includes it)."""
+        if self.arf is None:
+            return np.ones(self.rmf.energ_lo.size)
+        return self.arf.specresp
+
+    def fold(self, photon_flux: np.ndarray, exposure_s: np.ndarray | float) -> np.ndarray:
+        """Expected counts per channel.
+
+        ``photon_flux`` is photons cm^-2 s^-1 integrated over each RMF energy bin, shape
+        (n_energy,) or (n_sources, n_energy); ``exposure_s`` scalar or (n_sources,).
+        """
+        flux = np.atleast_2d(np.asarray(photon_flux, dtype=np.float64))
+        exp = np.asarray(exposure_s, dtype=np.float64).reshape(-1, 1)
+        rate = flux * self.specresp[None, :] * exp
+        out = np.asarray((self.rmf.matrix.T @ rate.T).T)
+        return out[0] if np.ndim(photon_flux) == 1 else out
