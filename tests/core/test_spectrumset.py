@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -93,3 +95,28 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
         make_set().write(target)
     assert target.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set.h5"]
+
+
+def test_read_any_registered_format(tmp_path: Path, real_spectra_dir: Path) -> None:
+    """SpectrumSet.read reads its own layout and, through the registry, any input format."""
+    pha = SpectrumSet.read(real_spectra_dir / "acisf01878_000N001_r0100_pha3.fits")
+    assert len(pha) == 1 and pha.meta["obsid"].iloc[0] == 1878
+    from xlatent.io.ingest import read_spectra
+
+    assert np.array_equal(pha.counts, read_spectra(pha.meta["source_file"].iloc[0]).counts)
+    assert 460 <= pha.counts.sum() <= 476  # the file's 476 source counts, those in 0.5-8 keV
+    same = SpectrumSet.read(real_spectra_dir / "acisf01878_000N001_r0100_pha3.fits", format="pha")
+    assert np.array_equal(same.counts, pha.counts)
+    path = pha.write(tmp_path / "one.h5")
+    back = SpectrumSet.read(path)
+    assert np.array_equal(back.counts, pha.counts) and list(back.meta["spec_id"]) == [
+        "1878_000_0100"
+    ]
+    with pytest.raises(InputError, match="another grid"):
+        SpectrumSet.read(path, grid=EnergyGrid.log(0.5, 7.0, 16))
+    with pytest.raises(ValueError, match="unknown format 'bogus'"):
+        SpectrumSet.read(path, format="bogus")
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a spectrum\n")
+    with pytest.raises(InputError, match="notes.txt"):
+        SpectrumSet.read(junk)

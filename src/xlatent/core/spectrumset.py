@@ -229,7 +229,25 @@ class SpectrumSet:
         return out
 
     @classmethod
-    def read(cls, path: str | Path) -> SpectrumSet:
+    def read(
+        cls, path: str | Path, format: str | None = None, grid: EnergyGrid | None = None
+    ) -> SpectrumSet:
+        """Read one file into a set: this layout, or any registered input format.
+
+        With ``format=None`` a SpectrumSet file is read by :meth:`read_hdf5` and any other
+        file goes to the input-format registry (:mod:`xlatent.io.registry`: ``"pha"``,
+        ``"mmu"``, ``"spectrumset"``), which identifies it from its content; ``format`` names
+        the format instead. ``grid`` puts PHA/MMU spectra on that grid (default
+        :meth:`EnergyGrid.default`) and is checked against a SpectrumSet file's own grid.
+        For many files, directories and globs with bad files skipped:
+        :func:`xlatent.read_spectra`.
+        """
+        if format in (None, "spectrumset") and grid is None and _is_native(Path(path)):
+            return cls.read_hdf5(path)
+        return _format_reader()(path, format=format, grid=grid)
+
+    @classmethod
+    def read_hdf5(cls, path: str | Path) -> SpectrumSet:
         """Read a set written by :meth:`write`, checking everything before using it.
 
         Any damaged, truncated, hand-edited or foreign file raises an :class:`XlatentError`
@@ -566,3 +584,39 @@ def _read_provenance(path: Path, f: h5py.File) -> list[dict[str, Any]]:
         stacklevel=3,
     )
     return [{"step": "provenance-unreadable", "reason": reason}]
+
+
+def _is_native(path: Path) -> bool:
+    """Whether ``path`` is (or is damaged enough that only :meth:`read_hdf5` can say) a set.
+
+    Other HDF5 layouts (Multimodal Universe) and non-HDF5 files go to the registry.
+    """
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(8) != b"\x89HDF\r\n\x1a\n":
+                return False
+        with h5py.File(path, "r") as f:
+            # A Multimodal Universe file carries its spectra as spectrum_* datasets.
+            return "format" in f.attrs or "spectrum_flux" not in f
+    except Exception:  # noqa: BLE001 - damaged or unreadable: read_hdf5 names the problem
+        return True
+
+
+#: The input-format registry's ``read``; set by :mod:`xlatent.io.registry` when it loads.
+_FORMAT_READER: Any = None
+
+
+def register_format_reader(reader: Any) -> None:
+    """Called once by :mod:`xlatent.io.registry`: ``reader(path, format=, grid=)``."""
+    global _FORMAT_READER
+    _FORMAT_READER = reader
+
+
+def _format_reader() -> Any:
+    # The registry lives in xlatent.io, which imports core: load it by name on first use (as
+    # entry points are), so core has no import of io and the package graph stays acyclic.
+    if _FORMAT_READER is None:
+        import importlib
+
+        importlib.import_module("xlatent.io.registry")
+    return _FORMAT_READER

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
+from xlatent.core.spectrumset import register_format_reader
 from xlatent.io import mmu, pha, spectrumset_hdf5
 from xlatent.io.fastfits import FileKindError, check_regular
 from xlatent.io.pha import MAX_COUNTS_PER_CHANNEL, MAX_EXPOSURE_S, SpectrumRow
@@ -113,6 +114,9 @@ def read(
     s = stack_rows([part], grid or EnergyGrid.default())
     s.meta["spec_id"] = unique_ids(s.meta)
     return s.update_band_columns()
+
+
+register_format_reader(read)
 
 
 def stack_rows(rows: Sequence[SpectrumRow], grid: EnergyGrid) -> SpectrumSet:

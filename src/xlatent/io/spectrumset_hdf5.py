@@ -37,7 +37,7 @@ def read(path: str | Path, grid: EnergyGrid | None = None, **_options: object) -
     path = Path(path)
     try:
         check_regular(path)
-        s = SpectrumSet.read(path)
+        s = SpectrumSet.read_hdf5(path)
     except XlatentError:
         raise
     except FileKindError as exc:
