@@ -380,10 +380,10 @@ def test_usage_errors_keep_exit_2() -> None:
 
 
 def test_demo_floor_matches_the_pipeline(tmp_path: Path) -> None:
-    import xlatent.cli
+    import xlatent.cli.evaluation
     import xlatent.pipeline
 
-    assert xlatent.cli.DEMO_MIN_N == xlatent.pipeline.DEMO_MIN_N
+    assert xlatent.cli.evaluation.DEMO_MIN_N == xlatent.pipeline.DEMO_MIN_N
     with pytest.raises(ValueError, match="at least"):
         xlatent.pipeline.run_demo(tmp_path / "d", n=xlatent.pipeline.DEMO_MIN_N - 1)
     with pytest.raises(ValueError, match="epochs"):
