@@ -9,16 +9,20 @@ Three lines from spectra to latents::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from xlatent.core import EnergyGrid, SpectrumSet
+if TYPE_CHECKING:
+    from xlatent.core import EnergyGrid, SpectrumSet
 
 __version__ = "0.1.0"
 
 __all__ = ["EnergyGrid", "SpectrumSet", "__version__"]
 
-# Heavier parts (torch, the simulator) load on first use so that `import xlatent` stays fast.
+# Everything loads on first use (pandas and h5py for the core, torch for the model, the
+# simulator) so that `import xlatent`, and with it `xlatent --help`, stays fast.
 _LAZY = {
+    "EnergyGrid": "xlatent.core",
+    "SpectrumSet": "xlatent.core",
     "SpectralAutoencoder": "xlatent.model",
     "PCABaseline": "xlatent.model",
     "load_model": "xlatent.model",

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from xlatent.core import SpectrumSet
+from xlatent.core.split import stratified_pick
 
 #: Fewest spectra the demo accepts: the 8-component PCA needs 8 training spectra, and below
 #: ~50 the 8 classes are too thin to evaluate (``xlatent demo --n`` has the same floor).
@@ -43,12 +44,8 @@ def assign_split(s: SpectrumSet, test_fraction: float = 0.2, seed: int = 0) -> N
     The autoencoder and PCA see only 'train' spectra; reconstruction quality is measured on
     'test' spectra they never saw.
     """
-    rng = np.random.default_rng(seed)
-    split = np.array(["train"] * len(s), dtype=object)
-    for _, idx in s.meta.groupby("source_class").indices.items():
-        idx = rng.permutation(idx)
-        split[idx[: int(round(test_fraction * idx.size))]] = "test"
-    s.meta["split"] = split
+    test = stratified_pick(s.meta["source_class"], test_fraction, np.random.default_rng(seed))
+    s.meta["split"] = np.where(test, "test", "train").astype(object)
 
 
 def run_demo(

@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 
 from xlatent.cli import app
 
+from .fake_csc import member
+
 
 def run(*args: str, env: dict | None = None):
     return CliRunner().invoke(app, [str(a) for a in args], env=env)
@@ -83,3 +85,29 @@ def test_download_exit_status_only_when_nothing_came(fake_csc, tmp_path: Path) -
     partial = run(*args)
     assert partial.exit_code == 0, partial.output
     assert "3 downloaded" in partial.output and "3 failed" in partial.output
+
+
+def test_download_caps_are_options(fake_csc, tmp_path: Path) -> None:
+    """--max-archive-mb, --max-member-mb reach download_spectra; refused members are counted."""
+    import pandas as pd
+
+    cat = tmp_path / "catalog.csv"
+    keys = [d.key for d in fake_csc.detections]
+    pd.DataFrame(keys, columns=["obsid", "obi", "region_id"]).to_csv(cat, index=False)
+    args = ["csc", "download", cat, "--url", fake_csc.retrieve_url, "--retries", "0"]
+    args += ["--no-progress", "--batch-size", "6"]
+    small = run(*args, "--dir", tmp_path / "a", "--max-archive-mb", "1")
+    assert small.exit_code == 1, small.output
+    assert "the cap is 1048576 B per archive" in small.stderr
+    assert small.stderr.strip().splitlines()[-1].startswith("error: ")
+
+    one = run(*args, "--dir", tmp_path / "m", "--max-member-mb", "1")
+    assert one.exit_code == 1, one.output
+    assert "larger than the cap of 1048576 B" in one.stderr
+
+    assert run(*args, "--dir", tmp_path / "z", "--max-archive-mb", "0").exit_code == 2
+
+    fake_csc.extra_members = [member("README.txt", b"hello")]  # one archive: refused once
+    ok = run(*args, "--dir", tmp_path / "ok")
+    assert ok.exit_code == 0, ok.output
+    assert "6 downloaded, 0 already complete, 0 failed; 1 archive member(s) refused" in ok.stdout

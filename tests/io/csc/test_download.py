@@ -7,16 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from xlatent.io.csc.download import (
-    REPORT_NAME,
-    CorruptFileError,
-    Detection,
-    complete_files,
-    download_spectra,
-    parse_product_name,
-    retrieve_url,
-    verify_fits,
-)
+from xlatent.io.csc.download import REPORT_NAME, download_spectra, retrieve_url
+from xlatent.io.csc.products import Detection, complete_files, parse_product_name
+from xlatent.io.csc.verify import CorruptFileError, verify_fits
 
 FAST = {"retries": 3, "backoff_s": 0.01, "timeout_s": 0.4, "progress": False}
 

@@ -17,15 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from xlatent.io.csc import download
-from xlatent.io.csc.download import (
-    REPORT_NAME,
-    CorruptFileError,
-    Detection,
-    complete_files,
-    download_spectra,
-    verify_fits,
-)
+from xlatent.io.csc import archive
+from xlatent.io.csc.download import REPORT_NAME, download_spectra
+from xlatent.io.csc.products import DEFAULT_MAX_MEMBER_BYTES, Detection, complete_files
+from xlatent.io.csc.verify import CorruptFileError, verify_fits
 
 from .fake_csc import gzip_bomb, member
 
@@ -271,15 +266,15 @@ def test_interrupt_while_installing_leaves_no_partial_detection(
     """KeyboardInterrupt raised inside a worker, between verified members of a batch."""
     dets = sorted(all_dets(fake_csc))  # batches of 2 in sorted order
     calls = []
-    real_verify = download.verify_fits
+    real_verify = archive.verify_fits
 
-    def verify(path: Path, max_bytes: int = download.DEFAULT_MAX_MEMBER_BYTES) -> None:
+    def verify(path: Path, max_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> None:
         calls.append(path)
         if len(calls) == 8:  # batch 2 (3 files each): its second detection's second file
             raise KeyboardInterrupt
         real_verify(path, max_bytes)
 
-    monkeypatch.setattr(download, "verify_fits", verify)
+    monkeypatch.setattr(archive, "verify_fits", verify)
     with pytest.raises(KeyboardInterrupt):
         download_spectra(dets, tmp_path, url=fake_csc.retrieve_url, batch_size=2, workers=1, **FAST)
     assert leftovers(tmp_path) == []
@@ -290,7 +285,7 @@ def test_interrupt_while_installing_leaves_no_partial_detection(
     saved = json.loads((tmp_path / REPORT_NAME).read_text())
     assert saved["interrupted"] is True and saved["n_failed"] == 4
     assert len(fake_csc.retrieve_log) == 2  # the third batch was never requested
-    monkeypatch.setattr(download, "verify_fits", real_verify)
+    monkeypatch.setattr(archive, "verify_fits", real_verify)
     rerun = download_spectra(dets, tmp_path, url=fake_csc.retrieve_url, **FAST)
     assert sorted(rerun.downloaded) == sorted(dets[2:]) and not rerun.failed
 

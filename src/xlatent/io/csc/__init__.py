@@ -16,7 +16,7 @@ _LAZY = {
     "read_catalog": "query",
     "read_table": "query",
     "write_catalog": "query",
-    "Detection": "download",
+    "Detection": "products",
     "DownloadReport": "download",
     "download_spectra": "download",
     "join_catalog": "join",

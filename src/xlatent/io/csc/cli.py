@@ -19,6 +19,7 @@ from xlatent.clitools import (
     check_positive,
     fail,
 )
+from xlatent.io.csc.products import DEFAULT_MAX_ARCHIVE_BYTES, DEFAULT_MAX_MEMBER_BYTES
 
 csc_app = typer.Typer(
     name="csc",
@@ -35,6 +36,7 @@ csc_app = typer.Typer(
 
 _TAP_ENV = "XLATENT_CSC_TAP_URL"
 _RETRIEVE_ENV = "XLATENT_CSC_RETRIEVE_URL"
+_MIB = 1024**2
 
 
 @csc_app.command("query")
@@ -157,8 +159,31 @@ def download(
         typer.Option("--backoff", min=0, help="First retry wait, seconds; doubled on each retry."),
     ] = 2.0,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds without data before a request times out.")
+        float,
+        typer.Option(
+            "--timeout",
+            help="Seconds allowed for one request (one batch archive): connect and the whole "
+            "transfer; lower --batch-size on slow links.",
+        ),
     ] = 300.0,
+    max_archive_mb: Annotated[
+        int,
+        typer.Option(
+            "--max-archive-mb",
+            min=1,
+            help="Largest answer (one batch archive), MiB, also of its decompressed content; "
+            "a larger one fails its batch.",
+        ),
+    ] = DEFAULT_MAX_ARCHIVE_BYTES // _MIB,
+    max_member_mb: Annotated[
+        int,
+        typer.Option(
+            "--max-member-mb",
+            min=1,
+            help="Largest file in an archive, MiB, as stored and decompressed; a larger one "
+            "fails its detection.",
+        ),
+    ] = DEFAULT_MAX_MEMBER_BYTES // _MIB,
     version: Annotated[
         str, typer.Option("--release", help="Catalogue release as the archive names it.")
     ] = "rel2.1",
@@ -190,10 +215,17 @@ def download(
         timeout_s=timeout,
         version=version,
         progress=progress,
+        max_archive_bytes=max_archive_mb * _MIB,
+        max_member_bytes=max_member_mb * _MIB,
     )
     for det, why in sorted(report.failed.items()):
         typer.secho(f"failed {det}: {why}", fg=typer.colors.YELLOW, err=True)
-    typer.echo(report.summary().splitlines()[0] + f"; report {directory / REPORT_NAME}")
+    refused = len(report.refused_members)
+    typer.echo(
+        report.summary().splitlines()[0]
+        + (f"; {refused} archive member(s) refused" if refused else "")
+        + f"; report {directory / REPORT_NAME}"
+    )
     if report.nothing_downloaded:
         fail(f"{report.url}: nothing could be downloaded ({len(report.failed)} failed)")
 
