@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import xlatent.core.atomic as atomic
-import xlatent.core.spectrumset as ssmod
+import xlatent.core.hdf5_layout as ssmod
 from xlatent.core import EnergyGrid, SpectrumSet, atomic_path, atomic_write_text
 
 SRC = Path(ssmod.__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import xlatent.core.spectrumset as ssmod
+import xlatent.core.hdf5_layout as ssmod
 from xlatent.core import EnergyGrid, InputError, SchemaError, SpectrumSet, XlatentError
 
 N = 5

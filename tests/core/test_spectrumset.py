@@ -83,7 +83,7 @@ def test_not_a_set_is_refused(tmp_path) -> None:
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
-    import xlatent.core.spectrumset as mod
+    import xlatent.core.hdf5_layout as mod
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
-from xlatent.core.spectrumset import register_format_reader
+from xlatent.core.hdf5_layout import register_format_reader
 from xlatent.io import mmu, pha, spectrumset_hdf5
 from xlatent.io.fastfits import FileKindError, check_regular
 from xlatent.io.pha import MAX_COUNTS_PER_CHANNEL, MAX_EXPOSURE_S, SpectrumRow
