@@ -1,4 +1,4 @@
-"""pipeline: the demo's split, and a tiny end-to-end run of simulate -> ... -> report."""
+"""pipeline: a tiny end-to-end run of simulate -> ... -> report."""
 
 from __future__ import annotations
 
@@ -10,21 +10,7 @@ import pandas as pd
 
 from xlatent.core import SpectrumSet
 from xlatent.core.vocabulary import latent_columns
-from xlatent.physics.simulator import simulate
-from xlatent.pipeline import assign_split, run_demo
-
-
-def test_assign_split_is_stratified_and_seeded() -> None:
-    s = simulate(400, seed=2, class_mix="balanced")
-    assign_split(s, test_fraction=0.2, seed=3)
-    split = s.meta["split"]
-    assert set(split) == {"train", "test"}
-    for _, rows in s.meta.groupby("source_class"):
-        n_test = int((rows["split"] == "test").sum())
-        assert n_test == round(0.2 * len(rows))
-    again = simulate(400, seed=2, class_mix="balanced")
-    assign_split(again, test_fraction=0.2, seed=3)
-    assert again.meta["split"].tolist() == split.tolist()
+from xlatent.pipeline import run_demo
 
 
 def test_run_demo_end_to_end(tmp_path: Path) -> None:

@@ -15,9 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from xlatent.core import SpectrumSet
-from xlatent.core.split import stratified_pick
-
 #: Fewest spectra the demo accepts: the 8-component PCA needs 8 training spectra, and below
 #: ~50 the 8 classes are too thin to evaluate (``xlatent demo --n`` has the same floor).
 DEMO_MIN_N = 50
@@ -36,16 +33,6 @@ class DemoResult:
     report_path: Path
     metrics: dict[str, Any]
     timings_s: dict[str, float] = field(default_factory=dict)
-
-
-def assign_split(s: SpectrumSet, test_fraction: float = 0.2, seed: int = 0) -> None:
-    """Add a ``split`` column ('train'/'test') to ``s.meta``, stratified by class.
-
-    The autoencoder and PCA see only 'train' spectra; reconstruction quality is measured on
-    'test' spectra they never saw.
-    """
-    test = stratified_pick(s.meta["source_class"], test_fraction, np.random.default_rng(seed))
-    s.meta["split"] = np.where(test, "test", "train").astype(object)
 
 
 def run_demo(
@@ -79,8 +66,7 @@ def run_demo(
         return lambda: timings.__setitem__(name, round(time.perf_counter() - t0, 1))
 
     done = stage(f"simulate {n} CSC-like spectra (seed {seed})")
-    s = simulate(n, seed=seed)
-    assign_split(s, seed=seed)
+    s = simulate(n, seed=seed)  # with a stratified 'split' column drawn from the seed
     set_path = s.write(out / "sim.h5")
     done()
 

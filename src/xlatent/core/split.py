@@ -29,4 +29,29 @@ def stratified_pick(
     return picked
 
 
-__all__ = ["stratified_pick"]
+def split_column(
+    meta: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0, by: str = "source_class"
+) -> np.ndarray:
+    """A ``split`` column ('train'/'test') for a set's ``meta``: stratified by ``by``, grouped
+    by source.
+
+    Spectra of one source (same non-empty ``name``, e.g. per-observation CSC spectra of one
+    2CXO source) always fall on the same side, so no source is on both sides of a split.
+    Sources are picked with :func:`stratified_pick` over their first spectrum's ``by`` label,
+    in order of first appearance: when every spectrum is its own source (simulated sets), the
+    result is ``stratified_pick(meta[by], test_fraction, default_rng(seed))``.
+    """
+    n = len(meta)
+    names = meta["name"].astype(str).to_numpy() if "name" in meta else np.full(n, "")
+    labels = meta[by].to_numpy() if by in meta else np.full(n, "", dtype=object)
+    # An unnamed spectrum is its own source.
+    keys = np.where(names == "", np.char.add("\0row", np.arange(n).astype(str)), names)
+    first, group = np.unique(keys, return_index=True, return_inverse=True)[1:]
+    order = np.argsort(first, kind="stable")  # groups in order of first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    test_groups = stratified_pick(labels[first[order]], test_fraction, np.random.default_rng(seed))
+    return np.where(test_groups[rank[group]], "test", "train").astype(object)
+
+
+__all__ = ["split_column", "stratified_pick"]

@@ -24,6 +24,7 @@ import pandas as pd
 
 from xlatent.core.grid import EnergyGrid
 from xlatent.core.spectrumset import SpectrumSet
+from xlatent.core.split import split_column
 from xlatent.instrument import Response, default_response
 from xlatent.physics import models as m
 from xlatent.physics.absorption import DEFAULT_ABUNDANCES
@@ -129,6 +130,7 @@ def simulate(
     chunk_size: int = 2000,
     n_sub: int = 2,
     write_pha: str | Path | None = None,
+    test_fraction: float = 0.2,
     progress: bool = False,
 ) -> SpectrumSet:
     """Simulate ``n`` CSC-like spectra (a :class:`SpectrumSet` with ``truth_*`` columns).
@@ -137,10 +139,15 @@ def simulate(
     or ``"balanced"``. ``response``: an ``xlatent.instrument.Response`` (default: built-in
     on-axis ACIS-S). ``counts_range``: log-uniform expected 0.5-7 keV source counts.
     ``write_pha``: also write OGIP PHA/ARF/RMF files there (ingesting them gives this set).
+    ``test_fraction``: the share of each class in ``meta["split"] == "test"`` (the rest
+    ``"train"``, drawn from ``seed``): ``xlatent train`` fits only the train rows and
+    ``evaluate`` scores on the test rows, so every command-line run is held out by construction.
     The same ``seed`` gives the same set, whatever ``chunk_size``.
     """
     if n < 1:
         raise ValueError("n must be at least 1")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), not {test_fraction}")
     response = default_response() if response is None else response
     grid = EnergyGrid.default() if grid is None else grid
     f = folder(response, grid, n_sub, abundances)
@@ -255,6 +262,7 @@ def simulate(
         for i in range(n)
     ]
     meta = pd.concat([meta, pd.DataFrame(truth)], axis=1)
+    meta["split"] = split_column(meta, test_fraction, seed)
     out = SpectrumSet(
         grid=grid,
         counts=counts,
@@ -276,6 +284,7 @@ def simulate(
         abundances=abundances,
         counts_range=list(counts_range),
         exposure_range_s=list(exposure_range_s),
+        test_fraction=test_fraction,
         priors="default" if priors is None or priors is PRIORS else "custom",
         spec_id_prefix=f"sim-{prefix}-",
     )
