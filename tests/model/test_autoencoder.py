@@ -44,7 +44,7 @@ def test_same_seed_same_weights_and_latents(toy_set) -> None:
     a = SpectralAutoencoder(epochs=2, seed=7, **FAST).fit(toy_set)
     b = SpectralAutoencoder(epochs=2, seed=7, **FAST).fit(toy_set)
     c = SpectralAutoencoder(epochs=2, seed=8, **FAST).fit(toy_set)
-    for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values(), strict=True):
+    for (k, va), vb in zip(a.net_.state_dict().items(), b.net_.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k
     np.testing.assert_array_equal(a.transform(toy_set), b.transform(toy_set))
     assert not np.allclose(a.transform(toy_set), c.transform(toy_set))
@@ -182,7 +182,7 @@ def test_pca_baseline_same_api(toy_set, tmp_path: Path) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_fit_with_bf16_autocast_matches_cpu_inference(toy_set, tmp_path: Path) -> None:
     model = SpectralAutoencoder(epochs=2, device="cuda", **FAST).fit(toy_set)
-    assert next(model.net.parameters()).device.type == "cuda"
+    assert next(model.net_.parameters()).device.type == "cuda"
     z_gpu = model.transform(toy_set)
     assert np.isfinite(z_gpu).all() and np.isfinite(model.reconstruct(toy_set)).all()
     model.save(tmp_path / "m")

@@ -1,6 +1,17 @@
-"""What the autoencoder and the PCA baseline share: deviance of reconstructions."""
+"""What the latent models share: scikit-learn's estimator contract and the deviance.
+
+The contract (``sklearn/base.py``): every hyper-parameter is an explicit keyword of
+``__init__``, stored under the same name (options are checked there, so a stored value is the
+checked, plain-Python one: a plain int/float/bool/str passes through as the same object);
+``get_params``/``set_params`` derive from that signature, so ``type(m)(**m.get_params())`` (or
+``sklearn.base.clone(m)``) is the same unfitted estimator. What ``fit`` learns ends in ``_``
+(``grid_``, ``net_``, ``history_``, ``pca_``) and does not exist before it.
+"""
 
 from __future__ import annotations
+
+import inspect
+from typing import Any, Self
 
 import numpy as np
 
@@ -8,9 +19,39 @@ from xlatent.core import SpectrumSet
 from xlatent.model.preprocess import poisson_deviance
 
 
-class LatentModel:
+class Params:
+    """``get_params``/``set_params`` from the keywords of ``__init__`` (scikit-learn style)."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind not in kinds]
+
+    def get_params(self, deep: bool = False) -> dict[str, Any]:  # noqa: ARG002 - no sub-estimators
+        """The hyper-parameters, by name, as given to (and checked by) ``__init__``."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        """Set hyper-parameters, checked as ``__init__`` checks them (fitted state is kept)."""
+        names = self._param_names()
+        for name in params:
+            if name not in names:
+                raise ValueError(
+                    f"invalid parameter {name!r} for {type(self).__name__}; "
+                    f"valid parameters: {', '.join(names)}"
+                )
+        checked = type(self)(**{**self.get_params(), **params})
+        for name in params:
+            setattr(self, name, getattr(checked, name))
+        return self
+
+
+class LatentModel(Params):
     """Common interface: ``fit``, ``transform``, ``reconstruct``, ``save``/``load``."""
 
+    #: The ``kind`` of its model directories (``model.json``).
+    kind: str
     latent_dim: int
 
     def reconstruct(self, spectrum_set: SpectrumSet) -> np.ndarray:  # pragma: no cover
@@ -20,3 +61,9 @@ class LatentModel:
         """Per-spectrum Poisson deviance of the counts given reconstruction + background."""
         recon = self.reconstruct(spectrum_set)
         return poisson_deviance(spectrum_set.counts, recon + spectrum_set.background)
+
+    def _fitted(self, *names: str) -> tuple[Any, ...]:
+        """The fitted attributes ``names``; RuntimeError before ``fit``/``load``."""
+        if not all(hasattr(self, name) for name in names):
+            raise RuntimeError("the model is not fitted; call fit() or load() first")
+        return tuple(getattr(self, name) for name in names)

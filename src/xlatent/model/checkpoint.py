@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from xlatent.core import EnergyGrid, XlatentError, atomic_path, atomic_write_text
-from xlatent.model.options import PCA_OPTIONS, TRAIN_OPTIONS, check_options
+from xlatent.model.options import PCA_OPTIONS, TRAIN_OPTIONS, check_arch, check_options
+from xlatent.model.preprocess import N_CHANNELS, N_GLOBAL
 
 FORMAT_NAME = "xlatent.model"
 #: Bumped on any incompatible change of the directory layout or of the preprocessing.
@@ -65,6 +66,7 @@ HEADER_FIELDS = (
     "format", "format_version", "kind", "xlatent_version", "grid_edges_kev", "config",
     "preprocessing", "training",
 )  # fmt: skip
+#: The model kinds; :data:`xlatent.model.MODEL_KINDS` maps each to its estimator class.
 KINDS = ("autoencoder", "pca")
 #: A model.json larger than this is not one xlatent wrote (the training history is ~100 kB).
 MAX_HEADER_BYTES = 64 * 2**20
@@ -118,9 +120,6 @@ def check_header(header: Any, where: str | Path, kind: str | None = None) -> dic
 
 def check_autoencoder_config(config: Any, n_bins: int) -> dict:
     """The ``{"arch": ..., "train": ...}`` config of a stored autoencoder (ValueError)."""
-    from xlatent.model.network import check_arch
-    from xlatent.model.preprocess import N_CHANNELS, N_GLOBAL
-
     config = _object(config, "config")
     for key in config:
         if key not in ("arch", "train"):
@@ -328,20 +327,6 @@ def check_like(value: Any, reference: Any, where: str | Path, what: str) -> None
             raise bad
     else:  # pragma: no cover - references are built from torch state dicts
         raise TypeError(f"cannot compare with {type(reference).__name__}")
-
-
-def load_model(model_dir: str | Path) -> Any:
-    """Load a saved :class:`SpectralAutoencoder` or :class:`PCABaseline` (by its header)."""
-    header = read_header(model_dir)
-    if header["kind"] == "autoencoder":
-        from xlatent.model.autoencoder import SpectralAutoencoder
-
-        return SpectralAutoencoder.load(model_dir)
-    if header["kind"] == "pca":
-        from xlatent.model.pca import PCABaseline
-
-        return PCABaseline.load(model_dir)
-    raise CheckpointError(f"{model_dir}: unknown model kind {header['kind']!r}")
 
 
 def _short(value: Any) -> str:

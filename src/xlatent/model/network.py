@@ -14,86 +14,41 @@ MLP does at a fraction of the cost; ``decoder="transformer"`` gives learned per-
 (with the same positional encoding) conditioned on the latent, for comparison. The logits are
 a log *photon* shape: adding log(A / mean A) and a softmax over bins gives the counts shape
 ``p``; the expected source counts are ``N * p`` (see :mod:`xlatent.model.preprocess`).
+
+Composition (as in spender's ``SpectrumAutoencoder``): :class:`SpectrumEncoder`, a decoder
+from :data:`DECODERS` (name -> class) and :class:`InstrumentResponse` (the effective area
+folded back in, then the softmax) are separate modules that :class:`SpectralTransformerAE`
+composes. Its ``state_dict`` keeps the tensor names of checkpoint format 1, written when it was
+one flat module (:data:`STORED_NAMES`), so every saved model and training state stays readable.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from xlatent.model.options import Opt, check_options
+# ArchConfig, ARCH_OPTIONS and check_arch live with the other options; imported from here too.
+from xlatent.model.options import ARCH_OPTIONS, ArchConfig, check_arch
 
-
-@dataclass
-class ArchConfig:
-    """Architecture hyper-parameters (stored in checkpoints)."""
-
-    n_bins: int = 128
-    latent_dim: int = 8
-    patch_size: int = 4
-    d_model: int = 64
-    n_heads: int = 4
-    n_layers: int = 2
-    ff_dim: int = 128
-    n_freqs: int = 8
-    decoder: str = "mlp"  # "mlp" | "transformer"
-    decoder_hidden: int = 256
-    decoder_layers: int = 2
-    dropout: float = 0.0
-    area_aware: bool = True
-    n_channels: int = 3
-    n_global: int = 2
-
-    @property
-    def n_tokens(self) -> int:
-        return math.ceil(self.n_bins / self.patch_size)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-#: Types and ranges of the :class:`ArchConfig` fields.
-ARCH_OPTIONS: dict[str, Opt] = {
-    "n_bins": Opt("int", lo=1),
-    "latent_dim": Opt("int", lo=1),
-    "patch_size": Opt("int", lo=1),
-    "d_model": Opt("int", lo=1),
-    "n_heads": Opt("int", lo=1),
-    "n_layers": Opt("int", lo=1),
-    "ff_dim": Opt("int", lo=1),
-    "n_freqs": Opt("int", lo=0),
-    "decoder": Opt("str", choices=("mlp", "transformer")),
-    "decoder_hidden": Opt("int", lo=1),
-    "decoder_layers": Opt("int", lo=0),
-    "dropout": Opt("float", lo=0.0, hi=1.0, hi_open=True),
-    "area_aware": Opt("bool"),
-    "n_channels": Opt("int", lo=1),
-    "n_global": Opt("int", lo=1),
-}
-
-
-def check_arch(values: dict, *, required: bool = False, prefix: str = "") -> dict:
-    """Check architecture options (types, ranges, and the ones that constrain each other).
-
-    Returns them normalised; raises a one-line ValueError. ``required``: every field must be
-    present (a stored config), else only the given ones are checked (user options).
-    """
-    out = check_options(
-        values, ARCH_OPTIONS, required=ARCH_OPTIONS if required else (), prefix=prefix
-    )
-    full = {**ArchConfig().to_dict(), **out}
-    if full["d_model"] % full["n_heads"]:
-        raise ValueError(
-            f"{prefix}d_model ({full['d_model']}) must be a multiple of "
-            f"{prefix}n_heads ({full['n_heads']})"
-        )
-    if full["decoder"] == "transformer" and full["decoder_layers"] < 1:
-        raise ValueError(f"{prefix}decoder_layers must be >= 1 with the transformer decoder")
-    return out
+__all__ = [
+    "ARCH_OPTIONS",
+    "DECODERS",
+    "ArchConfig",
+    "InstrumentResponse",
+    "MLPDecoder",
+    "SpectralTransformerAE",
+    "SpectrumEncoder",
+    "TransformerDecoder",
+    "autocast",
+    "check_arch",
+    "resolve_device",
+    "torch_poisson_deviance",
+]
 
 
 def token_log_energy(edges_kev: np.ndarray, patch_size: int) -> np.ndarray:
@@ -127,67 +82,175 @@ def _encoder_stack(cfg: ArchConfig, n_layers: int) -> nn.TransformerEncoder:
     return nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
 
 
+class SpectrumEncoder(nn.Module):
+    """Per-bin features (B, m, C) and global features (B, G) -> latents (B, latent_dim)."""
+
+    def __init__(self, cfg: ArchConfig, n_pos: int) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.n_tokens, self.patch_size = cfg.n_tokens, cfg.patch_size
+        # Created in this order so that a seed gives the weights it gave before the split.
+        self.patch_embed = nn.Linear(cfg.patch_size * cfg.n_channels, d)
+        self.pos_embed = nn.Linear(n_pos, d)
+        self.global_embed = nn.Linear(cfg.n_global, d)
+        self.global_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.stack = _encoder_stack(cfg, cfg.n_layers)
+        self.norm = nn.LayerNorm(d)
+        self.to_latent = nn.Linear(d, cfg.latent_dim)
+
+    def forward(
+        self, feats: torch.Tensor, glob: torch.Tensor, pos_feats: torch.Tensor
+    ) -> torch.Tensor:
+        b, m, c = feats.shape
+        pad = self.n_tokens * self.patch_size - m
+        if pad:
+            feats = nn.functional.pad(feats, (0, 0, 0, pad))
+        tokens = feats.reshape(b, self.n_tokens, self.patch_size * c)
+        x = self.patch_embed(tokens) + self.pos_embed(pos_feats)[None]
+        g = self.global_token + self.global_embed(glob)[:, None, :]
+        x = self.stack(torch.cat([g, x], dim=1))
+        return self.to_latent(self.norm(x).mean(dim=1))
+
+
+class MLPDecoder(nn.Sequential):
+    """Latents (B, latent_dim) -> log photon-shape logits (B, m): a GELU MLP."""
+
+    def __init__(self, cfg: ArchConfig, n_pos: int) -> None:
+        layers: list[nn.Module] = []
+        width = cfg.latent_dim
+        for _ in range(cfg.decoder_layers):
+            layers += [nn.Linear(width, cfg.decoder_hidden), nn.GELU()]
+            width = cfg.decoder_hidden
+        layers.append(nn.Linear(width, cfg.n_bins))
+        super().__init__(*layers)
+
+    def forward(self, z: torch.Tensor, pos_feats: torch.Tensor) -> torch.Tensor:  # noqa: ARG002
+        return super().forward(z)
+
+
+class TransformerDecoder(nn.Module):
+    """Latents -> logits through learned per-token queries conditioned on the latent."""
+
+    def __init__(self, cfg: ArchConfig, n_pos: int) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.n_bins = cfg.n_bins
+        self.queries = nn.Parameter(torch.randn(1, cfg.n_tokens, d) * 0.02)
+        self.pos_embed = nn.Linear(n_pos, d)
+        self.cond = nn.Linear(cfg.latent_dim, d)
+        self.stack = _encoder_stack(cfg, cfg.decoder_layers)
+        self.norm = nn.LayerNorm(d)
+        self.out = nn.Linear(d, cfg.patch_size)
+
+    def forward(self, z: torch.Tensor, pos_feats: torch.Tensor) -> torch.Tensor:
+        q = self.queries + self.pos_embed(pos_feats)[None] + self.cond(z)[:, None, :]
+        h = self.out(self.norm(self.stack(q)))
+        return h.reshape(z.shape[0], -1)[:, : self.n_bins]
+
+
+#: The decoders by name (``ArchConfig.decoder``); each is built as ``cls(cfg, n_pos)`` and
+#: called as ``decoder(z, pos_feats)``.
+DECODERS: dict[str, type[nn.Module]] = {"mlp": MLPDecoder, "transformer": TransformerDecoder}
+
+
+class InstrumentResponse(nn.Module):
+    """Log photon-shape logits (B, m) -> log counts shape log p (B, m).
+
+    Adds the observation's log relative effective area (``area_aware``) and normalises over
+    bins: the instrument is multiplied back in, never learned.
+    """
+
+    def __init__(self, area_aware: bool) -> None:
+        super().__init__()
+        self.area_aware = area_aware
+
+    def forward(self, logits: torch.Tensor, log_area: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.area_aware:
+            logits = logits + log_area
+        return torch.log_softmax(logits, dim=-1)
+
+
+#: Module path prefix -> tensor name prefix in checkpoints (format 1, the flat network).
+STORED_NAMES: dict[str, str] = {
+    "encoder.global_token": "global_token",
+    "encoder.patch_embed.": "patch_embed.",
+    "encoder.pos_embed.": "pos_embed.",
+    "encoder.global_embed.": "global_embed.",
+    "encoder.stack.": "encoder.",
+    "encoder.norm.": "enc_norm.",
+    "encoder.to_latent.": "to_latent.",
+    "decoder.queries": "queries",
+    "decoder.pos_embed.": "dec_pos.",
+    "decoder.cond.": "dec_cond.",
+    "decoder.stack.": "dec_stack.",
+    "decoder.norm.": "dec_norm.",
+    "decoder.out.": "dec_out.",
+}
+_MODULE_NAMES = {v: k for k, v in STORED_NAMES.items()}
+
+
+def _rename(name: str, table: Mapping[str, str]) -> str:
+    for old, new in table.items():
+        if name == old or (old.endswith(".") and name.startswith(old)):
+            return new + name[len(old) :]
+    return name
+
+
 class SpectralTransformerAE(nn.Module):
-    """Patch transformer encoder -> latent -> MLP (or transformer) decoder -> bin logits."""
+    """Encoder -> latent -> decoder (by name) -> instrument response -> log counts shape."""
 
     def __init__(self, cfg: ArchConfig, edges_kev: np.ndarray) -> None:
         super().__init__()
+        if cfg.decoder not in DECODERS:
+            raise ValueError(f"decoder must be 'mlp' or 'transformer', not {cfg.decoder!r}")
         self.cfg = cfg
-        t = cfg.n_tokens
         pos = fourier_features(token_log_energy(edges_kev, cfg.patch_size), cfg.n_freqs)
         self.register_buffer("pos_feats", torch.tensor(pos, dtype=torch.float32))
-        d = cfg.d_model
-        self.patch_embed = nn.Linear(cfg.patch_size * cfg.n_channels, d)
-        self.pos_embed = nn.Linear(pos.shape[1], d)
-        self.global_embed = nn.Linear(cfg.n_global, d)
-        self.global_token = nn.Parameter(torch.zeros(1, 1, d))
-        self.encoder = _encoder_stack(cfg, cfg.n_layers)
-        self.enc_norm = nn.LayerNorm(d)
-        self.to_latent = nn.Linear(d, cfg.latent_dim)
-        if cfg.decoder == "mlp":
-            layers: list[nn.Module] = []
-            width = cfg.latent_dim
-            for _ in range(cfg.decoder_layers):
-                layers += [nn.Linear(width, cfg.decoder_hidden), nn.GELU()]
-                width = cfg.decoder_hidden
-            layers.append(nn.Linear(width, cfg.n_bins))
-            self.decoder = nn.Sequential(*layers)
-        elif cfg.decoder == "transformer":
-            self.queries = nn.Parameter(torch.randn(1, t, d) * 0.02)
-            self.dec_pos = nn.Linear(pos.shape[1], d)
-            self.dec_cond = nn.Linear(cfg.latent_dim, d)
-            self.dec_stack = _encoder_stack(cfg, cfg.decoder_layers)
-            self.dec_norm = nn.LayerNorm(d)
-            self.dec_out = nn.Linear(d, cfg.patch_size)
-        else:
-            raise ValueError(f"decoder must be 'mlp' or 'transformer', not {cfg.decoder!r}")
+        self.encoder = SpectrumEncoder(cfg, pos.shape[1])
+        self.decoder = DECODERS[cfg.decoder](cfg, pos.shape[1])
+        self.instrument = InstrumentResponse(cfg.area_aware)
+        self.register_load_state_dict_pre_hook(_from_stored)
+        self._register_state_dict_hook(_to_stored)
 
     def encode(self, feats: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
         """feats (B, m, C) per-bin features, glob (B, G) -> latents (B, latent_dim)."""
-        b, m, c = feats.shape
-        pad = self.cfg.n_tokens * self.cfg.patch_size - m
-        if pad:
-            feats = nn.functional.pad(feats, (0, 0, 0, pad))
-        tokens = feats.reshape(b, self.cfg.n_tokens, self.cfg.patch_size * c)
-        x = self.patch_embed(tokens) + self.pos_embed(self.pos_feats)[None]
-        g = self.global_token + self.global_embed(glob)[:, None, :]
-        x = self.encoder(torch.cat([g, x], dim=1))
-        return self.to_latent(self.enc_norm(x).mean(dim=1))
+        return self.encoder(feats, glob, self.pos_feats)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (B, latent_dim) -> log photon-shape logits (B, m), unnormalised."""
-        if self.cfg.decoder == "mlp":
-            return self.decoder(z)
-        q = self.queries + self.dec_pos(self.pos_feats)[None] + self.dec_cond(z)[:, None, :]
-        h = self.dec_out(self.dec_norm(self.dec_stack(q)))
-        return h.reshape(z.shape[0], -1)[:, : self.cfg.n_bins]
+        return self.decoder(z, self.pos_feats)
 
     def log_shape(self, z: torch.Tensor, log_area: torch.Tensor) -> torch.Tensor:
         """log p: log of the normalised counts shape (B, m)."""
-        logits = self.decode(z).float()
-        if self.cfg.area_aware:
-            logits = logits + log_area
-        return torch.log_softmax(logits, dim=-1)
+        return self.instrument(self.decode(z), log_area)
+
+    def ordered_parameters(self) -> list[nn.Parameter]:
+        """The parameters in checkpoint order (the order of format 1's optimizer state)."""
+        by_name = {_rename(k, STORED_NAMES): p for k, p in self.named_parameters()}
+        return [by_name[k] for k in self.state_dict(keep_vars=True) if k in by_name]
+
+
+def _to_stored(module: nn.Module, sd: dict, prefix: str, local_metadata: Any) -> None:
+    """state_dict hook: tensor names (and order) of format 1, the flat network."""
+    items = [
+        (prefix + _rename(k[len(prefix) :], STORED_NAMES) if k.startswith(prefix) else k, v)
+        for k, v in sd.items()
+    ]
+    params = {prefix + _rename(k, STORED_NAMES) for k, _ in module.named_parameters()}
+    # Format 1 listed the flat module's own tensors first, parameters before buffers.
+    top = {k for k, _ in items if k.startswith(prefix) and "." not in k[len(prefix) :]}
+    items.sort(key=lambda kv: 0 if kv[0] in params and kv[0] in top else 1 if kv[0] in top else 2)
+    sd.clear()
+    sd.update(items)
+
+
+def _from_stored(module: nn.Module, sd: dict, prefix: str, *args: Any) -> None:
+    """load_state_dict pre-hook: format-1 tensor names -> module paths."""
+    items = list(sd.items())
+    sd.clear()
+    for k, v in items:
+        sd[prefix + _rename(k[len(prefix) :], _MODULE_NAMES) if k.startswith(prefix) else k] = v
 
 
 def torch_poisson_deviance(
@@ -204,3 +267,22 @@ def torch_poisson_deviance(
     log_mu = torch.logaddexp(log_amp[:, None] + log_shape, log_bkg)
     mu = torch.exp(log_mu)
     return 2.0 * torch.sum(mu - counts + clogc - counts * log_mu, dim=-1)
+
+
+def resolve_device(device: str) -> torch.device:
+    """The torch device for a checked ``device`` option (ValueError if it is not present)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA device is available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available")
+    return dev
+
+
+def autocast(dev: torch.device) -> AbstractContextManager:
+    """bf16 autocast on CUDA only: on CPU it is slower for these small matmuls."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")

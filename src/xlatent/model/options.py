@@ -1,6 +1,8 @@
-"""Declared types and ranges of the model options, checked before any work is done.
+"""The model options: their groups, declared types and ranges, checked before any work is done.
 
-One table per option group (architecture, training, PCA). The same tables check the options
+One dataclass and one table per option group (architecture :class:`ArchConfig`, optimisation
+:class:`TrainConfig`, PCA), plus the run options (device, time budget, threads, progress) of
+the autoencoder. The same tables check the options
 a person passes to an estimator (:class:`ValueError`, before any training) and the ``config``
 read back from a model directory (turned into a :class:`CheckpointError` naming the file),
 so a saved model can never hold an option that the estimator would have refused.
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -102,6 +104,90 @@ def check_options(
     return {k: table[k].check(prefix + k, v) for k, v in values.items()}
 
 
+@dataclass
+class ArchConfig:
+    """Architecture hyper-parameters (stored in checkpoints)."""
+
+    n_bins: int = 128
+    latent_dim: int = 8
+    patch_size: int = 4
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    ff_dim: int = 128
+    n_freqs: int = 8
+    decoder: str = "mlp"  # a key of xlatent.model.network.DECODERS
+    decoder_hidden: int = 256
+    decoder_layers: int = 2
+    dropout: float = 0.0
+    area_aware: bool = True
+    n_channels: int = 3
+    n_global: int = 2
+
+    @property
+    def n_tokens(self) -> int:
+        return math.ceil(self.n_bins / self.patch_size)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation hyper-parameters (stored in checkpoints; resume requires them unchanged)."""
+
+    loss: str = "poisson"
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_frac: float = 0.05
+    val_fraction: float = 0.1
+    patience: int = 8
+    grad_clip: float = 1.0
+    seed: int = 0
+
+
+#: Types and ranges of the :class:`ArchConfig` fields.
+ARCH_OPTIONS: dict[str, Opt] = {
+    "n_bins": Opt("int", lo=1),
+    "latent_dim": Opt("int", lo=1),
+    "patch_size": Opt("int", lo=1),
+    "d_model": Opt("int", lo=1),
+    "n_heads": Opt("int", lo=1),
+    "n_layers": Opt("int", lo=1),
+    "ff_dim": Opt("int", lo=1),
+    "n_freqs": Opt("int", lo=0),
+    "decoder": Opt("str", choices=("mlp", "transformer")),
+    "decoder_hidden": Opt("int", lo=1),
+    "decoder_layers": Opt("int", lo=0),
+    "dropout": Opt("float", lo=0.0, hi=1.0, hi_open=True),
+    "area_aware": Opt("bool"),
+    "n_channels": Opt("int", lo=1),
+    "n_global": Opt("int", lo=1),
+}
+
+
+def check_arch(values: dict, *, required: bool = False, prefix: str = "") -> dict:
+    """Check architecture options (types, ranges, and the ones that constrain each other).
+
+    Returns them normalised; raises a one-line ValueError. ``required``: every field must be
+    present (a stored config), else only the given ones are checked (user options).
+    """
+    out = check_options(
+        values, ARCH_OPTIONS, required=ARCH_OPTIONS if required else (), prefix=prefix
+    )
+    full = {**ArchConfig().to_dict(), **out}
+    if full["d_model"] % full["n_heads"]:
+        raise ValueError(
+            f"{prefix}d_model ({full['d_model']}) must be a multiple of "
+            f"{prefix}n_heads ({full['n_heads']})"
+        )
+    if full["decoder"] == "transformer" and full["decoder_layers"] < 1:
+        raise ValueError(f"{prefix}decoder_layers must be >= 1 with the transformer decoder")
+    return out
+
+
 #: Types and ranges of the autoencoder's optimisation options (``TrainConfig``).
 TRAIN_OPTIONS: dict[str, Opt] = {
     "loss": Opt("str", choices=("poisson", "mse")),
@@ -115,6 +201,35 @@ TRAIN_OPTIONS: dict[str, Opt] = {
     "grad_clip": Opt("float", lo=0.0, lo_open=True),
     "seed": Opt("int", lo=0, hi=2**63 - 1),
 }
+
+#: Types and ranges of the autoencoder's run options (``None``: no budget / torch's choice).
+RUN_OPTIONS: dict[str, Opt] = {
+    "max_time_s": Opt("float", lo=0.0, allow_inf=True),
+    "num_threads": Opt("int", lo=1),
+    "progress": Opt("bool"),
+}
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def check_device(device: Any) -> str:
+    """``"auto"`` or a torch device string of a known type (ValueError otherwise)."""
+    import torch
+
+    bad = ValueError(
+        f"device must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps', not {device!r}"
+    )
+    if not isinstance(device, str):
+        raise bad
+    if device == "auto":
+        return device
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise bad from None
+    if dev.type not in _DEVICE_TYPES:
+        raise bad
+    return device
+
 
 #: Types and ranges of the PCA baseline's options.
 PCA_OPTIONS: dict[str, Opt] = {

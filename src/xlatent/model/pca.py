@@ -35,14 +35,19 @@ PREPROCESSING = {
 
 
 class PCABaseline(LatentModel):
-    """``PCABaseline(n_components=8).fit(s)``, then ``transform``/``reconstruct``/``save``."""
+    """``PCABaseline(n_components=8).fit(s)``, then ``transform``/``reconstruct``/``save``.
+
+    Parameters ``n_components`` and ``seed`` (scikit-learn's ``random_state``), checked here.
+    Fitted attributes: ``grid_`` (the training set's energy grid) and ``pca_`` (the fitted
+    :class:`sklearn.decomposition.PCA`).
+    """
+
+    kind = "pca"
 
     def __init__(self, n_components: int = 8, seed: int = 0) -> None:
         opts = check_options({"n_components": n_components, "seed": seed}, PCA_OPTIONS)
         self.n_components = opts["n_components"]
         self.seed = opts["seed"]
-        self.grid: EnergyGrid | None = None
-        self.pca: PCA | None = None
 
     @property
     def latent_dim(self) -> int:
@@ -57,55 +62,55 @@ class PCABaseline(LatentModel):
                 f"and energy bins; the set has {n} spectra on {m} bins"
             )
         x = prepare(spectrum_set).net_shape_x
-        self.pca = PCA(n_components=self.n_components, random_state=self.seed).fit(x)
-        self.grid = spectrum_set.grid
+        self.pca_ = PCA(n_components=self.n_components, random_state=self.seed).fit(x)
+        self.grid_ = spectrum_set.grid
         return self
 
-    def _x(self, s: SpectrumSet) -> tuple[np.ndarray, np.ndarray]:
-        if self.pca is None or self.grid is None:
-            raise RuntimeError("the model is not fitted; call fit() or load() first")
-        check_grid({"grid_edges_kev": self.grid.edges_kev}, s.grid, "model")
+    def _x(self, s: SpectrumSet) -> tuple[PCA, np.ndarray, np.ndarray]:
+        pca, grid = self._fitted("pca_", "grid_")
+        check_grid({"grid_edges_kev": grid.edges_kev}, s.grid, "model")
         p = prepare(s)
-        return p.net_shape_x, p.amplitude
+        return pca, p.net_shape_x, p.amplitude
 
     def transform(self, spectrum_set: SpectrumSet) -> np.ndarray:
         """PCA scores, (n, n_components)."""
-        x, _ = self._x(spectrum_set)
-        return self.pca.transform(x)
+        pca, x, _ = self._x(spectrum_set)
+        return pca.transform(x)
 
     def reconstruct(self, spectrum_set: SpectrumSet) -> np.ndarray:
         """Expected source counts (n, m) from the first ``n_components`` components."""
-        x, amp = self._x(spectrum_set)
-        x_hat = self.pca.inverse_transform(self.pca.transform(x))
+        pca, x, amp = self._x(spectrum_set)
+        x_hat = pca.inverse_transform(pca.transform(x))
         return shape_to_counts(x_to_shape(x_hat), amp)
 
     def save(self, model_dir: str | Path) -> Path:
         """Write ``model.json`` and ``pca.npz`` into ``model_dir``."""
-        if self.pca is None or self.grid is None:
+        if not (hasattr(self, "pca_") and hasattr(self, "grid_")):
             raise RuntimeError("the model is not fitted")
+        pca, grid = self.pca_, self.grid_
         d = Path(model_dir)
         d.mkdir(parents=True, exist_ok=True)
         with atomic_path(d / PCA_FILE) as tmp, open(tmp, "wb") as f:
             np.savez(
                 f,
-                components=self.pca.components_,
-                mean=self.pca.mean_,
-                explained_variance=self.pca.explained_variance_,
-                explained_variance_ratio=self.pca.explained_variance_ratio_,
-                singular_values=self.pca.singular_values_,
+                components=pca.components_,
+                mean=pca.mean_,
+                explained_variance=pca.explained_variance_,
+                explained_variance_ratio=pca.explained_variance_ratio_,
+                singular_values=pca.singular_values_,
             )
         config = {"n_components": self.n_components, "seed": self.seed}
-        write_header(d, make_header("pca", self.grid, config, PREPROCESSING))
+        write_header(d, make_header(self.kind, grid, config, PREPROCESSING))
         return d
 
     @classmethod
     def load(cls, model_dir: str | Path) -> PCABaseline:
         """Load a baseline saved by :meth:`save`."""
         d = Path(model_dir)
-        header = read_header(d, kind="pca")
+        header = read_header(d, kind=cls.kind)
         model = cls(**header["config"])
-        model.grid = EnergyGrid(np.asarray(header["grid_edges_kev"]))
-        z = _read_arrays(d / PCA_FILE, model.n_components, model.grid.n_bins)
+        grid = EnergyGrid(np.asarray(header["grid_edges_kev"]))
+        z = _read_arrays(d / PCA_FILE, model.n_components, grid.n_bins)
         pca = PCA(n_components=model.n_components)
         pca.components_ = z["components"]
         pca.mean_ = z["mean"]
@@ -113,9 +118,9 @@ class PCABaseline(LatentModel):
         pca.explained_variance_ratio_ = z["explained_variance_ratio"]
         pca.singular_values_ = z["singular_values"]
         pca.n_components_ = model.n_components
-        pca.n_features_in_ = model.grid.n_bins
+        pca.n_features_in_ = grid.n_bins
         pca.whiten = False
-        model.pca = pca
+        model.pca_, model.grid_ = pca, grid
         return model
 
 
