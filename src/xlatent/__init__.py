@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from xlatent.core import EnergyGrid, SpectrumSet
 
-__version__ = "0.1.0"
+from xlatent._version import __version__
 
 __all__ = ["EnergyGrid", "SpectrumSet", "__version__"]
 

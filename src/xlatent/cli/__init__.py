@@ -66,7 +66,7 @@ def _main(
     set_debug(ctx, debug)
     configure_logging(debug_enabled(ctx))
     if version:
-        from xlatent import __version__
+        from xlatent._version import __version__
 
         typer.echo(__version__)
         raise typer.Exit()

@@ -44,7 +44,7 @@ MAX_READ_BYTES: int | None = None
 
 def write(s: Any, path: str | Path) -> Path:
     """Write the set ``s`` to ``path`` (see :meth:`SpectrumSet.write`)."""
-    from xlatent import __version__
+    from xlatent._version import __version__
 
     problem = _values_problem(_arrays(s)) or _spec_id_problem(s.meta["spec_id"])
     if problem is not None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xlatent.core import hdf5_layout
+import xlatent.core.hdf5_layout as hdf5_layout
 from xlatent.core.bands import band_sums, hardness_columns
 from xlatent.core.grid import EnergyGrid
 from xlatent.core.hdf5_layout import FORMAT_NAME, SCHEMA_VERSION
@@ -121,7 +121,7 @@ class SpectrumSet:
 
     def add_provenance(self, step: str, **info: Any) -> None:
         """Record a processing step (JSON-serialisable details)."""
-        from xlatent import __version__
+        from xlatent._version import __version__
 
         self.provenance.append({"step": step, "xlatent_version": __version__, **info})
 

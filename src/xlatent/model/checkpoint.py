@@ -48,7 +48,7 @@ class TrainingError(XlatentError):
 
 def make_header(kind: str, grid: EnergyGrid, config: dict, preprocessing: dict) -> dict:
     """The self-description stored with every model."""
-    from xlatent import __version__
+    from xlatent._version import __version__
 
     return {
         "format": FORMAT_NAME,

@@ -357,7 +357,7 @@ def render_report(eval_dir: str | Path, out_html: str | Path) -> Path:
                     if f.get("section") not in known)  # fmt: skip
     if other:
         body["skipped"] += "<h3>Other figures</h3>" + other
-    from xlatent import __version__
+    from xlatent._version import __version__
 
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     nav = "".join(f'<a href="#{sid}">{_esc(title.split(":")[0])}</a>' for sid, title in SECTIONS)
