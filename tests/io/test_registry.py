@@ -104,3 +104,14 @@ def test_instrument_imports_neither_io_nor_physics() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_spectrumset_read_reaches_every_format(tmp_path: Path, real_spectra_dir: Path) -> None:
+    """SpectrumSet.read: its own layout directly, a Multimodal Universe HDF5 file (no
+    SpectrumSet format attribute) and a PHA file through this registry."""
+    via_core = SpectrumSet.read(_mmu_file(tmp_path / "mmu.h5"))
+    assert np.array_equal(via_core.counts, mmu.read(tmp_path / "mmu.h5").counts)
+    assert via_core.counts.sum() == pytest.approx(290, rel=0.02)  # 29 bins x 10 counts
+    with pytest.raises(InputError, match="not an xlatent SpectrumSet"):
+        SpectrumSet.read(tmp_path / "mmu.h5", format="spectrumset")
+    assert len(SpectrumSet.read(real_spectra_dir / PHA)) == 1

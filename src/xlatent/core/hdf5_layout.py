@@ -211,7 +211,7 @@ def _read_parts(path: Path, f: h5py.File) -> dict[str, Any]:
     fmt = _attr_text(f.attrs.get("format"))
     if fmt != FORMAT_NAME:
         what = "no 'format' attribute" if "format" not in f.attrs else f"format {fmt!r}"
-        raise InputError(path, f"not an xlatent SpectrumSet file ({what})")
+        raise NotASpectrumSet(path, f"not an xlatent SpectrumSet file ({what})")
     if "schema_version" not in f.attrs:
         raise schema("no 'schema_version' attribute")
     version = f.attrs["schema_version"]
@@ -363,37 +363,35 @@ def _read_provenance(path: Path, f: h5py.File) -> list[dict[str, Any]]:
     return [{"step": "provenance-unreadable", "reason": reason}]
 
 
-def is_native(path: Path) -> bool:
-    """Whether ``path`` is (or is damaged enough that only :meth:`read_hdf5` can say) a set.
-
-    Other HDF5 layouts (Multimodal Universe) and non-HDF5 files go to the registry.
-    """
+def is_hdf5(path: Path) -> bool:
+    """Whether ``path`` starts with the HDF5 signature (only the first 8 bytes are read)."""
     try:
         with open(path, "rb") as fh:
-            if fh.read(8) != b"\x89HDF\r\n\x1a\n":
-                return False
-        with h5py.File(path, "r") as f:
-            # A Multimodal Universe file carries its spectra as spectrum_* datasets.
-            return "format" in f.attrs or "spectrum_flux" not in f
-    except Exception:  # noqa: BLE001 - damaged or unreadable: read_hdf5 names the problem
-        return True
+            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return True  # let read() name the problem
 
 
-#: The input-format registry's ``read``; set by :mod:`xlatent.io.registry` when it loads.
-_FORMAT_READER: Any = None
+class NotASpectrumSet(InputError):
+    """An HDF5 file without the SpectrumSet ``format`` attribute (perhaps another layout)."""
 
 
-def register_format_reader(reader: Any) -> None:
-    """Called once by :mod:`xlatent.io.registry`: ``reader(path, format=, grid=)``."""
-    global _FORMAT_READER
-    _FORMAT_READER = reader
+#: The input-format registry's ``read`` and ``identify_format``; set by
+#: :mod:`xlatent.io.registry` when it loads.
+_REGISTRY: dict[str, Any] = {}
 
 
-def format_reader() -> Any:
+def register_format_reader(reader: Any, identify: Any) -> None:
+    """Called once by :mod:`xlatent.io.registry`: ``reader(path, format=, grid=)`` and
+    ``identify(path) -> format name or 'unknown'``."""
+    _REGISTRY.update(read=reader, identify=identify)
+
+
+def format_registry() -> dict[str, Any]:
     # The registry lives in xlatent.io, which imports core: load it by name on first use (as
     # entry points are), so core has no import of io and the package graph stays acyclic.
-    if _FORMAT_READER is None:
+    if not _REGISTRY:
         import importlib
 
         importlib.import_module("xlatent.io.registry")
-    return _FORMAT_READER
+    return _REGISTRY

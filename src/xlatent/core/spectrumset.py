@@ -181,9 +181,17 @@ class SpectrumSet:
         For many files, directories and globs with bad files skipped:
         :func:`xlatent.read_spectra`.
         """
-        if format in (None, "spectrumset") and grid is None and hdf5_layout.is_native(Path(path)):
-            return cls.read_hdf5(path)
-        return hdf5_layout.format_reader()(path, format=format, grid=grid)
+        if format in (None, "spectrumset") and grid is None and hdf5_layout.is_hdf5(Path(path)):
+            try:
+                return cls.read_hdf5(path)
+            except hdf5_layout.NotASpectrumSet:
+                # Another HDF5 layout the registry knows (Multimodal Universe), else this error.
+                if format is not None or hdf5_layout.format_registry()["identify"](path) in (
+                    "unknown",
+                    "spectrumset",
+                ):
+                    raise
+        return hdf5_layout.format_registry()["read"](path, format=format, grid=grid)
 
     @classmethod
     def read_hdf5(cls, path: str | Path) -> SpectrumSet:

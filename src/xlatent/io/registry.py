@@ -116,7 +116,7 @@ def read(
     return s.update_band_columns()
 
 
-register_format_reader(read)
+register_format_reader(read, identify_format)
 
 
 def stack_rows(rows: Sequence[SpectrumRow], grid: EnergyGrid) -> SpectrumSet:
