@@ -288,7 +288,7 @@ def evaluate(
         "max_points": max_points,
         "applies_to": "k-means/GMM/HDBSCAN fits (max_points training rows; every row is then "
         "assigned), supervised probe, regression CV, interpretation search (max_points rows "
-        "each), mutual information (at most 2000 rows); reconstruction (4 x max_points test "
+        "each), mutual information (at most 1500 rows); reconstruction (4 x max_points test "
         "rows); map (max_points/2 "
         "for UMAP/t-SNE)",
     }

@@ -47,7 +47,7 @@ MI_SETS = ("latent", "hardness", "pca")
 N_NEIGHBORS = 3
 N_PERMUTATIONS = 100
 #: Rows used for MI (after the max_points cap): the permutation test's cost is linear in it.
-MI_MAX_ROWS = 2000
+MI_MAX_ROWS = 1500
 #: A target whose finite values are all integers with at most this many levels is discrete.
 MAX_DISCRETE_LEVELS = 32
 
