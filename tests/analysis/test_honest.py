@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from xlatent.analysis import CLASSES, timedomain
-from xlatent.analysis import clustering as C
+from xlatent.analysis import protocols as P
 from xlatent.analysis._common import Context, make_split
 from xlatent.analysis.evaluation import model_info
 from xlatent.analysis.features import FeatureSet, build_feature_sets
@@ -43,7 +43,7 @@ def test_k8_and_tuned_on_sub_clustered_classes(tmp_path: Path) -> None:
     # One blob per class: both protocols are perfect.
     y = 30 * np.eye(len(CLASSES))[k] + rng.normal(0, 0.2, (n, len(CLASSES)))
     ctx = _ctx(_meta(np.array(CLASSES, dtype=object)[k]), tmp_path)
-    out = C.run({"latent": _fs("latent", x), "hardness": _fs("hardness", y)}, ctx, n_repeats=3)
+    out = P.run({"latent": _fs("latent", x), "hardness": _fs("hardness", y)}, ctx, n_repeats=3)
     sub = out["clustering"]["latent"]["protocols"]
     assert sub["tuned"]["bacc_8class"] == 1.0
     assert all(c[1] >= 24 for c in sub["tuned"]["chosen_per_repeat"])
@@ -83,7 +83,7 @@ def noisy_labels(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "hardness": _fs("hardness", rng.normal(size=(n, 4))),  # no information
     }
     ctx = _ctx(_meta(observed), tmp_path_factory.mktemp("noisy"))
-    return C.run(sets, ctx, n_repeats=5)
+    return P.run(sets, ctx, n_repeats=5)
 
 
 @pytest.mark.parametrize("protocol", ["k8", "tuned"])

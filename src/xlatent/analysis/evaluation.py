@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from xlatent.analysis import (
-    clustering,
     interpretation,
     maps,
+    protocols,
     reconstruction,
     regression,
     timedomain,
@@ -188,7 +188,7 @@ def _analyses(
     """The feature-set analyses, each guarded (a failure is recorded, the rest still run)."""
     if feature_sets:
         with guarded("clustering"):
-            metrics.update(clustering.run(feature_sets, ctx, n_repeats))
+            metrics.update(protocols.run(feature_sets, ctx, n_repeats))
         with guarded("regression"):
             metrics.update(regression.run(feature_sets, z, ctx, hard))
         with guarded("mutual_information"):
@@ -210,7 +210,7 @@ def evaluate(
     *,
     projection: str = "auto",
     max_points: int = 5000,
-    n_repeats: int = clustering.N_REPEATS,
+    n_repeats: int = protocols.N_REPEATS,
 ) -> dict[str, Any]:
     """Evaluate latents against hardness ratios, PCA and the true parameters.
 

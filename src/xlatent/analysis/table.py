@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xlatent.analysis import clustering
+from xlatent.analysis import protocols
 from xlatent.analysis._common import REFERENCE, Context, make_split, safe_log10
 from xlatent.analysis.features import HARDNESS_COLUMNS, FeatureSet, standardise
 from xlatent.core import hardness_columns
@@ -115,7 +115,7 @@ def evaluate_table(
         },
         "features": {"hardness": feature_info(fs)},
     }
-    metrics.update(clustering.run({"hardness": fs}, ctx, n_repeats))
+    metrics.update(protocols.run({"hardness": fs}, ctx, n_repeats))
     metrics["headline"] = headline_rows(metrics, ["hardness"])
     metrics["reference"] = REFERENCE
     metrics["skipped"] = ctx.skipped
