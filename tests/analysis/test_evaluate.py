@@ -11,27 +11,54 @@ from xlatent.analysis import evaluate, get_metric
 
 from .synth import make_set, separated_latents
 
-REQUIRED = [
-    "clustering.latent.bacc_8class",
-    "clustering.latent.bacc_agn_vs_compact",
-    "clustering.hardness.bacc_8class",
-    "clustering.pca.bacc_8class",
-    "clustering.oracle.bacc_8class",
-    "probe.latent.bacc_8class",
-    "probe.pca.bacc_8class",
-    "probe.spectrum.bacc_8class",
-    "regression.latent.hard_hm",
-    "regression.latent.log_nh",
-    "regression.latent.gamma",
-    "regression.latent.log_kt",
-    "regression.latent.log_flux_b",
-    "regression.hardness.log_nh",
-    "regression.pca.gamma",
-    "reconstruction.latent.deviance_ratio",
-    "reconstruction.pca.deviance_ratio",
-    "mutual_information.latent.var_prob_b",
-    "mutual_information.latent.var_index_b",
-    "mutual_information.pca.var_prob_b",
+REQUIRED = (
+    [
+        "clustering.latent.bacc_8class",
+        "clustering.latent.bacc_agn_vs_compact",
+        "clustering.hardness.bacc_8class",
+        "clustering.pca.bacc_8class",
+        "clustering.oracle.bacc_8class",
+        "probe.latent.bacc_8class",
+        "probe.pca.bacc_8class",
+        "probe.spectrum.bacc_8class",
+        "regression.latent.hard_hm",
+        "regression.latent.log_nh",
+        "regression.latent.gamma",
+        "regression.latent.log_kt",
+        "regression.latent.log_flux_b",
+        "regression.hardness.log_nh",
+        "regression.pca.gamma",
+        "reconstruction.latent.deviance_ratio",
+        "reconstruction.pca.deviance_ratio",
+        "mutual_information.latent.var_prob_b",
+        "mutual_information.latent.var_index_b",
+        "mutual_information.pca.var_prob_b",
+        "mutual_information.latent.var_prob_b_p_value",
+        "mutual_information.latent.var_index_b_topk_p_value",
+        "probe.noiseless.bacc_8class",
+        "probe.noiseless.bacc_agn_vs_compact",
+        "regression.noiseless.log_nh",
+    ]
+    + [
+        f"clustering.{s}.protocols.{p}.{task}"
+        for s in ("latent", "hardness", "pca")
+        for p in ("k8", "k8_majority", "tuned")
+        for task in ("bacc_8class", "bacc_agn_vs_compact")
+    ]
+    + [
+        f"differences.{p}.latent_minus_{b}.bacc_8class"
+        for p in ("k8", "tuned", "probe")
+        for b in ("hardness", "pca")
+    ]
+)
+#: Interval keys: [lo, hi] lists.
+REQUIRED_CI = [
+    "clustering.latent.protocols.k8.bacc_8class_ci95",
+    "clustering.latent.protocols.tuned.bacc_agn_vs_compact_ci95",
+    "probe.latent.bacc_8class_ci95",
+    "probe.noiseless.bacc_agn_vs_compact_ci95",
+    "differences.k8.latent_minus_hardness.bacc_8class_ci95",
+    "differences.probe.noiseless_minus_latent.bacc_8class_ci95",
 ]
 
 
@@ -41,6 +68,11 @@ def test_metrics_file_has_every_key(synth_eval: tuple) -> None:
     assert on_disk == metrics
     for key in REQUIRED:
         assert isinstance(get_metric(on_disk, key), float), key
+    for key in REQUIRED_CI:
+        lo, hi = get_metric(on_disk, key)
+        assert lo <= hi, key
+    assert on_disk["format_version"] == 2
+    assert on_disk["uncertainty"]["n_repeats"] >= 5
     assert on_disk["skipped"] == []
     assert len(on_disk["interpretation"]["top_expressions"]) == 8
 

@@ -50,6 +50,35 @@ def test_report_says_what_was_skipped(tmp_path: Path) -> None:
     assert "no truth_* columns" in text
 
 
+def test_report_shows_protocols_intervals_and_ceiling(eval_dir: Path, tmp_path: Path) -> None:
+    text = render_report(eval_dir, tmp_path / "r.html").read_text()
+    m = json.loads((eval_dir / "metrics.json").read_text())
+    k8 = m["clustering"]["latent"]["protocols"]["k8"]
+    lo, hi = k8["bacc_8class_ci95"]
+    assert f"{k8['bacc_8class']:.3f} [{lo:.3f}, {hi:.3f}]" in text
+    assert "clustering k=8: 8-class" in text and "k = 8, majority-vote map" in text
+    assert "noiseless (ceiling: spectra without noise)" in text
+    assert "oracle (model family revealed; not a ceiling)" in text
+    assert "latent − hardness" in text and "Paired differences" in text
+    assert "(p = " in text and "Ross 2014" in text
+
+
+@pytest.mark.parametrize("version", [99, None, "2"])
+def test_report_refuses_an_unknown_format_version(
+    eval_dir: Path, tmp_path: Path, version: object
+) -> None:
+    m = json.loads((eval_dir / "metrics.json").read_text())
+    m["format_version"] = version
+    (tmp_path / "metrics.json").write_text(json.dumps(m))
+    with pytest.raises(InputError, match=f"format_version {version!r} is not one"):
+        render_report(tmp_path, tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
+    m["format"] = "something.else"
+    (tmp_path / "metrics.json").write_text(json.dumps(m))
+    with pytest.raises(InputError, match="not an xlatent metrics file"):
+        render_report(tmp_path, tmp_path / "r.html")
+
+
 def test_report_without_metrics_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="metrics.json"):
         render_report(tmp_path, tmp_path / "r.html")

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from xlatent.analysis import (
-    clustering,
     interpretation,
     maps,
+    protocols,
     reconstruction,
     regression,
     timedomain,
@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 FORMAT = "xlatent.metrics"
-FORMAT_VERSION = 1
+#: 2: clustering protocols (k8, k8_majority, tuned) with 95% intervals, probe intervals,
+#: paired differences, the noiseless ceiling, MI permutation p-values (issue 14).
+FORMAT_VERSION = 2
 
 
 def _name(obj: Any, kind: str) -> str:
@@ -61,10 +63,20 @@ def _read_latents(latents: Any) -> pd.DataFrame:
 
 
 def model_info(model: Any) -> dict[str, Any]:
-    """A JSON-friendly description of a fitted model (kind, dimension, configuration)."""
+    """A JSON-friendly description of a fitted model (kind, dimension, configuration).
+
+    An sklearn-style ``get_params()`` is preferred (``params``: its scalar values); the older
+    ``arch`` / ``train_cfg`` dataclasses are still read when present.
+    """
     if model is None:
         return {}
     info: dict[str, Any] = {"kind": type(model).__name__}
+    get_params = getattr(model, "get_params", None)
+    if callable(get_params):  # sklearn-style estimator: its explicit parameters
+        with contextlib.suppress(Exception):
+            params = get_params(deep=False) if _takes_deep(get_params) else get_params()
+            info["params"] = {k: v for k, v in dict(params).items()
+                              if isinstance(v, (int, float, str, bool, type(None)))}  # fmt: skip
     for attr in ("latent_dim", "n_components", "loss", "device"):
         val = getattr(model, attr, None)
         if isinstance(val, (int, float, str)):
@@ -85,6 +97,15 @@ def model_info(model: Any) -> dict[str, Any]:
         with contextlib.suppress(Exception):
             info["n_parameters"] = int(sum(p.numel() for p in net.parameters()))
     return info
+
+
+def _takes_deep(fn: Any) -> bool:
+    import inspect
+
+    try:
+        return "deep" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _data_info(s: Any, n_input: int, ctx: Context, counts_b: np.ndarray) -> dict[str, Any]:
@@ -124,22 +145,33 @@ def feature_info(fs: Any) -> dict[str, Any]:
 
 
 def headline_rows(metrics: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
-    """One row per feature set: clustering and probe balanced accuracies, deviance ratio."""
+    """One row per feature set: both clustering protocols and the probe with 95% intervals.
+
+    ``clustering_bacc_8class`` / ``clustering_bacc_agn_vs_compact`` are the tuned protocol's
+    (as before format 2); ``<p>_bacc_8class[_ci95]`` for ``p`` in k8, k8_majority, tuned and
+    probe.
+    """
+    tasks = ("bacc_8class", "bacc_agn_vs_compact")
     rows = []
     for name in names:
         c = metrics.get("clustering", {}).get(name, {}) or {}
         p = metrics.get("probe", {}).get(name, {}) or {}
         r = metrics.get("reconstruction", {}).get(name, {}) or {}
-        rows.append({
+        row: dict[str, Any] = {
             "features": name,
             "dim": metrics["features"][name]["dim"],
+            "role": metrics["features"][name].get("role"),
             "clustering_bacc_8class": c.get("bacc_8class"),
             "clustering_bacc_agn_vs_compact": c.get("bacc_agn_vs_compact"),
             "clustering_method": c.get("method"),
-            "probe_bacc_8class": p.get("bacc_8class"),
-            "probe_bacc_agn_vs_compact": p.get("bacc_agn_vs_compact"),
-            "deviance_ratio": r.get("deviance_ratio") if isinstance(r, dict) else None,
-        })  # fmt: skip
+        }
+        for proto, src in [*((q, (c.get("protocols") or {}).get(q) or {})
+                             for q in ("k8", "k8_majority", "tuned")), ("probe", p)]:  # fmt: skip
+            for task in tasks:
+                row[f"{proto}_{task}"] = src.get(task)
+                row[f"{proto}_{task}_ci95"] = src.get(f"{task}_ci95")
+        row["deviance_ratio"] = r.get("deviance_ratio") if isinstance(r, dict) else None
+        rows.append(row)
     return rows
 
 
@@ -151,11 +183,12 @@ def _analyses(
     hard: pd.DataFrame,
     projection: str,
     guarded: Any,
+    n_repeats: int,
 ) -> None:
     """The feature-set analyses, each guarded (a failure is recorded, the rest still run)."""
     if feature_sets:
         with guarded("clustering"):
-            metrics.update(clustering.run(feature_sets, ctx))
+            metrics.update(protocols.run(feature_sets, ctx, n_repeats))
         with guarded("regression"):
             metrics.update(regression.run(feature_sets, z, ctx, hard))
         with guarded("mutual_information"):
@@ -177,6 +210,7 @@ def evaluate(
     *,
     projection: str = "auto",
     max_points: int = 5000,
+    n_repeats: int = protocols.N_REPEATS,
 ) -> dict[str, Any]:
     """Evaluate latents against hardness ratios, PCA and the true parameters.
 
@@ -196,6 +230,8 @@ def evaluate(
         training split).
     projection : ``auto`` (UMAP, else t-SNE), ``umap``, ``tsne`` or ``pca`` for the map.
     max_points : cap on rows for the expensive steps (HDBSCAN, MI, CV fits, embedding).
+    n_repeats : repeats (clustering seeds; fresh splits unless the set fixes one) behind each
+        clustering figure and its 95% interval (see :mod:`xlatent.analysis.clustering`).
 
     Returns the metrics dictionary also written to ``out_dir/metrics.json``. When the set has a
     ``split`` column ('train'/'test'), that split is used; otherwise a stratified 70/30 one.
@@ -245,14 +281,15 @@ def evaluate(
             s, {"latent": model, "pca": pca_model}, ctx, counts_b
         )
     with single_thread():
-        _analyses(metrics, feature_sets, z, ctx, hard, projection, guarded)
+        _analyses(metrics, feature_sets, z, ctx, hard, projection, guarded, n_repeats)
     metrics["headline"] = headline_rows(metrics, list(feature_sets))
     metrics["reference"] = REFERENCE
     metrics["subsampling"] = {
         "max_points": max_points,
         "applies_to": "k-means/GMM/HDBSCAN fits (max_points training rows; every row is then "
-        "assigned), supervised probe, regression CV, mutual information, interpretation search "
-        "(max_points rows each); reconstruction (4 x max_points test rows); map (max_points/2 "
+        "assigned), supervised probe, regression CV, interpretation search (max_points rows "
+        "each), mutual information (at most 1500 rows); reconstruction (4 x max_points test "
+        "rows); map (max_points/2 "
         "for UMAP/t-SNE)",
     }
     metrics["skipped"] = ctx.skipped

@@ -6,7 +6,19 @@
 - ``pca``: a linear baseline of the same dimension as the latents (``xlatent.model.PCABaseline``
   on the model's own preprocessing).
 - ``oracle``: the simulator's true spectral parameters (log N_H, Gamma, log kT, component
-  fractions, ...): an upper bound, only when ``truth_*`` columns exist.
+  fractions, ...), only when ``truth_*`` columns exist. It is *not* a ceiling for what a
+  representation of the spectra could give: the simulator draws the model family (power law,
+  thermal plasma, disc, ...) from the class, and the component fractions and the pattern of
+  undefined parameters (Gamma of a thermal model, kT of a power law: the missing-value
+  indicators) spell out that family, so the oracle largely reads the class off the
+  simulator's recipe. It is kept (key unchanged, for compatibility) and labelled "oracle
+  (model family revealed)"; removing the indicators alone would not help, the fractions carry
+  the family too. The honest ceiling is ``noiseless``.
+- ``noiseless``: the simulator's noiseless expected source spectra
+  (``SpectrumSet.expected_counts``) coarse-binned exactly like ``spectrum``: what the probe can
+  take from a spectrum without Poisson noise or background -- the ceiling for any
+  representation of these spectra. A reference set (probe and regressions, not clustered);
+  skipped, with the reason recorded, when the set has no ``expected_counts`` (real data).
 - ``spectrum``: the uncompressed observed spectrum, the normalised net counts on coarse bins
   (the model's patch width) plus log10 broad net counts. A *reference* set
   (``role="reference"``): too wide to cluster, it is scored only by the supervised probe and
@@ -183,15 +195,20 @@ def oracle_table(meta: pd.DataFrame) -> pd.DataFrame:
 SPECTRUM_REBIN = 4
 
 
-def spectrum_table(spectrum_set: Any, rebin: int = SPECTRUM_REBIN) -> tuple[np.ndarray, list[str]]:
+def spectrum_table(
+    spectrum_set: Any, rebin: int = SPECTRUM_REBIN, net: np.ndarray | None = None
+) -> tuple[np.ndarray, list[str]]:
     """log1p(k * normalised net spectrum) on ``k = ceil(m / rebin)`` coarse bins, log10 counts.
 
     Coarse bins keep the set's width comparable to the probe's sample size; on the default
-    grid 4 bins span ~9% in energy, finer than the ACIS resolution.
+    grid 4 bins span ~9% in energy, finer than the ACIS resolution. ``net``: the (n, m) net
+    spectra to bin (default: observed counts minus background, clipped at 0); the
+    ``noiseless`` set passes ``expected_counts``.
     """
     from xlatent.model.preprocess import log_shape
 
-    net = np.clip(spectrum_set.counts - spectrum_set.background, 0.0, None)
+    if net is None:
+        net = np.clip(spectrum_set.counts - spectrum_set.background, 0.0, None)
     coarse = np.add.reduceat(net, np.arange(0, net.shape[1], rebin), axis=1)
     x = np.column_stack([log_shape(coarse), safe_log10(coarse.sum(axis=1), floor=1.0)])
     lo = spectrum_set.grid.edges_kev[::rebin][: coarse.shape[1]]
@@ -229,8 +246,9 @@ def build_feature_sets(
 ) -> tuple[dict[str, FeatureSet], Any]:
     """The standardised feature sets for ``spectrum_set`` (already aligned with ``z``).
 
-    Returns the sets (``latent``, ``hardness``, ``pca``, ``oracle`` where possible) and the
-    PCA baseline object used (None when unavailable). ``skip(name, reason)`` records omissions.
+    Returns the sets (``latent``, ``hardness``, ``pca``, ``spectrum``; ``oracle`` and
+    ``noiseless`` where the set has simulator truth) and the PCA baseline object used (None
+    when unavailable). ``skip(name, reason)`` records omissions.
     """
     skip = skip or (lambda *_: None)
     sets: dict[str, FeatureSet] = {}
@@ -263,7 +281,11 @@ def build_feature_sets(
         skip("features.oracle", "no truth_* columns (real data): no oracle upper bound")
     else:
         x, cols, info = standardise(o.to_numpy(dtype=np.float64), list(o.columns))
-        desc = "true spectral parameters (simulator truth): " + ", ".join(o.columns)
+        desc = (
+            "oracle (model family revealed): true spectral parameters incl. component "
+            "fractions and undefined-parameter indicators, which encode the simulator's "
+            "class-dependent model family; not a ceiling: " + ", ".join(o.columns)
+        )
         sets["oracle"] = FeatureSet("oracle", x, cols, desc, o.shape[1], info)
 
     raw, names = spectrum_table(spectrum_set)
@@ -274,4 +296,17 @@ def build_feature_sets(
         "normalised net counts) + log10 broad net counts); probe and regression only",
         raw.shape[1], info, role="reference",
     )  # fmt: skip
+
+    expected = getattr(spectrum_set, "expected_counts", None)
+    if expected is None:
+        skip("features.noiseless", "no expected_counts (real data): no noiseless ceiling")
+    else:
+        raw, names = spectrum_table(spectrum_set, net=np.clip(expected, 0.0, None))
+        x, cols, info = standardise(raw, names)
+        sets["noiseless"] = FeatureSet(
+            "noiseless", x, cols,
+            "ceiling: the simulator's noiseless expected source spectra, binned like 'spectrum' "
+            f"({raw.shape[1] - 1} coarse bins + log10 expected counts); probe and regression "
+            "only", raw.shape[1], info, role="reference",
+        )  # fmt: skip
     return sets, pca_model

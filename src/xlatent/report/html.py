@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
 import json
 from pathlib import Path
 from typing import Any
+
+from xlatent.report.sections import (
+    _clustering,
+    _esc,
+    _fmt,
+    _headline,
+    _kv_table,
+    _skipped_note,
+    _table,
+    _variability,
+)
 
 #: Sections in reading order: (id, title). Every one is always rendered (possibly saying
 #: that the analysis was skipped), so a reader always finds the same structure.
@@ -29,6 +39,9 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("skipped", "Skipped analyses, notes and run details"),
 )
 
+#: metrics.json versions this renderer reads (1: single protocol, no intervals; 2: issue 14).
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
@@ -41,38 +54,6 @@ figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.88em;color:#555}.muted{color:#777;font-size:.9em}
 nav a{margin-right:.8em}code{background:#f5f5f5;padding:0 .2em}
 """
-
-
-def _esc(x: Any) -> str:
-    return html.escape(str(x))
-
-
-def _fmt(v: Any, nd: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
-            return f"{v:.{nd}g}"
-        return f"{v:.{nd}f}"
-    return _esc(v)
-
-
-def _table(header: list[str], rows: list[list[Any]], row_class: list[str] | None = None) -> str:
-    out = ["<table><tr>", *[f"<th>{_esc(h)}</th>" for h in header], "</tr>"]
-    for i, row in enumerate(rows):
-        cls = f' class="{row_class[i]}"' if row_class and row_class[i] else ""
-        out.append(f"<tr{cls}>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>")
-    out.append("</table>")
-    return "".join(out)
-
-
-def _kv_table(d: dict[str, Any]) -> str:
-    return _table(["quantity", "value"], [[k, v if not isinstance(v, (dict, list)) else
-                                           json.dumps(v)] for k, v in d.items()])  # fmt: skip
 
 
 def _figures(eval_dir: Path, figures: list[dict[str, str]], section: str) -> str:
@@ -92,47 +73,7 @@ def _figures(eval_dir: Path, figures: list[dict[str, str]], section: str) -> str
     return "".join(out)
 
 
-def _skipped_note(m: dict[str, Any], prefix: str) -> str:
-    items = [s for s in m.get("skipped", []) if s.get("analysis", "").startswith(prefix)]
-    if not items:
-        return ""
-    return "".join(f'<p class="muted">Skipped {_esc(s["analysis"])}: {_esc(s["reason"])}</p>'
-                   for s in items)  # fmt: skip
-
-
 # ------------------------------------------------------------------------------ sections
-def _headline(m: dict[str, Any]) -> str:
-    rows, classes = [], []
-    for r in m.get("headline", []):
-        rows.append([r["features"], r.get("dim"), r.get("clustering_bacc_8class"),
-                     r.get("clustering_bacc_agn_vs_compact"), r.get("clustering_method"),
-                     r.get("probe_bacc_8class"), r.get("probe_bacc_agn_vs_compact"),
-                     r.get("deviance_ratio")])  # fmt: skip
-        classes.append("")
-    ref = m.get("reference", {})
-    if ref:
-        rows.append([f"reference study ({ref.get('source', '')})", 8, ref.get("bacc_8class"),
-                     ref.get("bacc_agn_vs_compact"), "", None, None, None])  # fmt: skip
-        classes.append("ref")
-    chance = m.get("clustering", {}).get("chance_8class")
-    text = (
-        "<p>Balanced accuracy (mean recall over classes) on held-out spectra. "
-        "<b>Clustering</b>: unsupervised clusters mapped to classes on the training split, as "
-        "in the reference study; <b>probe</b>: a supervised gradient-boosted classifier "
-        "(5-fold CV), an upper reference for what the features contain; the <b>spectrum</b> "
-        "row probes the uncompressed spectrum (coarse bins; not clustered): what the same "
-        "learner takes from the data without the 8-number compression. "
-        "<b>Deviance ratio</b>: mean Poisson deviance of the reconstruction over that of the "
-        "noiseless truth (1 = as good as the truth). "
-        + (f"Chance level for 8 classes: {_fmt(chance)}. " if chance else "")
-        + "AGN vs compact: AGN against HMXB+LMXB+NS (chance 0.5).</p>"
-    )
-    if not rows:
-        return text + "<p>No feature sets were evaluated.</p>"
-    return text + _table(
-        ["features", "dim", "clustering 8-class", "clustering AGN vs compact", "method",
-         "probe 8-class", "probe AGN vs compact", "deviance ratio"], rows, classes,
-    )  # fmt: skip
 
 
 def _data(m: dict[str, Any]) -> str:
@@ -201,49 +142,6 @@ def _reconstruction(m: dict[str, Any], figs: str) -> str:
     return out + _skipped_note(m, "reconstruction") + figs
 
 
-def _clustering(m: dict[str, Any], figs: str) -> str:
-    c = m.get("clustering", {}) or {}
-    sets = {k: v for k, v in c.items() if isinstance(v, dict) and v.get("methods")}
-    if not sets:
-        return "<p>Not evaluated.</p>" + _skipped_note(m, "clustering")
-    out = f"<p>Protocol: {_esc(c.get('protocol', ''))}.</p>"
-    rows = []
-    for name, v in sets.items():
-        for method, r in v["methods"].items():
-            rows.append([name + (" ★" if method == v.get("method") else ""), method,
-                         f"{r.get('param_name')}={r.get('param')}", r.get("n_clusters"),
-                         r.get("train_inner_bacc"), r.get("bacc_8class"),
-                         r.get("bacc_8class_majority"), r.get("bacc_agn_vs_compact")])  # fmt: skip
-    out += _table(["features (★ = chosen on train)", "method", "parameter", "clusters",
-                   "train inner bacc", "test bacc 8-class", "majority-vote map",
-                   "test AGN vs compact"], rows)  # fmt: skip
-    p = m.get("probe", {}) or {}
-    if p:
-        out += "<p>Supervised probe (gradient boosting, 5-fold stratified CV):</p>" + _table(
-            ["features", "spectra", "bacc 8-class", "bacc AGN vs compact"],
-            [[k, v.get("n"), v.get("bacc_8class"), v.get("bacc_agn_vs_compact")]
-             for k, v in p.items()],
-        )  # fmt: skip
-        out += _probe_by_counts(p)
-    return out + _skipped_note(m, "clustering") + figs
-
-
-def _probe_by_counts(p: dict[str, Any]) -> str:
-    out = ""
-    for key, task in (("bacc_8class", "8 classes"), ("bacc_agn_vs_compact", "AGN vs compact")):
-        per = {k: v.get(f"{key}_by_counts") for k, v in p.items() if v.get(f"{key}_by_counts")}
-        if not per:
-            continue
-        first = next(iter(per.values()))
-        rows = [[f"{b['counts_lo']:.0f}–{b['counts_hi']:.0f}", b["n"],
-                 *[v[i]["bacc"] if i < len(v) else None for v in per.values()]]
-                for i, b in enumerate(first)]  # fmt: skip
-        out += (f"<p>Probe balanced accuracy, {task}, by broad-band net counts (quintiles "
-                "of the probed spectra; every feature set on the same rows):</p>")  # fmt: skip
-        out += _table(["net counts", "spectra", *per], rows)
-    return out
-
-
 def _regression(m: dict[str, Any], figs: str) -> str:
     r = m.get("regression", {}) or {}
     lin = m.get("regression_linear", {}) or {}
@@ -285,20 +183,6 @@ def _interpretation(m: dict[str, Any], figs: str) -> str:
     return out + _table(["latent", "expression", "Spearman ρ", "complexity"], rows) + figs
 
 
-def _variability(m: dict[str, Any]) -> str:
-    mi = m.get("mutual_information", {}) or {}
-    sets = {k: v for k, v in mi.items() if isinstance(v, dict)}
-    if not sets:
-        return "<p>Not evaluated.</p>" + _skipped_note(m, "mutual_information")
-    vars_ = [v for v in ("var_prob_b", "var_index_b") if any(v in s for s in sets.values())]
-    rows = [[k, *[f"{_fmt(s.get(v))} (null {_fmt(s.get(v + '_null'))})" for v in vars_]]
-            for k, s in sets.items()]  # fmt: skip
-    return (
-        f"<p>{_esc(mi.get('estimator', ''))}; the null is the same estimate against a shuffled "
-        "target.</p>" + _table(["features", *vars_], rows) + _skipped_note(m, "mutual_info")
-    )
-
-
 def _details(m: dict[str, Any]) -> str:
     sk = m.get("skipped", [])
     out = (
@@ -322,7 +206,8 @@ def render_report(eval_dir: str | Path, out_html: str | Path) -> Path:
     """Write one self-contained HTML report of the evaluation in ``eval_dir``; returns its path.
 
     Reads ``eval_dir/metrics.json`` (from :func:`xlatent.analysis.evaluate`) and embeds the
-    figures it lists. The write is atomic.
+    figures it lists. A file of another ``format`` or of a ``format_version`` not in
+    ``SUPPORTED_FORMAT_VERSIONS`` is refused with an ``InputError``. The write is atomic.
     """
     from xlatent.core import InputError, atomic_write_text
 
@@ -334,6 +219,16 @@ def render_report(eval_dir: str | Path, out_html: str | Path) -> Path:
         m = json.loads(mpath.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(mpath, f"not valid JSON ({exc})") from None
+    version = m.get("format_version") if isinstance(m, dict) else None
+    if not isinstance(m, dict) or m.get("format") != "xlatent.metrics":
+        raise InputError(mpath, "not an xlatent metrics file (format is not 'xlatent.metrics')")
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        raise InputError(
+            mpath,
+            f"metrics format_version {version!r} is not one this xlatent can render "
+            f"(supported: {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}); re-run "
+            "`xlatent evaluate` with this version, or render with the xlatent that wrote it",
+        )
     figures = m.get("figures", [])
 
     def fig(section: str) -> str:
