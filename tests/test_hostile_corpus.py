@@ -23,6 +23,7 @@ import torch
 from typer.testing import CliRunner
 
 from xlatent.cli import app
+from xlatent.core import seal
 from xlatent.physics.simulator import simulate
 
 pytestmark = pytest.mark.timeout(240)
@@ -119,13 +120,17 @@ def _damaged_set(src: Path, dst: Path, how: str) -> Path:
         dst.write_bytes(b"this is not an HDF5 file\n" * 10)
     elif how == "empty":
         dst.write_bytes(b"")
+    elif how == "edited-unsealed":
+        with h5py.File(dst, "r+") as f:
+            f.attrs["schema_version"] = 2
     else:
         with h5py.File(dst, "r+") as f:
             SET_DAMAGE[how](f)
+        seal.seal(dst)  # past the seal, so the content checks are what refuses it
     return dst
 
 
-SET_CASES = [*SET_DAMAGE, "truncated-0.3", "truncated-0.9", "not-hdf5", "empty"]
+SET_CASES = [*SET_DAMAGE, "truncated-0.3", "truncated-0.9", "not-hdf5", "empty", "edited-unsealed"]
 
 
 def _assert_clean_error(code: int, output: str, named: Path) -> None:

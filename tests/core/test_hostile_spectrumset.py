@@ -4,6 +4,7 @@ XlatentError naming the file (one line), never another exception type."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import xlatent.core.hdf5_layout as ssmod
-from xlatent.core import EnergyGrid, InputError, SchemaError, SpectrumSet, XlatentError
+from xlatent.core import EnergyGrid, InputError, SchemaError, SpectrumSet, XlatentError, seal
 
 N = 5
 
@@ -196,6 +197,10 @@ def test_hand_edited_file_is_refused_naming_file_and_reason(kind, pristine, tmp_
     shutil.copy(pristine, path)
     with h5py.File(path, "r+") as f:
         edit(f)
+    with pytest.raises(InputError, match="changed outside xlatent"):
+        SpectrumSet.read(path)
+    # Past the seal (re-sealed, as a tool that forges it would), the content checks name it.
+    seal.seal(path)
     with pytest.raises(error) as info:
         SpectrumSet.read(path)
     msg = str(info.value)
@@ -277,10 +282,39 @@ def test_unreadable_provenance_is_tolerated_with_a_warning(value, pristine, tmp_
     shutil.copy(pristine, path)
     with h5py.File(path, "r+") as f:
         f.attrs["provenance"] = np.bytes_(value) if isinstance(value, bytes) else value
+    seal.seal(path)
     with pytest.warns(UserWarning, match="provenance is unreadable"):
         s = SpectrumSet.read(path)
     assert s.provenance == [{"step": "provenance-unreadable", "reason": s.provenance[0]["reason"]}]
     np.testing.assert_array_equal(s.counts, valid_set().counts)
+
+
+def test_edited_outside_xlatent_is_refused_unless_trusted(pristine, tmp_path) -> None:
+    path = tmp_path / "set.h5"
+    shutil.copy(pristine, path)
+    with h5py.File(path, "r+") as f:
+        f["meta"].create_dataset("my_note", data=np.array([b"x"] * N))
+        f["meta"].attrs["columns"] = json.dumps(
+            [*json.loads(f["meta"].attrs["columns"]), "my_note"]
+        )
+    with pytest.raises(InputError, match="changed outside xlatent"):
+        SpectrumSet.read(path)
+    s = SpectrumSet.read_hdf5(path, check_seal=False)
+    assert list(s.meta["my_note"]) == ["x"] * N
+
+
+def test_unsealed_files_of_older_versions_still_read(pristine, tmp_path) -> None:
+    """Files written before the seal start with the HDF5 signature: read without a check."""
+    with h5py.File(pristine) as f:
+        assert f.userblock_size == seal.USERBLOCK_BYTES
+    path = tmp_path / "old.h5"
+    with h5py.File(path, "w") as dst, h5py.File(pristine) as src:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        for name in src:
+            src.copy(src[name], dst, name)
+    assert path.read_bytes()[:4] == b"\x89HDF"
+    assert np.array_equal(SpectrumSet.read(path).counts, valid_set().counts)
 
 
 def test_write_refuses_values_read_would_refuse(tmp_path) -> None:

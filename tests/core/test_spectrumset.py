@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlatent.core import EnergyGrid, InputError, SchemaError, SpectrumSet
+from xlatent.core import EnergyGrid, InputError, SchemaError, SpectrumSet, seal
 
 
 def make_set(n: int = 5, seed: int = 0, truth: bool = True) -> SpectrumSet:
@@ -71,6 +71,7 @@ def test_other_schema_version_is_refused(tmp_path) -> None:
     path = make_set().write(tmp_path / "set.h5")
     with h5py.File(path, "r+") as f:
         f.attrs["schema_version"] = 99
+    seal.seal(path)  # as a future xlatent would have written it
     with pytest.raises(SchemaError, match="schema version 99"):
         SpectrumSet.read(path)
 

@@ -21,17 +21,16 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from xlatent.core import seal
 from xlatent.core.atomic import atomic_path, deferred_interrupt
 from xlatent.core.errors import InputError, SchemaError, XlatentError
 from xlatent.core.grid import EnergyGrid
 
-#: Version of the on-disk layout; bumped on any incompatible change.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # bumped on any incompatible change of the layout
 FORMAT_NAME = "xlatent.SpectrumSet"
 #: The (n, m) arrays every set has.
 ARRAYS = ("counts", "background", "effective_area_cm2")
-#: Rows written per HDF5 chunk (and between Ctrl-C checkpoints).
-_WRITE_BLOCK_ROWS = 1024
+_WRITE_BLOCK_ROWS = 1024  # rows per HDF5 chunk (and between Ctrl-C checkpoints)
 #: HDF5 file-format versions written (readable by HDF5 >= 1.10): superblock and object
 #: headers carry checksums, so damaged metadata is detected instead of parsed (libhdf5 can
 #: loop forever on a corrupted version-1 object header).
@@ -51,7 +50,7 @@ def write(s: Any, path: str | Path) -> Path:
         raise ValueError(f"refusing to write a SpectrumSet whose {problem}")
     path = Path(path)
     with deferred_interrupt() as check, atomic_path(path) as tmp:
-        with h5py.File(tmp, "w", libver=_LIBVER) as f:
+        with h5py.File(tmp, "w", libver=_LIBVER, userblock_size=seal.USERBLOCK_BYTES) as f:
             f.attrs["format"] = FORMAT_NAME
             f.attrs["schema_version"] = SCHEMA_VERSION
             f.attrs["xlatent_version"] = __version__
@@ -81,6 +80,7 @@ def write(s: Any, path: str | Path) -> Path:
                 check()
                 _write_column(g, col, s.meta[col])
         check()
+        seal.seal(tmp)
     return path
 
 
@@ -91,13 +91,15 @@ def _arrays(s: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def read(path: str | Path, factory: Callable[..., Any]) -> Any:
+def read(path: str | Path, factory: Callable[..., Any], check_seal: bool = True) -> Any:
     """Read ``path`` (see :meth:`SpectrumSet.read_hdf5`); ``factory(**parts)`` builds the set."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file")
     if not path.is_file():
         raise InputError(path, "not a file")
+    if check_seal:  # before libhdf5 parses anything (it can hang on damaged bytes)
+        seal.check_seal(path)
     try:
         f = h5py.File(path, "r")
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError and others on bad bytes
@@ -364,12 +366,13 @@ def _read_provenance(path: Path, f: h5py.File) -> list[dict[str, Any]]:
 
 
 def is_hdf5(path: Path) -> bool:
-    """Whether ``path`` starts with the HDF5 signature (only the first 8 bytes are read)."""
+    """Whether ``path`` starts with the HDF5 signature or a SpectrumSet seal."""
     try:
         with open(path, "rb") as fh:
-            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+            head = fh.read(len(seal.MAGIC))
     except OSError:
         return True  # let read() name the problem
+    return head.startswith(b"\x89HDF\r\n\x1a\n") or seal.is_sealed(head)
 
 
 class NotASpectrumSet(InputError):

@@ -194,10 +194,13 @@ class SpectrumSet:
         return hdf5_layout.format_registry()["read"](path, format=format, grid=grid)
 
     @classmethod
-    def read_hdf5(cls, path: str | Path) -> SpectrumSet:
+    def read_hdf5(cls, path: str | Path, check_seal: bool = True) -> SpectrumSet:
         """Read a set written by :meth:`write`, checking everything before using it.
 
-        Any damaged, truncated, hand-edited or foreign file raises an :class:`XlatentError`
+        A file carries a SHA-256 seal of its content (:mod:`xlatent.core.seal`), checked
+        before the HDF5 library parses it: a damaged file, or one changed outside xlatent, is
+        refused unless ``check_seal=False``. Then any damaged, hand-edited or foreign content
+        raises an :class:`XlatentError`
         whose one-line message names the file and what is wrong: :class:`SchemaError` for
         another format or schema version, a missing dataset/attribute/meta column, or a wrong
         shape or dtype; :class:`InputError` for everything else (not HDF5, truncated or
@@ -208,7 +211,7 @@ class SpectrumSet:
         tolerated: a ``UserWarning`` names the file and the set gets one
         ``{"step": "provenance-unreadable", "reason": ...}`` record in its place.
         """
-        return hdf5_layout.read(path, cls)
+        return hdf5_layout.read(path, cls, check_seal)
 
     # --------------------------------------------------------------- friendly
     def summary(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 
 from xlatent.core.errors import InputError
+from xlatent.core.seal import check_seal, is_sealed
 from xlatent.io.pha import _short
 
 #: The first bytes of every HDF5 file.
@@ -19,9 +20,10 @@ def probe(path: Path, head: bytes, test: Callable[[h5py.File], bool]) -> bool:
 
     A file that starts like HDF5 but cannot be opened raises :class:`InputError`.
     """
-    if not head.startswith(HDF5_MAGIC):
+    if not (head.startswith(HDF5_MAGIC) or is_sealed(head)):
         return False
     try:
+        check_seal(path)
         with h5py.File(path, "r") as f:
             return bool(test(f))
     except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ...

@@ -34,7 +34,7 @@ from xlatent.io.fastfits import FileKindError, check_regular
 from xlatent.io.pha import MAX_COUNTS_PER_CHANNEL, MAX_EXPOSURE_S, SpectrumRow
 
 #: How many leading bytes ``identify`` functions are given.
-HEAD_BYTES = 8
+HEAD_BYTES = 32
 
 
 @dataclass(frozen=True)
