@@ -77,7 +77,7 @@ def test_cli_evaluate_table_then_report(td_csv: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     r = runner.invoke(app, ["evaluate-table", str(td_csv), "--out", str(tmp_path / "td")])
     assert r.exit_code == 0, r.output
-    assert "2941 labelled rows" in r.output and "hardness: clustering bacc 8-class 0." in r.output
+    assert "2941 labelled rows" in r.output and "hardness: 8-class k=8 0." in r.output
     r = runner.invoke(app, ["report", str(tmp_path / "td"), "--out", str(tmp_path / "td.html")])
     assert r.exit_code == 0, r.output
     html = (tmp_path / "td.html").read_text()

@@ -98,7 +98,7 @@ def test_cli_evaluate_and_report(tmp_path: Path) -> None:
                             str(tmp_path / "lat.parquet"), "--out", str(tmp_path / "ev"),
                             "--projection", "pca", "--max-points", "100"])  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert "clustering bacc 8-class 1.000" in r.output
+    assert "8-class k=8 1.000" in r.output
     r = runner.invoke(app, ["report", str(tmp_path / "ev"), "--out", str(tmp_path / "r.html")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "r.html").stat().st_size > 10_000

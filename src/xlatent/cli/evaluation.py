@@ -129,14 +129,23 @@ def report(
 
 
 def _echo_headline(metrics: dict) -> None:
-    def f(v: float | None) -> str:
-        return "  -  " if v is None else f"{v:.3f}"
+    """One line per feature set: clustering (k = 8 and tuned) and probe, with 95% intervals."""
 
-    for row in metrics.get("headline", []):
+    def f(row: dict, key: str) -> str:
+        v, ci = row.get(key), row.get(f"{key}_ci95")
+        if v is None:
+            return "  -  "
+        return f"{v:.3f}" if not ci else f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+    for r in metrics.get("headline", []):
+        probe = f"probe {f(r, 'probe_bacc_8class')}"
+        if r.get("role") == "reference":
+            typer.echo(f"{r['features']:>9}: {probe}")
+            continue
         typer.echo(
-            f"{row['features']:>9}: clustering bacc 8-class {f(row['clustering_bacc_8class'])}, "
-            f"AGN vs compact {f(row['clustering_bacc_agn_vs_compact'])}; "
-            f"probe {f(row['probe_bacc_8class'])}"
+            f"{r['features']:>9}: 8-class k=8 {f(r, 'k8_bacc_8class')}, "
+            f"tuned {f(r, 'tuned_bacc_8class')}; AGN vs compact k=8 "
+            f"{f(r, 'k8_bacc_agn_vs_compact')}, tuned {f(r, 'tuned_bacc_agn_vs_compact')}; {probe}"
         )
 
 
