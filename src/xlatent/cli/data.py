@@ -50,13 +50,25 @@ def ingest(
             help="Class labels CSV joined by CSC name (TD.csv: CSCv2_name, True_Class).",
         ),
     ] = None,
+    test_fraction: Annotated[
+        float,
+        typer.Option(
+            "--test-fraction",
+            min=0.0,
+            max=0.95,
+            help="Share of each class (of sources, when spectra carry a CSC name) marked "
+            "'test' in the set's split column; `xlatent train` fits only the 'train' rows.",
+        ),
+    ] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the split.")] = 0,
 ) -> None:
     """Read spectra with their background, ARF and RMF onto one energy grid.
 
     Counts are apportioned from PI channels onto the grid through the RMF's EBOUNDS; the
     background is scaled to the source region (EXPOSURE x BACKSCAL x AREASCAL); the ARF is
     averaged on each bin. Files that cannot be used are skipped with a one-line reason; the
-    exit status is non-zero only when nothing could be ingested.
+    exit status is non-zero only when nothing could be ingested. A 'split' column marks
+    --test-fraction of the spectra 'test' (whole sources, by CSC name, stratified by class).
     """
     check_positive("--emin", emin)
     if not emax > emin:
@@ -76,6 +88,11 @@ def ingest(
         from xlatent.io.csc.join import join_files
 
         result.spectrum_set = join_files(result.spectrum_set, catalog, labels)
+    from xlatent.core.split import split_column
+
+    meta = result.spectrum_set.meta
+    if "split" not in meta:  # a set read back keeps its own split
+        meta["split"] = split_column(meta, test_fraction, seed)
     result.spectrum_set.write(out)
     typer.echo(result.spectrum_set.summary())
     typer.echo(f"ingested {result.n_ingested} spectra, skipped {len(result.skipped)}; wrote {out}")
@@ -96,6 +113,16 @@ def simulate(
     class_mix: Annotated[
         Literal["realistic", "balanced"], typer.Option("--class-mix", help="realistic | balanced")
     ] = "realistic",
+    test_fraction: Annotated[
+        float,
+        typer.Option(
+            "--test-fraction",
+            min=0.0,
+            max=0.95,
+            help="Share of each class marked "
+            "'test' in the set's split column; `xlatent train` fits only the 'train' rows.",
+        ),
+    ] = 0.2,
     compare_td: Annotated[
         Path | None,
         typer.Option("--compare-td", help="TD.csv: class mix from it; print sim vs real colours."),
@@ -131,7 +158,7 @@ def simulate(
         s = _simulate(
             n, seed=seed, class_mix=class_mix, response=response,
             counts_range=(counts_min, counts_max), td_path=compare_td,
-            write_pha=write_pha, progress=True,
+            write_pha=write_pha, test_fraction=test_fraction, progress=True,
         )  # fmt: skip
     s.write(out)
     typer.echo(s.summary())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -55,8 +55,20 @@ def train(
         float | None,
         typer.Option("--max-time", help="Stop after the epoch that passes this many seconds."),
     ] = None,
+    all_rows: Annotated[
+        bool,
+        typer.Option(
+            "--all-rows",
+            help="Fit every spectrum, also those the set's 'split' column marks 'test'.",
+        ),
+    ] = False,
 ) -> None:
-    """Fit a latent model of spectral SHAPE (amplitude = observed net counts, normalised away)."""
+    """Fit a latent model of spectral SHAPE (amplitude = observed net counts, normalised away).
+
+    When the set has a 'split' column (`xlatent simulate` and `xlatent ingest` write one), only
+    its 'train' rows are fitted, so `evaluate` can score spectra the model never saw; the model
+    directory records every spectrum it was fitted on (training_ids.txt).
+    """
     check_positive("--max-time", max_time)
     check_output_dir("--out", out)
     if model == "autoencoder" and device == "cuda":
@@ -66,7 +78,7 @@ def train(
             fail("--device cuda: no CUDA device is available here; use --device auto or cpu")
     from xlatent.core import SpectrumSet
 
-    s = SpectrumSet.read(set_path)
+    s = train_rows(SpectrumSet.read(set_path), all_rows)
     with removed_if_empty_on_error(out):
         if model == "pca":
             from xlatent.model import PCABaseline
@@ -82,10 +94,23 @@ def train(
             ).fit(s, checkpoint_dir=out, resume=resume)  # fmt: skip
     dev = fitted.deviance(s)
     typer.echo(
-        f"{model}: {len(s)} spectra, mean Poisson deviance {dev.mean():.4g} "
+        f"{model}: fitted on {len(s)} spectra, mean Poisson deviance {dev.mean():.4g} "
         f"({dev.mean() / s.grid.n_bins:.4g} per bin)"
     )
     typer.echo(f"wrote {out}")
+
+
+def train_rows(s: Any, all_rows: bool) -> Any:
+    """The rows ``xlatent train`` fits: the 'train' rows of a set with a 'split' column."""
+    if all_rows or "split" not in s.meta:
+        return s
+    import numpy as np
+
+    train = np.flatnonzero(s.meta["split"].astype(str).str.lower().to_numpy() == "train")
+    if train.size == 0:
+        fail("the set's 'split' column marks no row 'train'; use --all-rows to fit every row")
+    typer.echo(f"fitting the {train.size} 'train' rows of {len(s)} (the set's split column)")
+    return s[train]
 
 
 def encode(

@@ -38,9 +38,11 @@ from xlatent.model.checkpoint import (
     check_state_dict,
     make_header,
     read_header,
+    read_training_ids,
     torch_load,
     torch_save,
     write_header,
+    write_training_ids,
 )
 from xlatent.model.network import SpectralTransformerAE, autocast, resolve_device
 from xlatent.model.options import (
@@ -92,7 +94,9 @@ class SpectralAutoencoder(LatentModel):
     (one-line ValueError) and kept under its name; ``get_params``/``set_params`` as in
     scikit-learn.
 
-    Fitted attributes: ``grid_`` (the training set's energy grid), ``net_`` (the trained
+    Fitted attributes: ``training_ids_`` (the ``spec_id`` of every spectrum fitted on,
+    validation share included; saved as ``training_ids.txt``, so evaluation can score only
+    spectra the model never saw), ``grid_`` (the training set's energy grid), ``net_`` (the trained
     :class:`~xlatent.model.network.SpectralTransformerAE`, in eval mode) and ``history_`` (one
     record per epoch: train loss, validation deviance per bin, lr, seconds).
     """
@@ -213,6 +217,7 @@ class SpectralAutoencoder(LatentModel):
         )
         history = trainer.run(net, data, state=state, checkpoint=checkpoint)
         self.grid_, self.net_, self.history_ = grid, net, history
+        self.training_ids_ = spectrum_set.meta["spec_id"].astype(str).tolist()
         if checkpoint_dir is not None:
             self.save(checkpoint_dir)
         return self
@@ -306,6 +311,8 @@ class SpectralAutoencoder(LatentModel):
         header["training"] = {"history": self.history_}
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         torch_save({"header": header, "model": state}, d / WEIGHTS_FILE)
+        if getattr(self, "training_ids_", None) is not None:
+            write_training_ids(d, self.training_ids_)
         write_header(d, header)
         return d
 
@@ -353,4 +360,5 @@ class SpectralAutoencoder(LatentModel):
         net.to(resolve_device(model.device)).eval()
         model.grid_, model.net_ = grid, net
         model.history_ = header.get("training", {}).get("history", [])
+        model.training_ids_ = read_training_ids(d)
         return model

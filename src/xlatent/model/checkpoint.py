@@ -214,6 +214,40 @@ def read_header(model_dir: str | Path, kind: str | None = None) -> dict:
     return check_header(header, path, kind)
 
 
+#: The spectra a model was fitted on (one ``spec_id`` a line), so that evaluation can score
+#: only spectra the model never saw. Absent in model directories of older versions.
+TRAINING_IDS_FILE = "training_ids.txt"
+MAX_TRAINING_IDS_BYTES = 512 * 2**20
+
+
+def write_training_ids(model_dir: Path, spec_ids: Any) -> None:
+    ids = [str(i) for i in spec_ids]
+    bad = next((i for i in ids if not i or "\n" in i or "\r" in i), None)
+    if bad is not None:
+        raise ValueError(f"spec_id {bad!r} cannot be recorded (empty or with a line break)")
+    atomic_write_text(model_dir / TRAINING_IDS_FILE, "".join(f"{i}\n" for i in ids))
+
+
+def read_training_ids(model_dir: str | Path) -> list[str] | None:
+    """The ``spec_id`` values the model in ``model_dir`` was fitted on; None if not recorded."""
+    path = Path(model_dir) / TRAINING_IDS_FILE
+    if not path.exists():
+        return None
+    require_file(path)
+    if path.stat().st_size > MAX_TRAINING_IDS_BYTES:
+        raise CheckpointError(f"{path}: larger than {MAX_TRAINING_IDS_BYTES >> 20} MiB")
+    try:
+        text = path.read_bytes().decode("utf-8")  # no newline translation: \r is refused
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable ({_first_line(exc)})") from None
+    ids = text.split("\n")
+    if ids and ids[-1] == "":
+        ids.pop()
+    if any(not i or "\r" in i for i in ids):
+        raise CheckpointError(f"{path}: an empty or malformed spec_id line")
+    return ids
+
+
 def torch_save(obj: Any, path: Path) -> None:
     import torch
 

@@ -20,8 +20,10 @@ from xlatent.model.checkpoint import (
     check_grid,
     make_header,
     read_header,
+    read_training_ids,
     require_file,
     write_header,
+    write_training_ids,
 )
 from xlatent.model.options import PCA_OPTIONS, check_options
 from xlatent.model.preprocess import prepare, shape_to_counts, x_to_shape
@@ -38,7 +40,8 @@ class PCABaseline(LatentModel):
     """``PCABaseline(n_components=8).fit(s)``, then ``transform``/``reconstruct``/``save``.
 
     Parameters ``n_components`` and ``seed`` (scikit-learn's ``random_state``), checked here.
-    Fitted attributes: ``grid_`` (the training set's energy grid) and ``pca_`` (the fitted
+    Fitted attributes: ``training_ids_`` (``spec_id`` of the spectra fitted on, saved as
+    ``training_ids.txt``), ``grid_`` (the training set's energy grid) and ``pca_`` (the fitted
     :class:`sklearn.decomposition.PCA`).
     """
 
@@ -64,6 +67,7 @@ class PCABaseline(LatentModel):
         x = prepare(spectrum_set).net_shape_x
         self.pca_ = PCA(n_components=self.n_components, random_state=self.seed).fit(x)
         self.grid_ = spectrum_set.grid
+        self.training_ids_ = spectrum_set.meta["spec_id"].astype(str).tolist()
         return self
 
     def _x(self, s: SpectrumSet) -> tuple[PCA, np.ndarray, np.ndarray]:
@@ -99,6 +103,8 @@ class PCABaseline(LatentModel):
                 explained_variance_ratio=pca.explained_variance_ratio_,
                 singular_values=pca.singular_values_,
             )
+        if getattr(self, "training_ids_", None) is not None:
+            write_training_ids(d, self.training_ids_)
         config = {"n_components": self.n_components, "seed": self.seed}
         write_header(d, make_header(self.kind, grid, config, PREPROCESSING))
         return d
@@ -121,6 +127,7 @@ class PCABaseline(LatentModel):
         pca.n_features_in_ = grid.n_bins
         pca.whiten = False
         model.pca_, model.grid_ = pca, grid
+        model.training_ids_ = read_training_ids(d)
         return model
 
 
