@@ -93,3 +93,31 @@ def test_model_dirs_without_training_ids_still_load(sim: Path, tmp_path: Path) -
     assert code == 0, out
     (tmp_path / "m" / TRAINING_IDS_FILE).unlink()
     assert load_model(tmp_path / "m").training_ids_ is None
+
+
+def test_cli_path_scores_only_spectra_the_model_never_saw(sim: Path, tmp_path: Path) -> None:
+    """simulate -> train -> encode -> evaluate on one set: the model's 'train' rows are never
+    scored, and metrics.json says how many were kept out."""
+    import json
+
+    s = SpectrumSet.read(sim)
+    n_train = int((s.meta["split"] == "train").sum())
+    model, lat, ev = tmp_path / "m", tmp_path / "l.parquet", tmp_path / "eval"
+    assert run("train", sim, "--out", model, "--model", "pca")[0] == 0
+    assert run("encode", sim, "--model", model, "--out", lat)[0] == 0
+    code, out = run("evaluate", sim, "--latents", lat, "--model", model, "--out", ev)
+    assert code == 0, out
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["data"]["n_excluded_trained"] == n_train
+    assert metrics["data"]["n_test"] == 200 - n_train
+    assert metrics["reconstruction"]["split"] == "held-out test rows"
+
+
+def test_a_model_fitted_on_every_spectrum_leaves_nothing_to_score(
+    sim: Path, tmp_path: Path
+) -> None:
+    model, lat = tmp_path / "m", tmp_path / "l.parquet"
+    assert run("train", sim, "--out", model, "--model", "pca", "--all-rows")[0] == 0
+    assert run("encode", sim, "--model", model, "--out", lat)[0] == 0
+    code, out = run("evaluate", sim, "--latents", lat, "--model", model, "--out", tmp_path / "e")
+    assert code == 1 and "none is held out to score" in out

@@ -108,6 +108,34 @@ def _takes_deep(fn: Any) -> bool:
         return False
 
 
+def _hold_out_trained(ctx: Context, models: tuple[Any, ...], set_name: str) -> int | None:
+    """Keep the spectra a given model was fitted on out of every score.
+
+    They may still fit the downstream maps and probes (as the models' own training split), but
+    are never scored: ``ctx.is_train`` is set for them. Returns how many rows that is (None when
+    no model records its training spectra) and refuses a set with nothing left to score.
+    """
+    recorded = [set(ids) for m in models if (ids := getattr(m, "training_ids_", None))]
+    if not recorded:
+        return None
+    seen = ctx.meta["spec_id"].astype(str).isin(set().union(*recorded)).to_numpy()
+    moved = int((seen & ~ctx.is_train).sum())
+    ctx.is_train = ctx.is_train | seen
+    if not (~ctx.is_train).any():
+        from xlatent.core import InputError
+
+        raise InputError(
+            set_name,
+            f"the model was fitted on all {int(seen.sum())} spectra with latents, so none is "
+            "held out to score; train on the set's 'train' rows (the default of xlatent train)",
+        )
+    if moved:
+        ctx.notes.append(
+            f"{moved} spectra the model was fitted on were on the test side; scored none of them"
+        )
+    return int(seen.sum())
+
+
 def _data_info(s: Any, n_input: int, ctx: Context, counts_b: np.ndarray) -> dict[str, Any]:
     labels = ctx.labels()
     lab = pd.Series(labels[labels != ""]).value_counts()
@@ -247,6 +275,7 @@ def evaluate(
     meta = s.meta.reset_index(drop=True)
     ctx = Context(meta=meta, is_train=make_split(meta, seed), out_dir=out, seed=seed,
                   max_points=max_points)  # fmt: skip
+    n_trained = _hold_out_trained(ctx, (model, pca), _name(spectrum_set, "SpectrumSet"))
     if set_index.size < len(s_in):
         ctx.notes.append(f"{len(s_in) - set_index.size} spectra have no latents; left out")
     timings: dict[str, float] = {}
@@ -273,6 +302,7 @@ def evaluate(
             s, z, ctx.is_train, pca=pca, seed=seed, skip=ctx.skip
         )
     metrics["data"] = _data_info(s, len(s_in), ctx, counts_b)
+    metrics["data"]["n_excluded_trained"] = n_trained
     metrics["model"] = model_info(model)
     metrics["pca_model"] = model_info(pca_model)
     metrics["features"] = {n: feature_info(fs) for n, fs in feature_sets.items()}
