@@ -74,7 +74,7 @@ def test_set_params_validates_and_fit_changes_only_fitted_state() -> None:
     assert m.grid_ == s.grid and m.net is m.net_ and m.arch.n_bins == 32
     assert m.train_cfg.epochs == 2 and len(m.history_) == 2
     p = PCABaseline(3).fit(s)
-    assert {k for k in vars(p) if k.endswith("_")} == {"grid_", "pca_"}
+    assert {k for k in vars(p) if k.endswith("_")} == {"grid_", "pca_", "training_ids_"}
     with pytest.raises(ValueError, match="n_components"):
         p.set_params(n_components=0)
 
