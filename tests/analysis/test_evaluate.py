@@ -21,7 +21,7 @@ REQUIRED = (
         "probe.latent.bacc_8class",
         "probe.pca.bacc_8class",
         "probe.spectrum.bacc_8class",
-        "regression.latent.hard_hm",
+        "regression.latent.hr_counts_hm",
         "regression.latent.log_nh",
         "regression.latent.gamma",
         "regression.latent.log_kt",
@@ -124,5 +124,5 @@ def test_real_data_without_labels_or_truth_does_not_crash(tmp_path: Path) -> Non
     assert {"clustering", "features.oracle", "reconstruction.latent"} <= skipped
     assert "oracle" not in m["features"]
     assert m["data"]["n_without_latents"] == 10
-    assert "regression" in m and "hard_hm" in m["regression"]["latent"]
+    assert "regression" in m and "hr_counts_hm" in m["regression"]["latent"]
     assert (tmp_path / "metrics.json").is_file()

@@ -181,3 +181,29 @@ def test_probe_accuracy_by_counts_bins() -> None:
     assert all(abs(r["bacc"] - 1 / 8) < 0.08 for r in rows[:4])
     assert rows[0]["counts_lo"] == counts.min() and rows[-1]["counts_hi"] == counts.max()
     assert by_counts(y[:3], pred[:3], counts[:3]) == []
+
+
+def test_fallback_split_keeps_a_source_on_one_side() -> None:
+    from xlatent.analysis._common import make_split
+
+    rng = np.random.default_rng(3)
+    n_src = 60
+    names = [f"2CXO J{i:06d}" for i in range(n_src) for _ in range(i % 4 + 1)]
+    cls = {nm: ["AGN", "YSO", "CV"][i % 3] for i, nm in enumerate(dict.fromkeys(names))}
+    meta = pd.DataFrame({"name": names, "source_class": [cls[nm] for nm in names]})
+    meta = meta.iloc[rng.permutation(len(meta))].reset_index(drop=True)
+    for seed in range(5):
+        train = make_split(meta, seed)
+        per_source = pd.Series(train).groupby(meta["name"]).nunique()
+        assert (per_source == 1).all()  # no source on both sides
+        assert 0.5 < train.mean() < 0.9
+        assert set(meta["source_class"][~train]) == {"AGN", "YSO", "CV"}
+    # every spectrum its own source (no names): the per-spectrum stratified split as before
+    from xlatent.core.split import stratified_pick
+
+    solo = meta.drop(columns="name")
+    expect = ~stratified_pick(solo["source_class"], 0.3, np.random.default_rng([4, 7]))
+    np.testing.assert_array_equal(make_split(solo, 4), expect)
+    # a split column wins
+    fixed = meta.assign(split=np.where(np.arange(len(meta)) % 2, "train", "test"))
+    np.testing.assert_array_equal(make_split(fixed, 0), np.arange(len(meta)) % 2 == 1)
