@@ -21,7 +21,7 @@ REQUIRED = (
         "probe.latent.bacc_8class",
         "probe.pca.bacc_8class",
         "probe.spectrum.bacc_8class",
-        "regression.latent.hard_hm",
+        "regression.latent.hr_counts_hm",
         "regression.latent.log_nh",
         "regression.latent.gamma",
         "regression.latent.log_kt",
@@ -124,5 +124,50 @@ def test_real_data_without_labels_or_truth_does_not_crash(tmp_path: Path) -> Non
     assert {"clustering", "features.oracle", "reconstruction.latent"} <= skipped
     assert "oracle" not in m["features"]
     assert m["data"]["n_without_latents"] == 10
-    assert "regression" in m and "hard_hm" in m["regression"]["latent"]
+    assert "regression" in m and "hr_counts_hm" in m["regression"]["latent"]
     assert (tmp_path / "metrics.json").is_file()
+
+
+def _with_catalogue(s, seed: int = 2):
+    """Catalogue columns as a CSC join writes them (photon-flux hard_*, powlaw_*, var_*)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = len(s)
+    k = np.arange(n) % 8  # make_set cycles through the classes
+    m = s.meta
+    for c in ("hm", "hs", "ms"):
+        m[f"hard_{c}"] = np.clip(m[f"hr_counts_{c}"] + rng.normal(0, 0.05, n), -1, 1)
+    m["powlaw_gamma"] = 1.0 + 0.25 * k + rng.normal(0, 0.02, n)
+    m["powlaw_nh"] = 10 ** (0.5 + 0.3 * k)  # CSC unit: 1e20 cm^-2
+    m["bb_kt"] = 10 ** (-0.5 + 0.1 * k)
+    m["var_prob_b"] = rng.uniform(0, 1, n)
+    m["var_index_b"] = rng.integers(0, 10, n)
+    return s
+
+
+def test_catalogue_columns_are_regression_targets_named_by_source(tmp_path: Path) -> None:
+    s = _with_catalogue(make_set(240, truth=False))
+    m = evaluate(s, separated_latents(s), tmp_path, seed=0, projection="pca", max_points=240,
+                 n_repeats=2)  # fmt: skip
+    hard = m["features"]["hardness"]
+    assert hard["hardness_source"] == "catalog" and hard["columns"][:3] == [
+        "hard_hm", "hard_hs", "hard_ms"]  # fmt: skip
+    assert hard["description"].startswith("CSC catalogue photon-flux")
+    reg = m["regression"]["latent"]
+    for key in ("hr_counts_hm", "catalog_hard_hm", "catalog_powlaw_gamma", "catalog_log_nh",
+                "catalog_log_bb_kt", "catalog_var_prob_b", "catalog_var_index_b"):  # fmt: skip
+        assert key in reg, key
+    assert get_metric(m, "regression.latent.catalog_powlaw_gamma") > 0.9  # latents = classes
+    assert get_metric(m, "regression.latent.catalog_var_prob_b") < 0.2  # noise
+    targets = m["regression_info"]["targets"]
+    assert "1e20" in targets["catalog_log_nh"] and targets["hr_counts_hm"].startswith("count")
+
+
+def test_counts_hardness_when_the_set_has_no_catalogue(tmp_path: Path) -> None:
+    s = make_set(160, truth=False)
+    m = evaluate(s, separated_latents(s), tmp_path, seed=0, projection="pca", max_points=160,
+                 n_repeats=2)  # fmt: skip
+    hard = m["features"]["hardness"]
+    assert hard["hardness_source"] == "counts" and hard["columns"][0] == "hr_counts_hm"
+    assert not any(k.startswith("catalog_") for k in m["regression"]["latent"])

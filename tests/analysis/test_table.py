@@ -49,7 +49,7 @@ def test_csc_columns_with_separated_classes_give_perfect_accuracy(tmp_path: Path
     frame["flux_aper_b"] = 1e-14
     frame["source_class"] = [CLASSES[i] for i in k]
     m = evaluate_table(frame, tmp_path, seed=0)
-    assert m["features"]["hardness"]["description"].startswith("CSC hard_hm")
+    assert m["features"]["hardness"]["description"].startswith("CSC catalogue photon-flux hard_hm")
     assert get_metric(m, "clustering.hardness.bacc_8class") == 1.0
     assert get_metric(m, "clustering.hardness.bacc_agn_vs_compact") == 1.0
 
@@ -57,7 +57,7 @@ def test_csc_columns_with_separated_classes_give_perfect_accuracy(tmp_path: Path
 def test_energy_flux_hardness_ratios() -> None:
     frame = pd.DataFrame({"fs": [1.0, 2.0], "fm": [1.0, 0.0], "fh": [3.0, 2.0], "fb": [5.0, 0.0]})
     raw, names, _ = table_hardness(frame)
-    assert names == ["hard_hm", "hard_hs", "hard_ms", "log_flux_b"]
+    assert names == ["hr_eflux_hm", "hr_eflux_hs", "hr_eflux_ms", "log_flux_b"]
     assert np.allclose(raw[0], [0.5, 0.5, 0.0, np.log10(5.0)])
     assert np.allclose(raw[1, :3], [1.0, 0.0, -1.0]) and np.isnan(raw[1, 3])
 

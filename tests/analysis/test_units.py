@@ -181,3 +181,55 @@ def test_probe_accuracy_by_counts_bins() -> None:
     assert all(abs(r["bacc"] - 1 / 8) < 0.08 for r in rows[:4])
     assert rows[0]["counts_lo"] == counts.min() and rows[-1]["counts_hi"] == counts.max()
     assert by_counts(y[:3], pred[:3], counts[:3]) == []
+
+
+def test_fallback_split_keeps_a_source_on_one_side() -> None:
+    from xlatent.analysis._common import make_split
+
+    rng = np.random.default_rng(3)
+    n_src = 60
+    names = [f"2CXO J{i:06d}" for i in range(n_src) for _ in range(i % 4 + 1)]
+    cls = {nm: ["AGN", "YSO", "CV"][i % 3] for i, nm in enumerate(dict.fromkeys(names))}
+    meta = pd.DataFrame({"name": names, "source_class": [cls[nm] for nm in names]})
+    meta = meta.iloc[rng.permutation(len(meta))].reset_index(drop=True)
+    for seed in range(5):
+        train = make_split(meta, seed)
+        per_source = pd.Series(train).groupby(meta["name"]).nunique()
+        assert (per_source == 1).all()  # no source on both sides
+        assert 0.5 < train.mean() < 0.9
+        assert set(meta["source_class"][~train]) == {"AGN", "YSO", "CV"}
+    # every spectrum its own source (no names): the per-spectrum stratified split as before
+    from xlatent.core.split import stratified_pick
+
+    solo = meta.drop(columns="name")
+    expect = ~stratified_pick(solo["source_class"], 0.3, np.random.default_rng([4, 7]))
+    np.testing.assert_array_equal(make_split(solo, 4), expect)
+    # a split column wins
+    fixed = meta.assign(split=np.where(np.arange(len(meta)) % 2, "train", "test"))
+    np.testing.assert_array_equal(make_split(fixed, 0), np.arange(len(meta)) % 2 == 1)
+
+
+def test_catalogue_hardness_and_nh_units() -> None:
+    from xlatent.analysis.features import hardness_choice
+
+    s = make_set(40, truth=False)
+    # a set written before the rename: count ratios under the CSC names, no hr_counts_*
+    legacy = s.meta.rename(columns={f"hr_counts_{c}": f"hard_{c}" for c in ("hm", "hs", "ms")})
+    s.meta = legacy
+    h = hardness_table(s)
+    assert "hard_hm" not in h and hardness_choice(h) == (
+        ["hr_counts_hm", "hr_counts_hs", "hr_counts_ms"], "counts")  # fmt: skip
+    # catalogue values on fewer than half the rows: the count ratios are used
+    s = make_set(40, truth=False)
+    s.meta["hard_hm"] = s.meta["hard_hs"] = s.meta["hard_ms"] = np.nan
+    s.meta.loc[:10, ["hard_hm", "hard_hs", "hard_ms"]] = 0.3
+    assert hardness_choice(hardness_table(s))[1] == "counts"
+    s.meta.loc[:25, ["hard_hm", "hard_hs", "hard_ms"]] = 0.3
+    h = hardness_table(s)
+    assert hardness_choice(h)[1] == "catalog"
+    # powlaw_nh is in the CSC's 1e20 cm^-2: 1 -> log10 N_H = 20
+    s.meta["powlaw_nh"] = 1.0
+    s.meta.loc[0, "powlaw_nh"] = 300.0
+    q = regression.quantities(s.meta, h)
+    assert q["catalog_log_nh"][1] == pytest.approx(20.0)
+    assert q["catalog_log_nh"][0] == pytest.approx(np.log10(3e22))

@@ -42,7 +42,7 @@ def test_band_columns_and_hardness() -> None:
     soft = s.grid.band_mask(0.5, 1.2)
     assert s.meta["net_counts_s"].to_numpy() == pytest.approx(net[:, soft].sum(1))
     h, m = s.meta["net_counts_h"], s.meta["net_counts_m"]
-    assert s.meta["hard_hm"].to_numpy() == pytest.approx(((h - m) / (h + m)).to_numpy())
+    assert s.meta["hr_counts_hm"].to_numpy() == pytest.approx(((h - m) / (h + m)).to_numpy())
 
 
 def test_subset_and_concat() -> None:

@@ -85,7 +85,7 @@ def test_pha_round_trip(tmp_path: Path) -> None:
     np.testing.assert_allclose(got.background, s.background, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(got.exposure_s, s.exposure_s)
     np.testing.assert_allclose(got.effective_area_cm2, s.effective_area_cm2, rtol=1e-6)
-    for col in ("net_counts_b", "hard_hm", "hard_hs", "hard_ms"):
+    for col in ("net_counts_b", "hr_counts_hm", "hr_counts_hs", "hr_counts_ms"):
         np.testing.assert_allclose(got.meta[col], s.meta[col], rtol=1e-9, atol=1e-12)
     for i, spec_id in enumerate(s.meta["spec_id"]):
         counts, background, exposure = _read_back(tmp_path, spec_id, s.grid)

@@ -38,6 +38,8 @@ def test_report_renders_every_section(eval_dir: Path, tmp_path: Path) -> None:
     assert "reference study" in text and "0.400" in text and "0.690" in text
     assert f"{metrics['headline'][0]['clustering_bacc_8class']:.3f}" in text
     assert "Probe balanced accuracy, 8 classes, by broad-band net counts" in text
+    # the regression table names each quantity's source
+    assert "hr_counts_hm" in text and "count hardness ratio (h-m)/(h+m)" in text
 
 
 def test_report_says_what_was_skipped(tmp_path: Path) -> None:

@@ -56,17 +56,33 @@ class Context:
 
 
 def make_split(meta: pd.DataFrame, seed: int, test_fraction: float = 0.3) -> np.ndarray:
-    """Training mask: meta's ``split`` column when present, else stratified by class."""
+    """Training mask: meta's ``split`` column when present, else stratified by class and
+    grouped by source.
+
+    The fallback keeps every spectrum of one source (same non-empty ``name``, e.g. the
+    per-observation spectra of one CSC source) on the same side: sources are drawn with
+    :func:`stratified_pick` over the class of their first spectrum, in order of first
+    appearance. When every spectrum is its own source this is the per-spectrum stratified
+    split of earlier versions, draw for draw.
+    """
     if "split" in meta:
         split = meta["split"].astype(str).str.lower().to_numpy()
         if (split == "train").any() and (split == "test").any():
             return split == "train"
     rng = np.random.default_rng([seed, 7])
+    n = len(meta)
     if "source_class" in meta:
         groups = meta["source_class"].fillna("").astype(str).to_numpy(dtype=object)
     else:
-        groups = np.full(len(meta), "", dtype=object)
-    return ~stratified_pick(groups, test_fraction, rng)
+        groups = np.full(n, "", dtype=object)
+    names = meta["name"].fillna("").astype(str).to_numpy() if "name" in meta else np.full(n, "")
+    keys = np.where(names == "", np.char.add("\0row", np.arange(n).astype(str)), names)
+    first, inverse = np.unique(keys, return_index=True, return_inverse=True)[1:]
+    order = np.argsort(first, kind="stable")  # sources in order of first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    test_sources = stratified_pick(groups[first[order]], test_fraction, rng)
+    return ~test_sources[rank[inverse.reshape(-1)]]
 
 
 def subsample(idx: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

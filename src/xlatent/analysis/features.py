@@ -1,8 +1,12 @@
 """Feature sets compared on every analysis, aligned row by row on ``spec_id``.
 
 - ``latent``: the model's ``latent_*`` columns.
-- ``hardness``: what a person extracts from a CSC source: ``hard_hm``, ``hard_hs``,
-  ``hard_ms`` and log10 broad-band net counts.
+- ``hardness``: what a person extracts from a CSC source: three hardness ratios and log10
+  broad-band net counts. The ratios are the catalogue's photon-flux ``hard_hm``, ``hard_hs``,
+  ``hard_ms`` when the set carries them (joined from a CSC catalogue, or a Multimodal Universe
+  file) for at least half its rows, else the count ratios ``hr_counts_hm/hs/ms`` computed
+  from the spectra; ``features.hardness.hardness_source`` says which (``catalog`` or
+  ``counts``) and ``hardness_columns`` names the columns.
 - ``pca``: a linear baseline of the same dimension as the latents (``xlatent.model.PCABaseline``
   on the model's own preprocessing).
 - ``oracle``: the simulator's true spectral parameters (log N_H, Gamma, log kT, component
@@ -39,9 +43,13 @@ import numpy as np
 import pandas as pd
 
 from xlatent.analysis._common import safe_log10
+from xlatent.core.bands import COUNT_HARDNESS_COLUMNS, CSC_HARDNESS_COLUMNS
 from xlatent.core.vocabulary import latent_columns, latent_name
 
-HARDNESS_COLUMNS = ("hard_hm", "hard_hs", "hard_ms")
+#: Kept for callers of earlier versions: the count hardness ratios computed from spectra.
+HARDNESS_COLUMNS = COUNT_HARDNESS_COLUMNS
+#: Least share of rows with a catalogue value for the ``hardness`` set to use the catalogue.
+CATALOG_MIN_SHARE = 0.5
 #: truth_* columns that describe normalisation or the observation, not spectral shape.
 _NOT_SHAPE = ("truth_flux_", "truth_uflux_", "truth_counts", "truth_backscal", "truth_model")
 
@@ -161,16 +169,58 @@ def standardise(raw: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str
 
 
 def hardness_table(spectrum_set: Any) -> pd.DataFrame:
-    """``hard_hm``, ``hard_hs``, ``hard_ms``, ``net_counts_b`` from meta, computed if absent."""
+    """Count ratios ``hr_counts_*`` and ``net_counts_*`` (from meta, computed if absent), plus
+    the catalogue's ``hard_*`` where the set carries them (see :func:`catalog_hardness`)."""
     meta = spectrum_set.meta
-    need = [*HARDNESS_COLUMNS, "net_counts_s", "net_counts_m", "net_counts_h", "net_counts_b"]
+    need = [*COUNT_HARDNESS_COLUMNS, "net_counts_s", "net_counts_m", "net_counts_h",
+            "net_counts_b"]  # fmt: skip
     if all(c in meta for c in need):
-        return meta[need].apply(pd.to_numeric, errors="coerce").reset_index(drop=True)
-    from xlatent.core import band_sums, hardness_columns
+        table = meta[need].apply(pd.to_numeric, errors="coerce").reset_index(drop=True)
+    else:
+        from xlatent.core import band_sums, hardness_columns
 
-    net = band_sums(spectrum_set.net_counts, spectrum_set.grid)
-    table = {**hardness_columns(net), **{f"net_counts_{k}": v for k, v in net.items()}}
-    return pd.DataFrame(table)[need]
+        net = band_sums(spectrum_set.net_counts, spectrum_set.grid)
+        cols = {**hardness_columns(net), **{f"net_counts_{k}": v for k, v in net.items()}}
+        table = pd.DataFrame(cols)[need]
+    for name, values in catalog_hardness(meta.reset_index(drop=True), table).items():
+        table[name] = values
+    return table
+
+
+def catalog_hardness(meta: pd.DataFrame, counts: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The catalogue's photon-flux hardness ratios as ``hard_hm/hs/ms``, or {} when absent.
+
+    Read from ``hard_*`` (CSC names), else ``csc_hard_*`` (sets joined before the count
+    ratios were renamed). A set written before that rename stored its *count* ratios as
+    ``hard_*``: such columns equal the count ratios recomputed from the spectra
+    (``counts``) and are not taken for the catalogue's.
+    """
+    for prefix in ("", "csc_"):
+        names = [f"{prefix}{c}" for c in CSC_HARDNESS_COLUMNS]
+        if not all(c in meta for c in names):
+            continue
+        vals = [pd.to_numeric(meta[c], errors="coerce").to_numpy(np.float64) for c in names]
+        if prefix == "" and all(
+            np.allclose(v, counts[c].to_numpy(np.float64), equal_nan=True, atol=1e-9)
+            for v, c in zip(vals, COUNT_HARDNESS_COLUMNS, strict=True)
+        ):
+            continue  # legacy count ratios under the CSC names
+        return dict(zip(CSC_HARDNESS_COLUMNS, vals, strict=True))
+    return {}
+
+
+def hardness_choice(table: pd.DataFrame) -> tuple[list[str], str]:
+    """The hardness-ratio columns of ``table`` the ``hardness`` set uses, and their source.
+
+    The catalogue's ``hard_*`` (source ``"catalog"``) when every one of them is finite on at
+    least :data:`CATALOG_MIN_SHARE` of the rows, else the count ratios (``"counts"``).
+    """
+    cat = list(CSC_HARDNESS_COLUMNS)
+    if all(c in table for c in cat) and len(table):
+        share = min(np.isfinite(table[c].to_numpy(np.float64)).mean() for c in cat)
+        if share >= CATALOG_MIN_SHARE:
+            return cat, "catalog"
+    return list(COUNT_HARDNESS_COLUMNS), "counts"
 
 
 def oracle_table(meta: pd.DataFrame) -> pd.DataFrame:
@@ -258,14 +308,19 @@ def build_feature_sets(
     sets["latent"] = FeatureSet("latent", x, cols, f"{d} model latents", d, info)
 
     h = hardness_table(spectrum_set)
+    hcols, hsource = hardness_choice(h)
     hraw = np.column_stack(
-        [h[c].to_numpy(dtype=np.float64) for c in HARDNESS_COLUMNS]
+        [h[c].to_numpy(dtype=np.float64) for c in hcols]
         + [safe_log10(h["net_counts_b"].to_numpy(dtype=np.float64), floor=1.0)]
     )
-    x, cols, info = standardise(hraw, [*HARDNESS_COLUMNS, "log_net_counts_b"])
-    sets["hardness"] = FeatureSet(
-        "hardness", x, cols, "CSC hardness ratios HM, HS, MS + log10 broad net counts", 4, info
+    x, cols, info = standardise(hraw, [*hcols, "log_net_counts_b"])
+    what = (
+        "CSC catalogue photon-flux hardness ratios hard_hm, hard_hs, hard_ms"
+        if hsource == "catalog"
+        else "count hardness ratios hr_counts_hm, hr_counts_hs, hr_counts_ms of the spectra"
     )
+    info = {**info, "hardness_source": hsource, "hardness_columns": hcols}
+    sets["hardness"] = FeatureSet("hardness", x, cols, f"{what} + log10 broad net counts", 4, info)
 
     pca_model = None
     try:

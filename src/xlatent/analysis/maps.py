@@ -69,9 +69,13 @@ def run(x: np.ndarray, ctx: Context, hardness: pd.DataFrame, method: str = "auto
     panels: list[tuple[str, Any]] = [("class", labels)]
     if "truth_nh_1e22" in meta:
         panels.append(("log N_H (cm^-2)", safe_log10(meta["truth_nh_1e22"]) + 22.0))
-    hs = hardness["hard_hs"].to_numpy(dtype=np.float64)[rows] if "hard_hs" in hardness else None
-    if hs is not None:
-        panels.append(("hardness HS", hs))
+    from xlatent.analysis.features import hardness_choice
+
+    hcols, hsource = hardness_choice(hardness)
+    hs_col = hcols[1]  # hard_hs (catalogue) or hr_counts_hs (counts)
+    if hs_col in hardness:
+        hs = hardness[hs_col].to_numpy(dtype=np.float64)[rows]
+        panels.append((f"hardness HS ({hs_col}, {hsource})", hs))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
     for ax, (title, c) in zip(axes[0], panels, strict=True):
         if title == "class":

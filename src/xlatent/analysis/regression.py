@@ -1,7 +1,8 @@
 """How much physics each feature set carries: cross-validated R^2 and latent correlations.
 
-For every quantity (hardness ratios, log N_H, Gamma, log kT where defined, log band fluxes and
-the hard/soft flux ratio), a non-linear regressor (histogram gradient boosting) and a linear
+For every quantity (count hardness ratios, log N_H, Gamma, log kT where defined, log band
+fluxes and the hard/soft flux ratio; CSC catalogue columns where the set carries them, see
+:func:`quantities`), a non-linear regressor (histogram gradient boosting) and a linear
 one (ridge) are scored by 5-fold cross-validated R^2 from each feature set. Rows where the
 quantity is undefined (NaN: Gamma for a thermal model, kT for a power law) are left out.
 
@@ -22,11 +23,47 @@ from xlatent.analysis.features import FeatureSet
 N_SPLITS = 5
 
 
+#: The CSC's unit of ``powlaw_nh`` (master source table: 10^20 cm^-2).
+CSC_NH_UNIT_CM2 = 1e20
+
+#: Target names, their meta source and what they are (``regression_info.targets``).
+TARGET_SOURCES = {
+    "hr_counts_hm": "count hardness ratio (h-m)/(h+m) of the spectrum's band net counts",
+    "hr_counts_hs": "count hardness ratio (h-s)/(h+s) of the spectrum's band net counts",
+    "hr_counts_ms": "count hardness ratio (m-s)/(m+s) of the spectrum's band net counts",
+    "log_nh": "simulator truth: log10 N_H (cm^-2) from truth_nh_1e22",
+    "gamma": "simulator truth: photon index truth_gamma",
+    "log_kt": "simulator truth: log10 kT (keV) from truth_kt_kev",
+    "catalog_hard_hm": "CSC catalogue hard_hm (aperture-corrected photon-flux ratio)",
+    "catalog_hard_hs": "CSC catalogue hard_hs (aperture-corrected photon-flux ratio)",
+    "catalog_hard_ms": "CSC catalogue hard_ms (aperture-corrected photon-flux ratio)",
+    "catalog_powlaw_gamma": "CSC catalogue powlaw_gamma (absorbed power-law fit)",
+    "catalog_log_nh": "CSC catalogue log10 N_H (cm^-2) = log10(powlaw_nh x 1e20)",
+    "catalog_log_bb_kt": "CSC catalogue log10 bb_kt (keV, black-body fit)",
+    "catalog_var_prob_b": "CSC catalogue var_prob_b (Gregory-Loredo variability probability)",
+    "catalog_var_index_b": "CSC catalogue var_index_b (Gregory-Loredo variability index)",
+}
+
+
 def quantities(meta: pd.DataFrame, hardness: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The regression targets that exist in ``meta`` (columns: quantity names)."""
+    """The regression targets that exist in ``meta`` (columns: quantity names).
+
+    ``hardness``: :func:`~xlatent.analysis.features.hardness_table` of the set (count ratios
+    ``hr_counts_*`` and, where the set has them, the catalogue's ``hard_*``). Targets, each
+    named by its source (:data:`TARGET_SOURCES`): the count ratios; the simulator's truth
+    (``log_nh``, ``gamma``, ``log_kt``, ``log_flux_*``); and CSC catalogue columns,
+    ``catalog_<name>``: ``hard_*``, ``powlaw_gamma``, ``powlaw_nh`` (CSC unit 1e20 cm^-2,
+    regressed as ``catalog_log_nh`` = log10 cm^-2 like ``log_nh``), ``bb_kt`` (as
+    ``catalog_log_bb_kt``) and, on sets without simulator truth (the simulator writes its own
+    ``var_*``), ``var_prob_b`` and ``var_index_b``. Only targets defined on at least
+    ``2 x N_SPLITS`` rows are kept.
+    """
+    from xlatent.analysis.features import catalog_hardness
+    from xlatent.core.bands import COUNT_HARDNESS_COLUMNS
+
     q: dict[str, np.ndarray] = {}
     src = hardness if hardness is not None else meta
-    for c in ("hard_hm", "hard_hs", "hard_ms"):
+    for c in COUNT_HARDNESS_COLUMNS:
         if c in src:
             q[c] = pd.to_numeric(src[c], errors="coerce").to_numpy(dtype=np.float64)
 
@@ -46,6 +83,26 @@ def quantities(meta: pd.DataFrame, hardness: pd.DataFrame | None = None) -> pd.D
             q[f"log_flux_{band}"] = safe_log10(x)
     if "log_flux_h" in q and "log_flux_s" in q:
         q["log_flux_h_over_s"] = q["log_flux_h"] - q["log_flux_s"]
+
+    if hardness is not None:
+        cat = {c: hardness[c].to_numpy(np.float64) for c in ("hard_hm", "hard_hs", "hard_ms")
+               if c in hardness}  # fmt: skip
+    elif all(c in meta for c in COUNT_HARDNESS_COLUMNS):
+        cat = catalog_hardness(meta, meta[list(COUNT_HARDNESS_COLUMNS)])
+    else:
+        cat = {}
+    for c, v in cat.items():
+        q[f"catalog_{c}"] = v
+    if (x := col("powlaw_gamma")) is not None:
+        q["catalog_powlaw_gamma"] = x
+    if (x := col("powlaw_nh")) is not None:
+        q["catalog_log_nh"] = safe_log10(x * CSC_NH_UNIT_CM2)
+    if (x := col("bb_kt")) is not None:
+        q["catalog_log_bb_kt"] = safe_log10(x)
+    if not any(str(c).startswith("truth_") for c in meta.columns):
+        for name in ("var_prob_b", "var_index_b"):
+            if (x := col(name)) is not None:
+                q[f"catalog_{name}"] = x
     out = pd.DataFrame(q, index=meta.index)
     return out.loc[:, out.notna().sum() >= 2 * N_SPLITS]
 
@@ -114,7 +171,8 @@ def _heatmaps(rho: np.ndarray, mi: np.ndarray, qnames: list[str], ctx: Context) 
     fig.tight_layout()
     save_figure(
         ctx, fig, "latent_correlations.png",
-        "Each latent dimension against hardness ratios and true physical parameters: Spearman "
+        "Each latent dimension against hardness ratios, true physical parameters and catalogue "
+        "columns (catalog_*) where the set has them: Spearman "
         "rank correlation (left) and kNN mutual information (right; subsampled).",
         "regression",
     )  # fmt: skip
@@ -158,7 +216,7 @@ def run(
     """``regression``, ``regression_linear`` and ``correlations`` metrics; figures."""
     q = quantities(ctx.meta, hardness)
     if q.shape[1] == 0:
-        ctx.skip("regression", "no hardness ratios or truth_* parameters to regress")
+        ctx.skip("regression", "no hardness ratios, truth_* or catalogue columns to regress")
         return {}
     rows = subsample(np.arange(len(q)), ctx.max_points, ctx.rng(23))
     r2: dict[str, dict[str, float]] = {}
@@ -199,6 +257,7 @@ def run(
             "subsample": int(len(rows)),
             "nonlinear": "HistGradientBoostingRegressor(max_iter=60, learning_rate=0.15)",
             "linear": "Ridge(alpha=1e-3)",
+            "targets": {qn: TARGET_SOURCES.get(qn, "simulator truth") for qn in q.columns},
         },  # fmt: skip
         "correlations": corr,
     }

@@ -7,10 +7,12 @@ runs on them the *same* clustering protocol and supervised probe that
 evaluation can be set beside the real sky's.
 
 Features (the ``hardness`` set, as in ``evaluate``): hardness ratios HM, HS, MS and log10 of
-the broad-band flux. Taken from CSC columns when the table has them (``hard_hm``, ``hard_hs``,
-``hard_ms``, ``flux_aper_b``, as written by ``xlatent csc query``); otherwise computed from the
-band energy fluxes ``Fs``, ``Fm``, ``Fh``, ``Fb`` (TD.csv) as (F_h - F_m) / (F_h + F_m) and so
-on. Energy-flux ratios are not the CSC's photon-flux ratios, but they order sources alike.
+the broad-band flux. A CSC table's ``hard_hm``, ``hard_hs``, ``hard_ms`` are the CSC's own
+photon-flux ratios and keep those names (with ``flux_aper_b``, as written by ``xlatent csc
+query``); otherwise ratios are computed from the band energy fluxes ``Fs``, ``Fm``, ``Fh``,
+``Fb`` (TD.csv) as (F_h - F_m) / (F_h + F_m) and so on, named ``hr_eflux_hm``,
+``hr_eflux_hs``, ``hr_eflux_ms``: energy-flux ratios are neither the CSC's photon-flux ratios
+nor the count ratios (``hr_counts_*``) of a SpectrumSet, but they order sources alike.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import pandas as pd
 
 from xlatent.analysis import protocols
 from xlatent.analysis._common import REFERENCE, Context, make_split, safe_log10
-from xlatent.analysis.features import HARDNESS_COLUMNS, FeatureSet, standardise
-from xlatent.core import hardness_columns
+from xlatent.analysis.features import FeatureSet, standardise
+from xlatent.core.bands import CSC_HARDNESS_COLUMNS, hardness_ratio
 from xlatent.io.csc.td import BAND_FLUX_COLUMNS, CLASS_COLUMNS, band_fluxes, labelled
 from xlatent.io.csc.td import class_column as find_class_column
 
@@ -38,16 +40,18 @@ def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
 
 def table_hardness(frame: pd.DataFrame) -> tuple[np.ndarray, list[str], str]:
     """(n, 4) raw hardness features of a table (lower-case columns), names and their origin."""
-    names = [*HARDNESS_COLUMNS, "log_flux_b"]
-    if all(c in frame for c in HARDNESS_COLUMNS):
+    if all(c in frame for c in CSC_HARDNESS_COLUMNS):
         flux = _num(frame, "flux_aper_b") if "flux_aper_b" in frame else np.full(len(frame), np.nan)
-        cols = [_num(frame, c) for c in HARDNESS_COLUMNS] + [safe_log10(flux)]
-        return np.column_stack(cols), names, "CSC hard_hm, hard_hs, hard_ms, log10 flux_aper_b"
+        cols = [_num(frame, c) for c in CSC_HARDNESS_COLUMNS] + [safe_log10(flux)]
+        origin = "CSC catalogue photon-flux hard_hm, hard_hs, hard_ms, log10 flux_aper_b"
+        return np.column_stack(cols), [*CSC_HARDNESS_COLUMNS, "log_flux_b"], origin
     if all(c in frame for c in BAND_FLUX_COLUMNS.values()):
-        flux = band_fluxes(frame)
-        ratios = hardness_columns(flux)
-        raw = np.column_stack([*(ratios[c] for c in HARDNESS_COLUMNS), safe_log10(flux["b"])])
-        return raw, names, "hardness ratios of band energy fluxes Fs, Fm, Fh; log10 Fb"
+        f = band_fluxes(frame)
+        ratios = [hardness_ratio(f["h"], f["m"]), hardness_ratio(f["h"], f["s"]),
+                  hardness_ratio(f["m"], f["s"])]  # fmt: skip
+        raw = np.column_stack([*ratios, safe_log10(f["b"])])
+        names = ["hr_eflux_hm", "hr_eflux_hs", "hr_eflux_ms", "log_flux_b"]
+        return raw, names, "hardness ratios of band energy fluxes Fs, Fm, Fh (hr_eflux_*); log10 Fb"
     raise ValueError(
         "the table has neither CSC hardness columns (hard_hm, hard_hs, hard_ms) nor band "
         "fluxes (Fs, Fm, Fh, Fb)"

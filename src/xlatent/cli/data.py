@@ -61,6 +61,15 @@ def ingest(
         ),
     ] = 0.2,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the split.")] = 0,
+    combine_by: Annotated[
+        str | None,
+        typer.Option(
+            "--combine-by",
+            help="Sum the spectra sharing this meta column (e.g. 'name': one spectrum per CSC "
+            "source): counts, scaled background and exposure add, the ARF is the "
+            "exposure-weighted mean; meta lists combined_spec_ids and n_combined.",
+        ),
+    ] = None,
 ) -> None:
     """Read spectra with their background, ARF and RMF onto one energy grid.
 
@@ -69,6 +78,7 @@ def ingest(
     averaged on each bin. Files that cannot be used are skipped with a one-line reason; the
     exit status is non-zero only when nothing could be ingested. A 'split' column marks
     --test-fraction of the spectra 'test' (whole sources, by CSC name, stratified by class).
+    --combine-by sums spectra after the catalogue/labels join (which supplies CSC names).
     """
     check_positive("--emin", emin)
     if not emax > emin:
@@ -88,6 +98,15 @@ def ingest(
         from xlatent.io.csc.join import join_files
 
         result.spectrum_set = join_files(result.spectrum_set, catalog, labels)
+    n_read = result.n_ingested
+    if combine_by is not None:
+        from xlatent.io.ingest import combine_by as combine
+
+        if combine_by not in result.spectrum_set.meta:
+            usage_error("--combine-by", f"the spectra have no meta column {combine_by!r}")
+        n_in = len(result.spectrum_set)
+        result.spectrum_set = combine(result.spectrum_set, combine_by)
+        typer.echo(f"combined {n_in} spectra into {len(result.spectrum_set)} by {combine_by}")
     from xlatent.core.split import split_column
 
     meta = result.spectrum_set.meta
@@ -95,7 +114,7 @@ def ingest(
         meta["split"] = split_column(meta, test_fraction, seed)
     result.spectrum_set.write(out)
     typer.echo(result.spectrum_set.summary())
-    typer.echo(f"ingested {result.n_ingested} spectra, skipped {len(result.skipped)}; wrote {out}")
+    typer.echo(f"ingested {n_read} spectra, skipped {len(result.skipped)}; wrote {out}")
 
 
 def simulate(

@@ -1,4 +1,11 @@
-"""Band counts and count-based hardness ratios in the CSC bands (CSC column names)."""
+"""Band counts and count-based hardness ratios in the CSC bands.
+
+Column names: ``net_counts_s/m/h/b`` (net counts per CSC band) and ``hr_counts_hm``,
+``hr_counts_hs``, ``hr_counts_ms`` (hardness ratios of those *counts*). The CSC's own
+``hard_hm``, ``hard_hs``, ``hard_ms`` are ratios of aperture-corrected *photon fluxes*
+(with ``_lolim``/``_hilim``): another quantity, kept under the CSC names when a catalogue is
+joined, so the two never collide.
+"""
 
 from __future__ import annotations
 
@@ -31,10 +38,19 @@ def hardness_ratio(hard: np.ndarray, soft: np.ndarray) -> np.ndarray:
         return np.where(total > 0, (h - s) / total, np.nan)
 
 
+#: Count hardness ratios computed from spectra (not the CSC's photon-flux ``hard_*``).
+COUNT_HARDNESS_COLUMNS = ("hr_counts_hm", "hr_counts_hs", "hr_counts_ms")
+#: The CSC catalogue's photon-flux hardness ratios (CSC column names).
+CSC_HARDNESS_COLUMNS = ("hard_hm", "hard_hs", "hard_ms")
+
+
 def hardness_columns(net: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """CSC hardness ratios ``hard_hm``, ``hard_hs``, ``hard_ms`` from band net counts."""
+    """Count hardness ratios ``hr_counts_hm``, ``hr_counts_hs``, ``hr_counts_ms``.
+
+    (h-m)/(h+m), (h-s)/(h+s), (m-s)/(m+s) of the band net counts ``net`` (keys s, m, h).
+    """
     return {
-        "hard_hm": hardness_ratio(net["h"], net["m"]),
-        "hard_hs": hardness_ratio(net["h"], net["s"]),
-        "hard_ms": hardness_ratio(net["m"], net["s"]),
+        "hr_counts_hm": hardness_ratio(net["h"], net["m"]),
+        "hr_counts_hs": hardness_ratio(net["h"], net["s"]),
+        "hr_counts_ms": hardness_ratio(net["m"], net["s"]),
     }

@@ -127,7 +127,9 @@ class SpectrumSet:
 
     # ------------------------------------------------------------- derived columns
     def update_band_columns(self) -> SpectrumSet:
-        """(Re)compute CSC band net counts and hardness ratios in ``meta``; returns self."""
+        """(Re)compute ``net_counts_s/m/h/b`` and the count hardness ratios ``hr_counts_hm``,
+        ``hr_counts_hs``, ``hr_counts_ms`` in ``meta`` (not the CSC's photon-flux ``hard_*``,
+        which keep their names when a catalogue is joined); returns self."""
         net = band_sums(self.net_counts, self.grid)
         for code, values in net.items():
             self.meta[f"net_counts_{code}"] = values

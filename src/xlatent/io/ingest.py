@@ -5,6 +5,8 @@ same batch returning an :class:`IngestResult` with every skipped file and its on
 Each file is read by its format's reader from the one table in :mod:`xlatent.io.registry`
 (OGIP PHA with BACKFILE/ANCRFILE/RESPFILE, Multimodal Universe Chandra HDF5, SpectrumSet
 files). A bad file is skipped with a one-line reason; nothing else is lost.
+:func:`combine_by` (from :mod:`xlatent.io.combine`) sums the per-observation spectra of each
+source into one (``xlatent ingest --combine-by name``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
 from xlatent.core.errors import XlatentError
 from xlatent.io import mmu
+from xlatent.io.combine import combine_by
 from xlatent.io.ogip_response import DEFAULT_CACHE, ResponseCache
 from xlatent.io.pha import GridMapper, _short
 from xlatent.io.registry import identify_format, read_part, stack_rows, unique_ids
@@ -266,4 +269,4 @@ def read_spectra(
     return result.spectrum_set
 
 
-__all__ = ["IngestResult", "discover", "ingest_paths", "read_spectra"]
+__all__ = ["IngestResult", "combine_by", "discover", "ingest_paths", "read_spectra"]

@@ -30,13 +30,22 @@ def identify(path: Path, head: bytes) -> bool:
 def read(path: str | Path, grid: EnergyGrid | None = None, **_options: object) -> SpectrumSet:
     """A Multimodal Universe Chandra HDF5 file (one row per source) onto ``grid``.
 
-    The MMU stores Sherpa's background-subtracted, grouped spectrum as ``spectrum_flux``
-    (counts s^-1 keV^-1) on ``spectrum_ene_lo``/``spectrum_ene_hi`` (keV) with
-    ``spectrum_flux_err``, and no exposure or ARF. Counts are flux x width x exposure, with the
-    exposure taken from an ``exposure``/``livetime`` column when there is one, else estimated
-    per source from the Poisson errors (flux / (err^2 x width), the median over bins), which is
-    exact for background-free grouped counts. The spectra are already net, so ``background``
-    is 0, and the effective area is unknown (1 cm^2, flagged by ``effective_area_known``).
+    The MMU Chandra files (``scripts/chandra`` of the MultimodalUniverse project) hold, per
+    detection, Sherpa's background-*subtracted*, grouped data plot as ``spectrum_flux``
+    (counts s^-1 keV^-1, the ARF *not* divided out) on ``spectrum_ene_lo``/``spectrum_ene_hi``
+    (keV) with ``spectrum_flux_err``, and catalogue columns (``name``, ``obsid``, ``obi``,
+    ``hard_hm/hs/ms``, ``flux_aper_b``, ``flux_significance_b``, ``var_prob_b``,
+    ``var_index_b``, ...); no exposure, ARF or background spectrum. What the file has is
+    carried: every 1-D column goes to ``meta`` under its own name (the CSC's photon-flux
+    ``hard_*`` keep their names, beside the count ratios ``hr_counts_*`` computed here), and
+    the exposure is taken from an ``exposure``/``livetime``/``exptime`` column when there is
+    one (``exposure_estimated`` False), else estimated per source from the Poisson errors
+    (flux / (err^2 x width), the median over bins; exact for background-free grouped counts).
+    Counts are flux x width x exposure (negative net bins clipped to 0). What the file lacks
+    is flagged, not invented: ``background`` is 0 with ``background_known`` False (the counts
+    are already net), and the effective area is 1 cm^2 with ``effective_area_known`` False.
+    Training with the Poisson loss refuses such rows (the deviance needs the source-region
+    counts, the background and the area); ``loss="mse"`` works on them.
     """
     path = Path(path)
     grid = grid or EnergyGrid.default()
@@ -98,12 +107,8 @@ def read(path: str | Path, grid: EnergyGrid | None = None, **_options: object) -
             meta[key] = pd.to_numeric(meta[key], errors="coerce").fillna(-1).astype(int)
     meta["source_file"] = str(path)
     meta["effective_area_known"] = False
+    meta["background_known"] = False
     meta["exposure_estimated"] = exposure_col is None
-    # Catalogue hardness ratios keep their CSC values under a catalogue prefix; the set's own
-    # count-based ones are recomputed from the spectra.
-    for hr in ("hard_hm", "hard_hs", "hard_ms"):
-        if hr in meta:
-            meta = meta.rename(columns={hr: f"csc_{hr}"})
     return SpectrumSet(
         grid=grid,
         counts=counts,

@@ -10,7 +10,10 @@ Loss (``loss="poisson"``, default): the Poisson deviance of the observed *source
 counts given ``N * p + B`` with ``B`` the known scaled background, summed over bins and
 averaged over spectra (reported per bin, so ~1 for a good fit). It is correct at 0, 1, 2
 counts per bin, where chi^2 or MSE are not. ``loss="mse"`` compares ``m * p`` with ``m`` times
-the observed normalised net spectrum instead, for comparison.
+the observed normalised net spectrum instead, for comparison. The Poisson loss needs each
+spectrum's effective area and background: a set flagging either unknown
+(``effective_area_known`` / ``background_known`` False, as Multimodal Universe input is) is
+refused with a one-line ``ValueError``; train it with ``loss="mse"``.
 
 Training (:mod:`xlatent.model.training`): AdamW, linear warm-up then cosine decay over
 ``epochs``, a seeded validation split with early stopping on the validation deviance, gradient
@@ -55,7 +58,13 @@ from xlatent.model.options import (
     check_device,
     check_options,
 )
-from xlatent.model.preprocess import N_CHANNELS, N_GLOBAL, log_relative_area, prepare
+from xlatent.model.preprocess import (
+    N_CHANNELS,
+    N_GLOBAL,
+    check_loss_inputs,
+    log_relative_area,
+    prepare,
+)
 from xlatent.model.training import (
     STATE_FILE,
     Callback,
@@ -186,7 +195,9 @@ class SpectralAutoencoder(LatentModel):
         ``checkpoint_dir``: write ``train_state.pt`` there after every epoch and the final
         model at the end. ``resume=True`` continues the run found there (same set, same
         options), or starts afresh when there is none. ``callback(epoch, record)`` is called
-        after each epoch (record: train/val loss, lr, seconds). Only the fitted attributes
+        after each epoch (record: train/val loss, lr, seconds). ``loss="poisson"`` refuses a
+        set with ``effective_area_known`` or ``background_known`` False on any row
+        (:func:`~xlatent.model.preprocess.check_loss_inputs`). Only the fitted attributes
         (``grid_``, ``net_``, ``history_``) change, and only when training succeeds.
         """
         if resume and checkpoint_dir is None:
@@ -194,6 +205,7 @@ class SpectralAutoencoder(LatentModel):
         if callback is not None and not callable(callback):
             raise ValueError("callback must be callable")
         cfg = self.train_cfg
+        check_loss_inputs(spectrum_set, cfg.loss)
         validation_size(len(spectrum_set), cfg.val_fraction)
         dev = resolve_device(self.device)
         if self.num_threads:

@@ -145,3 +145,35 @@ def x_to_shape(x: np.ndarray) -> np.ndarray:
     """Invert the input transform x = log1p(m * y) to an (unnormalised, clipped) shape."""
     m = x.shape[1]
     return np.clip(np.expm1(x), 0.0, None) / m
+
+
+#: Meta flags (False: not known) and what the Poisson loss needs of each spectrum.
+POISSON_NEEDS = {
+    "effective_area_known": "effective area",
+    "background_known": "background",
+}
+
+
+def check_loss_inputs(spectrum_set: SpectrumSet, loss: str) -> None:
+    """Refuse ``loss="poisson"`` on spectra whose effective area or background is unknown.
+
+    The deviance models the observed source-region counts as ``N * p + B``: with no ARF
+    (``effective_area_known`` False) the shape is not a photon shape, and with the background
+    already subtracted (``background_known`` False, Multimodal Universe files) the "counts"
+    are net and ``B`` is unknown. One-line ``ValueError`` naming the column, how many spectra
+    and the first; ``loss="mse"`` is the way to train on such a set.
+    """
+    if loss != "poisson":
+        return
+    meta = spectrum_set.meta
+    for col, what in POISSON_NEEDS.items():
+        if col not in meta:
+            continue
+        known = meta[col].map(lambda v: v is None or v != v or bool(v)).to_numpy(dtype=bool)
+        if not known.all():
+            first = meta["spec_id"].astype(str).to_numpy()[~known][0]
+            raise ValueError(
+                f"loss='poisson' needs the {what} of every spectrum, but {int((~known).sum())} "
+                f"of {len(meta)} have {col} == False (first {first!r}; e.g. Multimodal Universe "
+                "spectra: background-subtracted, no ARF); train with loss='mse'"
+            )

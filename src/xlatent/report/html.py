@@ -149,20 +149,23 @@ def _regression(m: dict[str, Any], figs: str) -> str:
     if not sets:
         return "<p>Not evaluated.</p>" + _skipped_note(m, "regression")
     qs = list(dict.fromkeys(q for s in sets for q in r[s]))
+    info = m.get("regression_info", {})
+    targets = info.get("targets") or {}  # what each quantity is and where it comes from
     rows = []
     for q in qs:
-        row: list[Any] = [q]
+        row: list[Any] = [q, targets.get(q, "")] if targets else [q]
         for s in sets:
             a, b = r[s].get(q), lin.get(s, {}).get(q)
             row.append(f"{_fmt(a)} ({_fmt(b)})" if a is not None else None)
         rows.append(row)
-    info = m.get("regression_info", {})
     out = (
         f"<p>5-fold cross-validated R² from each feature set: {_esc(info.get('nonlinear', ''))}"
         f" (linear ridge in parentheses), on {_fmt(info.get('subsample'))} spectra; rows where "
-        "the quantity is undefined are left out.</p>"
+        "the quantity is undefined are left out. <code>hr_counts_*</code> are count hardness "
+        "ratios of the spectra, <code>catalog_*</code> CSC catalogue columns.</p>"
     )
-    return out + _table(["quantity", *sets], rows) + _skipped_note(m, "regression") + figs
+    head = ["quantity", "source"] if targets else ["quantity"]
+    return out + _table([*head, *sets], rows) + _skipped_note(m, "regression") + figs
 
 
 def _interpretation(m: dict[str, Any], figs: str) -> str:

@@ -49,7 +49,7 @@ def test_query_download_ingest_cli(fake_csc, tmp_path: Path, td_csv: Path) -> No
 
     s = SpectrumSet.read(out)
     assert len(s) == 6 and (s.meta["name"] != "").all() and (s.meta["source_class"] != "").all()
-    assert "csc_hard_hm" in s.meta and "powlaw_nh" in s.meta
+    assert "hard_hm" in s.meta and "hr_counts_hm" in s.meta and "powlaw_nh" in s.meta
 
 
 def test_cli_errors_are_one_line(fake_csc, tmp_path: Path) -> None:

@@ -52,14 +52,17 @@ CATALOG = pd.DataFrame(
 
 def test_join_by_detection_key() -> None:
     s = small_set()
-    own_hm = s.meta["hard_hm"].copy()
+    own_hm = s.meta["hr_counts_hm"].copy()
     out = join_catalog(s, CATALOG)
     m = out.meta
     assert m["name"].tolist() == ["2CXO J000009.3+135618", "2CXO J000230.7+004959", ""]
-    # the spectrum's own hardness ratio stays; the catalogue's comes beside it
-    pd.testing.assert_series_equal(m["hard_hm"], own_hm)
-    assert m["csc_hard_hm"].tolist()[:2] == [0.25, -0.5] and np.isnan(m["csc_hard_hm"][2])
+    # the spectrum's own count ratio stays; the catalogue's photon-flux ratio keeps its name
+    pd.testing.assert_series_equal(m["hr_counts_hm"], own_hm)
+    assert m["hard_hm"].tolist()[:2] == [0.25, -0.5] and np.isnan(m["hard_hm"][2])
+    assert "csc_hard_hm" not in m
     assert m["powlaw_nh"].tolist()[:2] == [0.3, 1.2]  # first row of the ambiguous key wins
+    # CSC powlaw_nh is in 1e20 cm^-2; the converted column is in 1e22 cm^-2
+    np.testing.assert_allclose(m["powlaw_nh_1e22"][:2], [0.003, 0.012])
     # a catalogue NULL does not erase a value meta already had
     assert m["var_prob_b"].tolist()[:2] == [0.1, 0.5] and np.isnan(m["var_prob_b"][2])
     assert m["flux_significance_b"].iloc[2] != m["flux_significance_b"].iloc[2]  # NaN
@@ -123,7 +126,7 @@ def test_query_download_ingest_join(fake_csc, tmp_path: Path, td_csv: Path) -> N
         "name"
     ].tolist()
     assert (m["source_class"] != "").all()  # the fake named them after TD.csv sources
-    assert m["csc_hard_hm"].notna().all() and m["powlaw_nh"].isna().sum() == 1
+    assert m["hard_hm"].notna().all() and m["powlaw_nh"].isna().sum() == 1
     out = joined.write(tmp_path / "set.h5")
     back = SpectrumSet.read(out)
     assert back.meta["name"].tolist() == joined.meta["name"].tolist()
@@ -142,3 +145,13 @@ def test_join_files_labels_only(tmp_path: Path) -> None:
     cat = tmp_path / "cat.csv"
     CATALOG.to_csv(cat, index=False)
     assert join_files(s, catalog=cat).meta["powlaw_nh"].tolist()[:2] == [0.3, 1.2]
+
+
+def test_legacy_count_ratios_under_csc_names_are_renamed_before_a_join() -> None:
+    s = small_set()
+    legacy = s.meta.rename(columns={f"hr_counts_{k}": f"hard_{k}" for k in ("hm", "hs", "ms")})
+    s.meta = legacy
+    counts_hm = legacy["hard_hm"].copy()
+    m = join_catalog(s, CATALOG).meta
+    pd.testing.assert_series_equal(m["hr_counts_hm"], counts_hm, check_names=False)
+    assert m["hard_hm"].tolist()[:2] == [0.25, -0.5]

@@ -2,6 +2,11 @@
 
 Catalogue rows match spectra by the detection key ``(obsid, obi, region_id)``; labels match
 by CSC source name (``2CXO J...``, compared without case and extra spaces).
+
+Catalogue columns keep their CSC names: ``hard_hm``, ``hard_hs``, ``hard_ms`` are the CSC's
+photon-flux hardness ratios, distinct from the count ratios ``hr_counts_*`` computed from the
+spectra. ``powlaw_nh`` stays in the CSC's unit (10^20 cm^-2) and is also written converted as
+``powlaw_nh_1e22`` (10^22 cm^-2, the unit of the simulator's ``truth_nh_1e22``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ KEY = ("obsid", "obi", "region_id")
 _FILL_SAME = ("name", "var_prob_b", "var_index_b")
 #: Catalogue columns whose meta namesake is computed from the spectra: kept as ``csc_<col>``.
 _PREFIX = "csc_"
+#: The CSC's unit of ``powlaw_nh`` (master source table), in cm^-2.
+CSC_NH_UNIT_CM2 = 1e20
+#: A set written before the count ratios were renamed stored them under the CSC names.
+_LEGACY_COUNT_RATIOS = {"hard_hm": "hr_counts_hm", "hard_hs": "hr_counts_hs",
+                        "hard_ms": "hr_counts_ms"}  # fmt: skip
 
 
 def normalize_name(name: Any) -> str:
@@ -63,15 +73,23 @@ def join_catalog(
       number of such keys is recorded in the provenance.
     * ``name``, ``var_prob_b`` and ``var_index_b`` fill the meta columns of the same name
       where the catalogue has a value. Other catalogue columns are added under their own
-      name, or as ``csc_<col>`` where meta already has that column (e.g. ``csc_hard_hm``
-      beside the hardness ratio computed from the spectrum). Unmatched spectra get NaN/"".
+      (CSC) name, e.g. ``hard_hm`` beside the count ratio ``hr_counts_hm`` computed from the
+      spectrum, or as ``csc_<col>`` where meta already has that column. Unmatched spectra
+      get NaN/"". A set whose meta still has count ratios under ``hard_*`` (written before
+      the rename: no ``hr_counts_*``) has them renamed to ``hr_counts_*`` first.
+    * ``powlaw_nh`` (CSC unit 10^20 cm^-2) is also written as ``powlaw_nh_1e22``.
     * ``labels`` (``name``, ``source_class``; see :func:`read_labels`) set ``source_class``
       by CSC name; spectra without a matching label keep theirs.
 
     Arrays are shared with the input set, ``meta`` is a new table.
     """
     catalog = _catalog_frame(catalog_table)
+    if "powlaw_nh" in catalog and "powlaw_nh_1e22" not in catalog:
+        nh = pd.to_numeric(catalog["powlaw_nh"], errors="coerce")
+        catalog["powlaw_nh_1e22"] = nh * (CSC_NH_UNIT_CM2 / 1e22)
     meta = spectrum_set.meta.copy()
+    if not any(c in meta for c in _LEGACY_COUNT_RATIOS.values()):
+        meta = meta.rename(columns=_LEGACY_COUNT_RATIOS)
     n_ambiguous = int(catalog.duplicated(list(KEY)).sum())
     catalog = catalog.drop_duplicates(list(KEY), keep="first")
     keys = meta[list(KEY)].apply(pd.to_numeric, errors="coerce").fillna(-1).astype(np.int64)
