@@ -1,4 +1,5 @@
-"""Fixtures: a fake CSC service (TAP + retrieval) on 127.0.0.1, fed by the real spectra."""
+"""Fixtures: the CSC stand-in (TAP + retrieval, tests/io/csc/fake_csc.py) on 127.0.0.1, serving
+a mock archive built from the real spectra (tests/io/csc/mock_archive.py)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,24 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .fake_csc import FakeCSC, FakeDetection, build_detections
+from .fake_csc import FakeCSC
+from .mock_archive import MockArchive, build_mock_archive, standard_catalog
 
 
 @pytest.fixture(scope="session")
-def fake_detections(real_spectra_dir: Path, td_csv: Path) -> list[FakeDetection]:
-    names = pd.read_csv(td_csv, usecols=["CSCv2_name"], nrows=6)["CSCv2_name"].tolist()
-    return build_detections(real_spectra_dir, names)
+def mock_archive(real_spectra_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> MockArchive:
+    return build_mock_archive(real_spectra_dir, tmp_path_factory.mktemp("mock_archive"))
+
+
+@pytest.fixture(scope="session")
+def catalog_names(td_csv: Path) -> list[str]:
+    return pd.read_csv(td_csv, usecols=["CSCv2_name"], nrows=6)["CSCv2_name"].tolist()
 
 
 @pytest.fixture
-def fake_csc(fake_detections: list[FakeDetection]) -> Iterator[FakeCSC]:
-    server = FakeCSC(fake_detections, slow_s=1.0).start()
+def fake_csc(mock_archive: MockArchive, catalog_names: list[str]) -> Iterator[FakeCSC]:
+    rows = standard_catalog(mock_archive.keys, catalog_names)
+    server = FakeCSC(mock_archive, rows, slow_s=1.0).start()
     try:
         yield server
     finally:

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from xlatent.io.csc.download import REPORT_NAME, download_spectra, retrieve_url
-from xlatent.io.csc.products import Detection, complete_files, parse_product_name
+from xlatent.io.csc.products import (
+    Detection,
+    complete_files,
+    parse_product,
+    parse_product_name,
+)
 from xlatent.io.csc.verify import CorruptFileError, verify_fits
 
 FAST = {"retries": 3, "backoff_s": 0.01, "timeout_s": 0.4, "progress": False}
@@ -32,18 +37,25 @@ def test_names_and_packageset() -> None:
     assert parse_product_name("9774.pi") is None
     assert parse_product_name("acisf01575_001N001_r0085_regevt3.fits") is None
     assert Detection(1575, 1, 85).packageset() == [
-        "1575.1.85/arf/",
-        "1575.1.85/rmf/",
-        "1575.1.85/spectrum/",
+        "1575.1.85/arf/b",
+        "1575.1.85/rmf/b",
+        "1575.1.85/spectrum/b",
     ]
-    assert Detection(1575, 1, 85).packageset("b")[0] == "1575.1.85/arf/b"
+    # interleaved mode: the cycle in the name; versions may differ within a detection
+    e2 = parse_product("acisf04396_000N022_e2_r0012_pha3.fits")
+    assert e2 == (Detection(4396, 0, 12), "pha3", 22, "e2", "acis")
+    assert parse_product_name("acisf04396_000N021_e1_r0012_arf3.fits.gz") == (
+        Detection(4396, 0, 12),
+        "arf3",
+    )
+    assert parse_product("acisf04396_000N021_e3_r0012_arf3.fits") is None
 
 
 def test_retrieve_url_option_env_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert retrieve_url("http://127.0.0.1:1/x") == "http://127.0.0.1:1/x"
     assert retrieve_url() == "http://127.0.0.1:9/unset"  # the env var the conftest sets
     monkeypatch.delenv("XLATENT_CSC_RETRIEVE_URL")
-    assert retrieve_url().startswith("https://cda.cfa.harvard.edu/csccli/")
+    assert retrieve_url() == "https://cda.cfa.harvard.edu/csccli/retrieve"
 
 
 def test_download_all_in_batches_then_resume(fake_csc, tmp_path: Path) -> None:
@@ -53,7 +65,9 @@ def test_download_all_in_batches_then_resume(fake_csc, tmp_path: Path) -> None:
     )
     assert sorted(report.downloaded) == sorted(dets) and not report.failed
     assert len(fake_csc.retrieve_log) == 3  # 6 detections in batches of 2
-    assert all(len(r["entries"]) == 6 and r["version"] == "rel2.1" for r in fake_csc.retrieve_log)
+    for r in fake_csc.retrieve_log:  # GET, version, six ','-separated entries with the band
+        assert r["method"] == "GET" and r["version"] == "rel2.1" and len(r["entries"]) == 6
+        assert all(e.endswith(("/spectrum/b", "/arf/b", "/rmf/b")) for e in r["entries"])
     for det in dets:
         files = complete_files(tmp_path, det)
         assert files is not None
@@ -64,8 +78,14 @@ def test_download_all_in_batches_then_resume(fake_csc, tmp_path: Path) -> None:
     saved = json.loads((tmp_path / REPORT_NAME).read_text())
     assert saved["n_downloaded"] == 6 and saved["n_failed"] == 0
     # the real files arrive byte for byte (the .gz one stays compressed)
-    real = fake_csc.by_key[(1575, 1, 85)].files["rmf3"]
-    assert (tmp_path / real[0]).read_bytes() == real[1]
+    name, path = fake_csc.by_key[(1575, 1, 85)].files["rmf3"]
+    assert (tmp_path / name).read_bytes() == path.read_bytes()
+    # mixed processing versions in one detection: all three kept
+    assert {p.name for p in complete_files(tmp_path, Detection(1878, 0, 101)).values()} == {
+        "acisf01878_000N022_r0101_pha3.fits",
+        "acisf01878_000N021_r0101_arf3.fits",
+        "acisf01878_000N021_r0101_rmf3.fits",
+    }
 
     before = snapshot(tmp_path)
     again = download_spectra(dets, tmp_path, url=fake_csc.retrieve_url, batch_size=2, **FAST)
@@ -166,3 +186,74 @@ def test_verify_fits_detects_damage(real_spectra_dir: Path, tmp_path: Path) -> N
         path.write_bytes(content)
         with pytest.raises(CorruptFileError):
             verify_fits(path)
+
+
+# --------------------------------------------------------------- the stand-in is strict
+def test_stand_in_refuses_the_old_protocol(fake_csc) -> None:
+    """POST, '+'-joined entries, entries without a band, retrievePackage: all refused."""
+    import requests
+
+    entries = Detection(308, 0, 44).packageset()
+    ok = {"version": "rel2.1", "packageset": ",".join(entries)}
+    good = requests.get(fake_csc.retrieve_url, params=ok, timeout=10)
+    assert good.status_code == 200 and good.headers["Content-Type"] == "application/x-tar"
+    assert requests.post(fake_csc.retrieve_url, data=ok, timeout=10).status_code == 405
+    old = f"{fake_csc.base_url}/csccli/retrievePackage"
+    assert requests.get(old, params=ok, timeout=10).status_code == 404
+    for params in (
+        {**ok, "packageset": "+".join(entries)},  # sent as %2B: one malformed entry
+        {**ok, "packageset": ",".join(Detection(308, 0, 44).packageset(""))},  # no band
+        {"packageset": ok["packageset"]},  # no version
+        {**ok, "version": "2.1"},
+        {"version": "rel2.1"},
+    ):
+        answer = requests.get(fake_csc.retrieve_url, params=params, timeout=10)
+        assert answer.status_code == 400 and answer.text.startswith("Error: "), params
+
+
+def test_stand_in_answer_is_one_folder_deep_with_csc_names(fake_csc) -> None:
+    import io
+    import tarfile
+
+    import requests
+
+    entries = Detection(1878, 0, 101).packageset() + ["9999.0.1/spectrum/b"]
+    params = {"version": "cur", "packageset": ",".join(entries)}
+    answer = requests.get(fake_csc.retrieve_url, params=params, timeout=10)
+    with tarfile.open(fileobj=io.BytesIO(answer.content)) as tar:
+        names = sorted(tar.getnames())
+    assert names == [  # the unknown detection adds nothing
+        "1878/acisf01878_000N021_r0101_arf3.fits",
+        "1878/acisf01878_000N021_r0101_rmf3.fits",
+        "1878/acisf01878_000N022_r0101_pha3.fits",
+    ]
+
+
+def test_interleaved_and_mixed_versions_download_and_ingest_like_the_originals(
+    real_spectra_dir: Path, tmp_path: Path, catalog_names: list[str]
+) -> None:
+    """Through the stand-in speaking only the real protocol, every detection of an archive
+    with cycles (_e1, _e2) and mixed versions arrives and ingests as the originals do."""
+    from xlatent.io.ingest import ingest_paths
+
+    from .fake_csc import FakeCSC
+    from .mock_archive import build_mock_archive, synthetic_catalog
+
+    archive = build_mock_archive(real_spectra_dir, tmp_path / "archive", interleaved=True)
+    assert len(archive.keys) == 8
+    server = FakeCSC(archive, synthetic_catalog(archive.keys)).start()
+    try:
+        dets = [Detection(*k) for k in archive.keys]
+        report = download_spectra(dets, tmp_path / "got", url=server.retrieve_url, **FAST)
+    finally:
+        server.stop()
+    assert sorted(report.downloaded) == sorted(dets) and not report.failed
+    got = {p.name for p in (tmp_path / "got").iterdir() if p.name != REPORT_NAME}
+    originals = {n for d in archive.by_key.values() for n, _ in d.all_files}
+    assert got == originals
+    assert "acisf01575_001N001_e2_r0087_pha3.fits" in got
+    assert "acisf01878_000N021_e1_r0102_rmf3.fits" in got
+    mine = ingest_paths(tmp_path / "got", progress=False)
+    theirs = ingest_paths(tmp_path / "archive", progress=False)
+    assert mine.n_ingested == theirs.n_ingested == 8
+    assert len(mine.skipped) == len(theirs.skipped) == 0

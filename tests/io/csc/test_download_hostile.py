@@ -339,7 +339,7 @@ def test_https_drip_is_cut_at_the_deadline(
     report = download_spectra(
         [Detection(1, 0, 1)],
         tmp_path / "out",
-        url=f"https://127.0.0.1:{port}/csccli/retrievePackage",
+        url=f"https://127.0.0.1:{port}/csccli/retrieve",
         **{**FAST, "timeout_s": 1.0},
     )
     assert time.monotonic() - t0 < 2.5

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from xlatent.io.csc.products import PRODUCTS, Detection, parse_product_name
+from xlatent.io.csc.products import PRODUCTS, Detection, parse_product, parse_product_name
 from xlatent.io.csc.query import TransientError, _reason
 from xlatent.io.csc.verify import CorruptFileError, verify_fits
 
@@ -184,9 +184,14 @@ def install(
     max_member_bytes: int,
     check: Callable[[], None],
 ) -> BatchResult:
-    """Verify each member; install a detection's files only when all three are good."""
+    """Verify each member; install a detection's files only when all three are good.
+
+    Products are grouped by cycle (``""``, or ``e1``/``e2`` for interleaved mode); a cycle is
+    complete with one PHA, ARF and RMF, whatever their processing versions (of two versions
+    of one product, the higher is kept). Every complete cycle of a detection is installed.
+    """
     wanted = set(batch)
-    staged: dict[Detection, dict[str, Path]] = {}
+    staged: dict[Detection, dict[tuple[str, str], tuple[int, Path]]] = {}
     result = BatchResult()
     failed = result.failed
     targets: dict[Path, Path] = {}
@@ -196,8 +201,9 @@ def install(
                 check()
                 if member.isdir():  # never created; harmless whatever its name
                     continue
-                parsed = parse_product_name(PurePosixPath(member.name).name)
-                det = parsed[0] if parsed is not None and parsed[0] in wanted else None
+                parsed = parse_product(PurePosixPath(member.name).name)
+                det = parsed.detection if parsed is not None else None
+                det = det if det in wanted else None
                 problem = member_problem(member, max_member_bytes)
                 if problem is None and det is None:
                     problem = "not a requested detection"
@@ -210,7 +216,6 @@ def install(
                 assert det is not None and parsed is not None
                 if det in failed:
                     continue
-                product = parsed[1]
                 name = PurePosixPath(member.name).name
                 fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=directory)
                 tmp_path = Path(tmp)
@@ -225,39 +230,52 @@ def install(
                     failed[det] = f"{name}: {exc}"
                     tmp_path.unlink()
                     continue
-                old = staged.setdefault(det, {}).get(product)
-                if old is not None:  # two versions in one archive: keep the later name
-                    if targets[old].name > name:
+                slot = (parsed.cycle, parsed.product)
+                old = staged.setdefault(det, {}).get(slot)
+                if old is not None:  # two versions in one archive: keep the higher one
+                    if (old[0], targets[old[1]].name) > (parsed.version, name):
                         tmp_path.unlink()
                         continue
-                    old.unlink()
+                    old[1].unlink()
                 os.chmod(tmp_path, _FILE_MODE)
-                staged[det][product] = tmp_path
+                staged[det][slot] = (parsed.version, tmp_path)
         for det in batch:
             check()
-            if det in failed:
-                continue
-            files = staged.get(det, {})
-            missing = [PRODUCTS[p] for p in PRODUCTS if p not in files]
-            if missing:
-                failed[det] = f"not in the archive: {', '.join(missing)}"
-                continue
-            blocked = [targets[files[p]].name for p in PRODUCTS if _is_dir(targets[files[p]])]
-            if blocked:
-                failed[det] = f"a directory is in the way: {', '.join(blocked)}"
-                continue
-            try:
-                for product in PRODUCTS:  # ARF, RMF, then the PHA that names them
-                    os.replace(files[product], targets[files[product]])
-            except OSError as exc:
-                failed[det] = f"cannot install {targets[files[product]].name}: {_reason(exc)}"
-                continue
-            result.done.append(det)
+            if det not in failed:
+                _install_detection(det, staged.get(det, {}), targets, result)
         return result
     finally:
         for tmp_path in targets:
             with contextlib.suppress(OSError):
                 tmp_path.unlink()
+
+
+def _install_detection(
+    det: Detection,
+    staged: dict[tuple[str, str], tuple[int, Path]],
+    targets: dict[Path, Path],
+    result: BatchResult,
+) -> None:
+    """Install every complete cycle of ``det`` (ARF, RMF, then the PHA that names them)."""
+    cycles = sorted({cycle for cycle, _ in staged})
+    complete = [c for c in cycles if all((c, p) in staged for p in PRODUCTS)]
+    if not complete:
+        have = {p for _, p in staged}
+        missing = [PRODUCTS[p] for p in PRODUCTS if p not in have] or ["a complete set"]
+        result.failed[det] = f"not in the archive: {', '.join(missing)}"
+        return
+    files = [staged[(c, p)][1] for c in complete for p in PRODUCTS]
+    blocked = [targets[f].name for f in files if _is_dir(targets[f])]
+    if blocked:
+        result.failed[det] = f"a directory is in the way: {', '.join(blocked)}"
+        return
+    for f in files:
+        try:
+            os.replace(f, targets[f])
+        except OSError as exc:
+            result.failed[det] = f"cannot install {targets[f].name}: {_reason(exc)}"
+            return
+    result.done.append(det)
 
 
 def _is_dir(path: Path) -> bool:

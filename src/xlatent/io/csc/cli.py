@@ -18,6 +18,7 @@ from xlatent.clitools import (
     check_output_file,
     check_positive,
     fail,
+    usage_error,
 )
 from xlatent.io.csc.products import DEFAULT_MAX_ARCHIVE_BYTES, DEFAULT_MAX_MEMBER_BYTES
 
@@ -72,13 +73,26 @@ def query(
         typer.Option(
             "--url",
             envvar=_TAP_ENV,
-            help="TAP service base URL (queries go to URL/sync). "
-            "Default https://cda.cfa.harvard.edu/csc21tap.",
+            help="TAP service base URL (queries go to URL/sync). Default "
+            "https://cda.cfa.harvard.edu/csc21tap (csc2tap with --schema csc2).",
         ),
     ] = None,
     schema: Annotated[
-        str, typer.Option("--schema", help="ADQL schema: csc21 (CSC 2.1) or csc2 (CSC 2.0).")
+        str,
+        typer.Option(
+            "--schema",
+            help="Release: csc21 (CSC 2.1) or csc2 (CSC 2.0: its own service and column names; "
+            "the counts cut is on cnts_aper_b there).",
+        ),
     ] = "csc21",
+    include_ambiguous: Annotated[
+        bool,
+        typer.Option(
+            "--include-ambiguous",
+            help="Also ambiguous source-detection matches (match_type 'a': one row per "
+            "candidate master source). Default: unique matches only (match_type 'u').",
+        ),
+    ] = False,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the service to answer.")
     ] = 300.0,
@@ -98,21 +112,27 @@ def query(
 ) -> None:
     """Query CSC 2.1 for per-observation ACIS detections and write them as a catalogue.
 
-    One row per detection (obsid, obi, region_id) with its master source name, ra/dec (deg),
-    counts, significance, flux (erg cm^-2 s^-1), theta (arcmin), hardness ratios,
-    variability and the absorbed power-law fit (powlaw_gamma, powlaw_nh in 1e22 cm^-2).
+    One row per detection (obsid, obi, region_id) with its master source name, match_type,
+    ra/dec, counts, significance, flux, theta (arcmin), hardness ratios, variability and the
+    absorbed power-law fit (powlaw_gamma, powlaw_nh). Units are those the service declares
+    in its answer; a FITS catalogue keeps them (TUNITn). A result the service truncated at its
+    row limit is an error: narrow the query.
     """
     check_positive("--max-theta", max_theta)
     check_positive("--timeout", timeout)
     from xlatent.io.csc.query import QueryCriteria, build_adql, query_csc, tap_url, write_catalog
 
-    criteria = QueryCriteria(min_counts, min_significance, max_theta, top=top)
+    if schema not in ("csc21", "csc2"):
+        usage_error("--schema", f"use csc21 or csc2, not {schema!r}")
+    criteria = QueryCriteria(
+        min_counts, min_significance, max_theta, top=top, unique_only=not include_ambiguous
+    )
     adql = build_adql(criteria, schema=schema)
     if show_adql:
         typer.echo(adql)
         return
     check_output_file("--out", out)
-    typer.echo(f"querying {tap_url(url)} ...", err=True)
+    typer.echo(f"querying {tap_url(url, schema)} ...", err=True)
     frame = query_csc(
         criteria, url=url, schema=schema, timeout_s=timeout, retries=retries, backoff_s=backoff
     )
@@ -135,8 +155,8 @@ def download(
         typer.Option(
             "--url",
             envvar=_RETRIEVE_ENV,
-            help="CSC package retrieval URL. "
-            "Default https://cda.cfa.harvard.edu/csccli/retrievePackage.",
+            help="CSC batch retrieval URL (GET version, packageset). "
+            "Default https://cda.cfa.harvard.edu/csccli/retrieve.",
         ),
     ] = None,
     batch_size: Annotated[
@@ -185,7 +205,11 @@ def download(
         ),
     ] = DEFAULT_MAX_MEMBER_BYTES // _MIB,
     version: Annotated[
-        str, typer.Option("--release", help="Catalogue release as the archive names it.")
+        str,
+        typer.Option(
+            "--release",
+            help="Catalogue release as the retrieval interface names it (rel2.1, rel2.0, cur).",
+        ),
     ] = "rel2.1",
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")

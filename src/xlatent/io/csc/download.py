@@ -1,8 +1,12 @@
 """Download per-detection CSC spectra (PHA, ARF, RMF) through the CSC retrieval interface.
 
-Detections are requested in batches (one HTTP request per batch, ``packageset`` entries
-``OBSID.OBI.REGION/<filetype>/<band>``) and each answer is a tar archive holding the CSC
-per-detection files, named as the archive names them (``acisf01575_001N001_r0085_pha3.fits.gz``).
+Detections are requested in batches, one HTTP GET per batch of the CSC batch retrieval
+interface (``https://cda.cfa.harvard.edu/csccli/retrieve?version=rel2.1&packageset=...``),
+``packageset`` holding ``,``-separated entries ``OBSID.OBI.REGION/<filetype>/<band>``
+(``1575.1.85/spectrum/b,1575.1.85/arf/b,1575.1.85/rmf/b``). Each answer is a tar archive
+holding the CSC per-detection files (in a folder), named as the archive names them
+(``acisf01575_001N001_r0085_pha3.fits.gz``; ``..._e2_r0012_...`` in interleaved mode, see
+:mod:`~xlatent.io.csc.products`). The protocol and its sources: ``docs/csc_access.md``.
 
 Robustness:
 
@@ -49,6 +53,7 @@ import pandas as pd
 from xlatent.core.atomic import atomic_write_text
 from xlatent.io.csc.archive import TEMP_PREFIX, TEMP_SUFFIX, BatchResult, check_archive, install
 from xlatent.io.csc.products import (
+    DEFAULT_BAND,
     DEFAULT_MAX_ARCHIVE_BYTES,
     DEFAULT_MAX_MEMBER_BYTES,
     Detection,
@@ -56,10 +61,10 @@ from xlatent.io.csc.products import (
     detections_from_catalog,
 )
 from xlatent.io.csc.query import _reason, is_transient
-from xlatent.io.csc.transfer import Interrupted, Run, post_to_file
+from xlatent.io.csc.transfer import Interrupted, Run, get_to_file
 
-#: The CSC command-line retrieval interface for packages of files (answers with a tar file).
-DEFAULT_RETRIEVE_URL = "https://cda.cfa.harvard.edu/csccli/retrievePackage"
+#: The CSC batch retrieval interface (GET ``version`` + ``packageset``; answers a tar file).
+DEFAULT_RETRIEVE_URL = "https://cda.cfa.harvard.edu/csccli/retrieve"
 RETRIEVE_URL_ENV = "XLATENT_CSC_RETRIEVE_URL"
 #: Catalogue release as the retrieval interface names it.
 DEFAULT_VERSION = "rel2.1"
@@ -165,7 +170,7 @@ def download_spectra(
     backoff_s: float = 2.0,
     timeout_s: float = 300.0,
     version: str = DEFAULT_VERSION,
-    band: str = "",
+    band: str = DEFAULT_BAND,
     progress: bool = True,
     max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
     max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
@@ -335,16 +340,16 @@ def _with_retries(func: Callable[[], T], opts: _Options, on_retry: Any) -> T:
 
 
 def _request_archive(batch: list[Detection], opts: _Options) -> Path:
-    """POST one batch request; stream the answer to a temp file; check it is a whole tar."""
-    data = {
+    """GET one batch; stream the answer to a temp file; check it is a whole tar."""
+    params = {
         "version": opts.version,
-        "packageset": "+".join(e for d in batch for e in d.packageset(opts.band)),
+        "packageset": ",".join(e for d in batch for e in d.packageset(opts.band)),
     }
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=opts.directory)
     path = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as fh:
-            post_to_file(opts.url, data, fh, opts.run, opts.timeout_s, opts.max_archive_bytes)
+            get_to_file(opts.url, params, fh, opts.run, opts.timeout_s, opts.max_archive_bytes)
         check_archive(
             path, len(batch), opts.max_archive_bytes, opts.max_member_bytes, opts.run.check
         )

@@ -1,9 +1,15 @@
 """CSC per-detection products: file names, detections, and which are present in a directory.
 
 A detection is one source in one observation, ``(obsid, obi, region_id)``; its products are
-the spectrum (PHA), ARF and RMF, named as the archive names them
-(``acisf01575_001N001_r0085_pha3.fits.gz``). Also the size caps of the download: this module
-imports only the standard library, so the command line can show them as defaults cheaply.
+the spectrum (PHA), ARF and RMF, named as the archive names them::
+
+    acisf01575_001N001_r0085_pha3.fits.gz        (instrument, obsid, obi, version, region)
+    acisf04396_000N022_e2_r0012_pha3.fits        (interleaved mode: cycle e1 or e2)
+
+The processing version (``N022``) may differ between the products of one detection (a PHA
+``N022`` with its ARF and RMF ``N021``): a detection is complete with one file of each
+product, whatever their versions. Also the size caps of the download: this module imports
+only the standard library, so the command line can show them as defaults cheaply.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,8 +32,13 @@ DEFAULT_MAX_MEMBER_BYTES = 256 * 1024**2
 #: CSC file-name product code -> retrieval ``filetype``. The PHA comes last on purpose.
 PRODUCTS: dict[str, str] = {"arf3": "arf", "rmf3": "rmf", "pha3": "spectrum"}
 
+#: Band of the per-detection spectral products in a retrieval ``packageset`` entry
+#: (``OBSID.OBI.REGION/spectrum/b``: ACIS broad band, as the Multimodal Universe script asks).
+DEFAULT_BAND = "b"
+
 _CSC_FILE = re.compile(
-    r"^(?:acis|hrc)f(\d{5})_(\d{3})N(\d{3})_r(\d{4})_(pha3|arf3|rmf3)\.fits(?:\.gz)?$",
+    r"^(acis|hrc)f(\d{5})_(\d{3})N(\d{3})(?:_(e[12]))?_r(\d{4})_(pha3|arf3|rmf3)"
+    r"\.fits(?:\.gz)?$",
     re.IGNORECASE,
 )
 
@@ -43,22 +54,41 @@ class Detection:
     def __str__(self) -> str:
         return f"{self.obsid}.{self.obi}.{self.region_id}"
 
-    def packageset(self, band: str = "") -> list[str]:
-        """The retrieval ``packageset`` entries for the PHA, ARF and RMF of this detection."""
+    def packageset(self, band: str = DEFAULT_BAND) -> list[str]:
+        """The retrieval ``packageset`` entries for the PHA, ARF and RMF of this detection:
+        ``OBSID.OBI.REGION/<filetype>/<band>`` (joined with ``,`` into one request)."""
         return [f"{self}/{filetype}/{band}" for filetype in PRODUCTS.values()]
 
     def glob(self, product: str) -> str:
-        """File-name pattern of one product (any instrument prefix, processing version)."""
+        """File-name pattern of one product (any instrument, processing version, cycle)."""
         return f"*f{self.obsid:05d}_{self.obi:03d}N*_r{self.region_id:04d}_{product}.fits*"
+
+
+class ProductName(NamedTuple):
+    """What a CSC per-detection file name says: detection, product code (``pha3``, ``arf3``,
+    ``rmf3``), processing version (``N022`` -> 22), cycle (``""``, ``"e1"`` or ``"e2"``)."""
+
+    detection: Detection
+    product: str
+    version: int
+    cycle: str
+    instrument: str
+
+
+def parse_product(name: str) -> ProductName | None:
+    """The parts of a CSC per-detection product file name, else None."""
+    m = _CSC_FILE.match(Path(name).name)
+    if not m:
+        return None
+    det = Detection(int(m.group(2)), int(m.group(3)), int(m.group(6)))
+    cycle = (m.group(5) or "").lower()
+    return ProductName(det, m.group(7).lower(), int(m.group(4)), cycle, m.group(1).lower())
 
 
 def parse_product_name(name: str) -> tuple[Detection, str] | None:
     """(detection, product code) from a CSC per-detection file name, else None."""
-    m = _CSC_FILE.match(Path(name).name)
-    if not m:
-        return None
-    det = Detection(int(m.group(1)), int(m.group(2)), int(m.group(4)))
-    return det, m.group(5).lower()
+    parsed = parse_product(name)
+    return None if parsed is None else (parsed.detection, parsed.product)
 
 
 def detections_from_catalog(catalog: pd.DataFrame) -> list[Detection]:
@@ -116,12 +146,15 @@ def complete_in(directory: Path, wanted: set[Detection]) -> set[Detection]:
 
 
 __all__ = [
+    "DEFAULT_BAND",
     "DEFAULT_MAX_ARCHIVE_BYTES",
     "DEFAULT_MAX_MEMBER_BYTES",
     "PRODUCTS",
     "Detection",
+    "ProductName",
     "complete_files",
     "complete_in",
     "detections_from_catalog",
+    "parse_product",
     "parse_product_name",
 ]

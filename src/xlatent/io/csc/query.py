@@ -1,34 +1,51 @@
 """Query the Chandra Source Catalog (CSC 2.x) TAP service for per-detection properties.
 
-One row per (master source, ACIS observation detection): master-source identity and
-position joined to the per-observation detection (``observation_source``) through the stack
-associations, exactly as CIAO's ``search_csc`` joins them::
+One row per (master source, ACIS observation detection) whose association is unique
+(``a.match_type = 'u'``): master-source identity and position joined to the per-observation
+detection (``observation_source``) through the stack tables, with comma joins and every
+condition in ``WHERE``, as CIAO's ``csccli.py`` (``ciao_contrib/cda``) and the Multimodal
+Universe script (``scripts/chandra/download_script.py``) write it::
 
-    master_source m -- master_stack_assoc a      (m.name = a.name)
-    a -- stack_observation_assoc b               (detect_stack_id, region_id)
-    b -- observation_source o                    (obsid, obi, region_id)
+    master_source m, master_stack_assoc a, stack_source s, stack_observation_assoc b,
+    observation_source o
+    WHERE m.name = a.name AND s.(detect_stack_id, region_id) = a.(...) = b.(...)
+      AND o.(obsid, obi, region_id) = b.(...)
+
+An answer the service truncated at its row limit (``QUERY_STATUS`` ``OVERFLOW``) raises
+:class:`CSCOverflowError`; an error answer (a VOTable with ``QUERY_STATUS`` ``ERROR``, HTTP
+200 or 400) is reported in one line and never retried. Units come from the answer's own
+VOTable ``FIELD`` metadata (``frame.attrs["units"]``, kept as FITS ``TUNIT``).
 """
 
 from __future__ import annotations
 
-import http.client
 import os
-import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import requests
-import urllib3
 
 from xlatent.core.atomic import atomic_path
 from xlatent.core.errors import InputError, XlatentError
+from xlatent.io.csc.retry import (  # re-exported: the retry rules of every CSC request
+    TRANSIENT_STATUS,
+    TransientError,
+    _reason,
+    is_transient,
+    with_retries,
+)
 
-#: The CSC 2.1 TAP service (synchronous queries go to ``<url>/sync``).
-DEFAULT_TAP_URL = "https://cda.cfa.harvard.edu/csc21tap"
+#: The TAP service of each catalogue release, by ADQL schema (queries go to ``<url>/sync``).
+TAP_URLS = {
+    "csc21": "https://cda.cfa.harvard.edu/csc21tap",
+    "csc2": "https://cda.cfa.harvard.edu/csc2tap",
+}
+DEFAULT_TAP_URL = TAP_URLS["csc21"]
 TAP_URL_ENV = "XLATENT_CSC_TAP_URL"
 #: ADQL schema of the catalogue release (``csc21`` for CSC 2.1, ``csc2`` for CSC 2.0).
 DEFAULT_SCHEMA = "csc21"
@@ -39,6 +56,7 @@ DEFAULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("m.name", "name"),
     ("m.ra", "ra"),
     ("m.dec", "dec"),
+    ("a.match_type", "match_type"),
     ("o.obsid", "obsid"),
     ("o.obi", "obi"),
     ("o.region_id", "region_id"),
@@ -56,10 +74,25 @@ DEFAULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("m.powlaw_gamma", "powlaw_gamma"),
     ("m.powlaw_nh", "powlaw_nh"),
 )
+#: CSC 2.0 (``csc2``): only the columns CIAO's csccli.py lists for release 2.0. It lists no
+#: ``src_cnts_aper_b`` (net counts) nor ``hard_hs``/``powlaw_*``: the counts cut is on
+#: ``cnts_aper_b`` (aperture counts) there. See docs/csc_access.md.
+CSC2_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    c
+    for c in DEFAULT_COLUMNS
+    if c[1] not in ("src_cnts_aper_b", "hard_hs", "powlaw_gamma", "powlaw_nh")
+) + (("o.cnts_aper_b", "cnts_aper_b"),)
+COLUMNS = {"csc21": DEFAULT_COLUMNS, "csc2": CSC2_COLUMNS}
+#: Column of ``o`` that ``min_counts`` applies to, by schema.
+COUNTS_COLUMN = {"csc21": "src_cnts_aper_b", "csc2": "cnts_aper_b"}
 
 
 class CSCServiceError(XlatentError):
     """A CSC web service could not be used (after retries); the message names the URL."""
+
+
+class CSCOverflowError(CSCServiceError):
+    """The service truncated the answer at its row limit (``QUERY_STATUS`` ``OVERFLOW``)."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +101,9 @@ class QueryCriteria:
 
     ``min_counts``: aperture-corrected net source counts (0.5-7 keV, ``src_cnts_aper_b``);
     ``min_significance``: broad-band flux significance (``flux_significance_b``);
-    ``max_theta_arcmin``: off-axis angle (``theta``, arcmin); ``top``: at most this many rows.
+    ``max_theta_arcmin``: off-axis angle (``theta``, arcmin); ``top``: at most this many rows;
+    ``unique_only``: only unique source-detection matches (``match_type = 'u'``; ambiguous
+    ones, ``'a'``, give one row per candidate master source).
     """
 
     min_counts: float = 40.0
@@ -76,16 +111,18 @@ class QueryCriteria:
     max_theta_arcmin: float = 10.0
     instrument: str = "ACIS"
     top: int | None = None
+    unique_only: bool = True
 
 
 def build_adql(
     criteria: QueryCriteria | None = None,
     schema: str = DEFAULT_SCHEMA,
-    columns: Sequence[tuple[str, str]] = DEFAULT_COLUMNS,
+    columns: Sequence[tuple[str, str]] | None = None,
 ) -> str:
     """The ADQL query for ``criteria`` (pure; no network).
 
-    ``schema`` prefixes every table (``csc21.master_source``); pass ``""`` for none.
+    ``schema`` prefixes every table (``csc21.master_source``) and picks the release's column
+    names (``csc21`` or ``csc2``); pass ``""`` for no prefix (CSC 2.1 names).
     """
     c = criteria or QueryCriteria()
     for value, label in (
@@ -99,86 +136,37 @@ def build_adql(
         raise ValueError(f"top must be positive, not {c.top}")
     if not c.instrument.isalnum():
         raise ValueError(f"instrument must be alphanumeric, not {c.instrument!r}")
-    if schema and not schema.replace("_", "").isalnum():
-        raise ValueError(f"schema must be an identifier, not {schema!r}")
+    release = schema or DEFAULT_SCHEMA
+    if release not in COLUMNS:
+        raise ValueError(f"schema must be one of {', '.join(COLUMNS)} (or ''), not {schema!r}")
     p = f"{schema}." if schema else ""
+    cols = COLUMNS[release] if columns is None else columns
     select = ",\n  ".join(
-        expr if expr.endswith(f".{out}") else f"{expr} AS {out}" for expr, out in columns
+        expr if expr.endswith(f".{out}") else f"{expr} AS {out}" for expr, out in cols
     )
     top = f" TOP {int(c.top)}" if c.top else ""
+    unique = "\n  AND a.match_type = 'u'" if c.unique_only else ""
     return (
         f"SELECT{top}\n  {select}\n"
-        f"FROM {p}master_source m\n"
-        f"  JOIN {p}master_stack_assoc a ON m.name = a.name\n"
-        f"  JOIN {p}stack_observation_assoc b\n"
-        f"    ON a.detect_stack_id = b.detect_stack_id AND a.region_id = b.region_id\n"
-        f"  JOIN {p}observation_source o\n"
-        f"    ON o.obsid = b.obsid AND o.obi = b.obi AND o.region_id = b.region_id\n"
-        f"WHERE o.instrument = '{c.instrument}'\n"
-        f"  AND o.src_cnts_aper_b >= {float(c.min_counts)!r}\n"
+        f"FROM {p}master_source m, {p}master_stack_assoc a, {p}stack_source s,\n"
+        f"  {p}stack_observation_assoc b, {p}observation_source o\n"
+        f"WHERE m.name = a.name\n"
+        f"  AND s.detect_stack_id = a.detect_stack_id AND s.region_id = a.region_id\n"
+        f"  AND s.detect_stack_id = b.detect_stack_id AND s.region_id = b.region_id\n"
+        f"  AND o.obsid = b.obsid AND o.obi = b.obi AND o.region_id = b.region_id{unique}\n"
+        f"  AND o.instrument = '{c.instrument}'\n"
+        f"  AND o.{COUNTS_COLUMN[release]} >= {float(c.min_counts)!r}\n"
         f"  AND o.flux_significance_b >= {float(c.min_significance)!r}\n"
         f"  AND o.theta <= {float(c.max_theta_arcmin)!r}\n"
         f"ORDER BY m.name, o.obsid, o.obi, o.region_id"
     )
 
 
-def tap_url(url: str | None = None) -> str:
-    """``url``, else ``$XLATENT_CSC_TAP_URL``, else the public CSC 2.1 service."""
-    return (url or os.environ.get(TAP_URL_ENV) or DEFAULT_TAP_URL).rstrip("/")
-
-
-# ------------------------------------------------------------------------------ retries
-T = TypeVar("T")
-
-#: HTTP status codes worth retrying.
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-class TransientError(Exception):
-    """A failure that may go away on retry (timeout, 5xx, dropped connection)."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is worth retrying."""
-    if isinstance(exc, TransientError):
-        return True
-    if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
-        return True
-    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, ConnectionError, TimeoutError)):
-        return True
-    if isinstance(exc, (urllib3.exceptions.ProtocolError, http.client.IncompleteRead)):
-        return True
-    if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        return exc.response.status_code in TRANSIENT_STATUS
-    # pyvo wraps HTTP failures in DALServiceError with the underlying cause attached
-    cause = getattr(exc, "cause", None) or exc.__cause__
-    if cause is not None and cause is not exc and isinstance(cause, BaseException):
-        return is_transient(cause)
-    code = getattr(exc, "code", None)
-    return isinstance(code, int) and code in TRANSIENT_STATUS
-
-
-def with_retries(
-    func: Callable[[], T],
-    retries: int = 4,
-    backoff_s: float = 1.0,
-    on_retry: Callable[[int, BaseException], None] | None = None,
-) -> T:
-    """Call ``func``; on a transient failure retry up to ``retries`` times.
-
-    The wait before retry k (1-based) is ``backoff_s * 2**(k-1)`` seconds.
-    """
-    attempt = 0
-    while True:
-        try:
-            return func()
-        except Exception as exc:
-            if attempt >= retries or not is_transient(exc):
-                raise
-            attempt += 1
-            if on_retry is not None:
-                on_retry(attempt, exc)
-            time.sleep(backoff_s * 2 ** (attempt - 1))
+def tap_url(url: str | None = None, schema: str = DEFAULT_SCHEMA) -> str:
+    """``url``, else ``$XLATENT_CSC_TAP_URL``, else the public service of ``schema``'s release
+    (``csc21tap`` for CSC 2.1, ``csc2tap`` for CSC 2.0)."""
+    default = TAP_URLS.get(schema, DEFAULT_TAP_URL)
+    return (url or os.environ.get(TAP_URL_ENV) or default).rstrip("/")
 
 
 class _TimeoutSession(requests.Session):
@@ -203,27 +191,51 @@ def query_csc(
     retries: int = 4,
     backoff_s: float = 2.0,
     adql: str | None = None,
+    allow_overflow: bool = False,
 ) -> pd.DataFrame:
     """Run the detection query synchronously against the TAP service; one row per detection.
 
     Transient failures (timeouts, 5xx, dropped connections) are retried with exponential
-    backoff; anything else raises :class:`CSCServiceError` with a one-line reason.
+    backoff; an error answer of the service (bad column, syntax) is not; anything else raises
+    :class:`CSCServiceError` with a one-line reason. An answer truncated at the service's row
+    limit raises :class:`CSCOverflowError` (a warning instead with ``allow_overflow``); one
+    truncated at ``criteria.top`` is what was asked. Units: ``frame.attrs["units"]``.
     """
     import pyvo
 
-    service_url = tap_url(url)
+    service_url = tap_url(url, schema)
     query = adql or build_adql(criteria, schema=schema)
     service = pyvo.dal.TAPService(service_url, session=_TimeoutSession(timeout_s))
     maxrec = criteria.top if criteria is not None and criteria.top else None
 
     def run() -> Any:
-        return service.run_sync(query, maxrec=maxrec).to_table()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pyvo.dal.DALOverflowWarning)  # reported below
+            return service.run_sync(query, maxrec=maxrec)
 
     try:
-        table = with_retries(run, retries=retries, backoff_s=backoff_s)
+        result = with_retries(run, retries=retries, backoff_s=backoff_s)
+        table = result.to_table()
     except Exception as exc:
         raise CSCServiceError(f"{service_url}: {_reason(exc)}") from None
-    return table_to_frame(table)
+    status = str(getattr(result, "query_status", None) or "OK").upper()
+    if status == "OVERFLOW" and not (maxrec and len(table) >= maxrec):
+        msg = (
+            f"{service_url}: the service truncated the answer at its row limit "
+            f"({len(table)} rows returned, more match); narrow the query (higher "
+            "--min-counts or --min-significance, smaller --max-theta) and run it in parts"
+        )
+        if not allow_overflow:
+            raise CSCOverflowError(msg)
+        warnings.warn(msg, stacklevel=2)
+    frame = table_to_frame(table)
+    frame.attrs["units"] = {
+        name.lower(): str(table[name].unit)
+        for name in table.colnames
+        if getattr(table[name], "unit", None) is not None
+    }
+    frame.attrs["truncated"] = status == "OVERFLOW"
+    return frame
 
 
 def table_to_frame(table: Any) -> pd.DataFrame:
@@ -258,13 +270,6 @@ def _as_text(v: Any) -> str:
     return v.decode("utf-8", "replace").strip() if isinstance(v, bytes) else str(v).strip()
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        return f"HTTP {exc.response.status_code}"
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
-
-
 # ---------------------------------------------------------------------------- catalogue I/O
 _FORMATS = {".fits": "fits", ".fit": "fits", ".parquet": "parquet", ".csv": "csv"}
 
@@ -284,9 +289,12 @@ def write_catalog(frame: pd.DataFrame, path: str | Path) -> Path:
             from astropy.table import Table
 
             table = Table.from_pandas(frame)
+            units = frame.attrs.get("units", {})
             for name in table.colnames:
                 if table[name].dtype.kind == "O":
                     table[name] = np.asarray(table[name], dtype=str)
+                if units.get(name):
+                    table[name].unit = units[name]
             table.meta["ORIGIN"] = "xlatent csc query"
             table.write(tmp, format="fits", overwrite=True)
     return path
@@ -335,6 +343,11 @@ __all__ = [
     "DEFAULT_SCHEMA",
     "DEFAULT_TAP_URL",
     "TAP_URL_ENV",
+    "TRANSIENT_STATUS",
+    "COLUMNS",
+    "CSC2_COLUMNS",
+    "TAP_URLS",
+    "CSCOverflowError",
     "CSCServiceError",
     "QueryCriteria",
     "TransientError",

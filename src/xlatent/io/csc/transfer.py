@@ -162,10 +162,11 @@ class Run:
             t.abort(_INTERRUPT)
 
 
-def post_to_file(
-    url: str, data: dict[str, str], fh: BinaryIO, run: Run, timeout_s: float, max_bytes: int
+def get_to_file(
+    url: str, params: dict[str, str], fh: BinaryIO, run: Run, timeout_s: float, max_bytes: int
 ) -> None:
-    """POST ``data`` to ``url`` and write the answer into ``fh``, within ``timeout_s`` in all.
+    """GET ``url`` with the query ``params`` and write the answer into ``fh``, within
+    ``timeout_s`` in all (redirects followed, as ``requests`` does for GET).
 
     Raises :class:`DeadlineExceeded` past the deadline, :class:`Interrupted` when ``run`` is
     cancelled, :class:`ArchiveRefused` for an answer over ``max_bytes``, ``TransientError``
@@ -173,7 +174,7 @@ def post_to_file(
     """
     with run.transfer(timeout_s) as transfer:
         try:
-            _stream(url, data, fh, transfer, run, timeout_s, max_bytes)
+            _stream(url, params, fh, transfer, run, timeout_s, max_bytes)
         except (ArchiveRefused, Interrupted):
             raise
         except Exception:
@@ -189,7 +190,7 @@ def post_to_file(
 
 def _stream(
     url: str,
-    data: dict[str, str],
+    params: dict[str, str],
     fh: BinaryIO,
     transfer: _Transfer,
     run: Run,
@@ -202,7 +203,7 @@ def _stream(
         session.mount("http://", _WatchedAdapter())
         session.mount("https://", _WatchedAdapter())
         timeout = (timeout_s, timeout_s)
-        with session.post(url, data=data, headers=headers, stream=True, timeout=timeout) as r:
+        with session.get(url, params=params, headers=headers, stream=True, timeout=timeout) as r:
             r.raise_for_status()
             length = (r.headers.get("Content-Length") or "").strip()
             expected = int(length) if length.isdigit() else None
@@ -225,4 +226,4 @@ def _too_large(what: str, cap: int) -> str:
     return f"answer too large ({what}; the cap is {cap} B per archive, use smaller batches)"
 
 
-__all__ = ["DeadlineExceeded", "Interrupted", "Run", "post_to_file"]
+__all__ = ["DeadlineExceeded", "Interrupted", "Run", "get_to_file"]
