@@ -115,3 +115,15 @@ def test_spectrumset_read_reaches_every_format(tmp_path: Path, real_spectra_dir:
     with pytest.raises(InputError, match="not an xlatent SpectrumSet"):
         SpectrumSet.read(tmp_path / "mmu.h5", format="spectrumset")
     assert len(SpectrumSet.read(real_spectra_dir / PHA)) == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "acisf01575_001N001_r0085_pha3.fits.gz",
+        "acisf01575_001N022_e1_r0085_pha3.fits",  # interleaved mode: exposure cycle 1
+        "acisf01575_001N021_e2_r0085_rmf3.fits",
+    ],
+)
+def test_csc_file_names_with_and_without_a_cycle_name_the_detection(name: str) -> None:
+    assert pha.parse_csc_name(name) == {"obsid": 1575, "obi": 1, "region_id": 85}

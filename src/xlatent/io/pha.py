@@ -31,7 +31,7 @@ from xlatent.io.fastfits import (
 from xlatent.io.ogip_response import DEFAULT_CACHE, ResponseCache, read_arf, read_rmf
 
 NAME = "pha"
-_CSC_NAME = re.compile(r"acisf(\d+)_(\d+)N\d+_r(\d+)", re.IGNORECASE)
+_CSC_NAME = re.compile(r"acisf(\d+)_(\d+)N\d+(?:_e[12])?_r(\d+)", re.IGNORECASE)
 _NO_FILE = {"", "NONE", "NULL", "N/A"}
 #: Counts above this in one channel are taken as a damaged file, not as data.
 MAX_COUNTS_PER_CHANNEL = 1e9
