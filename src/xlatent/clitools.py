@@ -183,6 +183,21 @@ def cli_errors(ctx: Any = None) -> Iterator[None]:
         fail(error_message(exc))
 
 
+def make_app(name: str, help: str) -> typer.Typer:
+    """A Typer app under the one error policy, with the exit codes in its help."""
+    return typer.Typer(
+        name=name,
+        help=help,
+        epilog=EXIT_CODES_HELP,
+        cls=GuardedGroup,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_show_locals=False,
+        # Docstrings are wrapped at 100 columns: re-flow their paragraphs to the terminal width.
+        rich_markup_mode=None,
+    )
+
+
 class GuardedGroup(TyperGroup):
     """A Typer group whose callback and subcommands all run inside :func:`cli_errors`."""
 

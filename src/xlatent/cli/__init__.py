@@ -25,24 +25,17 @@ from xlatent.cli import data, evaluation, model
 from xlatent.clitools import (
     DEBUG_ENV,
     EXIT_CODES_HELP,
-    GuardedGroup,
     configure_logging,
     debug_enabled,
+    make_app,
     set_debug,
 )
 from xlatent.io.csc.cli import csc_app
 
-app = typer.Typer(
-    name="xlatent",
-    help="Latent representations of X-ray spectra (Chandra Source Catalog).\n\n"
+app = make_app(
+    "xlatent",
+    "Latent representations of X-ray spectra (Chandra Source Catalog).\n\n"
     "Energies are in keV, exposures in seconds, N_H in 1e22 cm^-2, fluxes in erg cm^-2 s^-1.",
-    epilog=EXIT_CODES_HELP,
-    cls=GuardedGroup,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-    # Docstrings are wrapped at 100 columns: re-flow their paragraphs to the terminal width.
-    rich_markup_mode=None,
 )
 
 

@@ -17,6 +17,18 @@ from xlatent.clitools import (
     usage_error,
 )
 
+#: ``--test-fraction`` of ``ingest`` and ``simulate``.
+TestFraction = Annotated[
+    float,
+    typer.Option(
+        "--test-fraction",
+        min=0.0,
+        max=0.95,
+        help="Share of each class marked 'test' in the set's split column (ingest: whole "
+        "sources, by CSC name); `xlatent train` fits only the 'train' rows.",
+    ),
+]
+
 
 def ingest(
     paths: Annotated[
@@ -50,16 +62,7 @@ def ingest(
             help="Class labels CSV joined by CSC name (TD.csv: CSCv2_name, True_Class).",
         ),
     ] = None,
-    test_fraction: Annotated[
-        float,
-        typer.Option(
-            "--test-fraction",
-            min=0.0,
-            max=0.95,
-            help="Share of each class (of sources, when spectra carry a CSC name) marked "
-            "'test' in the set's split column; `xlatent train` fits only the 'train' rows.",
-        ),
-    ] = 0.2,
+    test_fraction: TestFraction = 0.2,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the split.")] = 0,
     combine_by: Annotated[
         str | None,
@@ -132,16 +135,7 @@ def simulate(
     class_mix: Annotated[
         Literal["realistic", "balanced"], typer.Option("--class-mix", help="realistic | balanced")
     ] = "realistic",
-    test_fraction: Annotated[
-        float,
-        typer.Option(
-            "--test-fraction",
-            min=0.0,
-            max=0.95,
-            help="Share of each class marked "
-            "'test' in the set's split column; `xlatent train` fits only the 'train' rows.",
-        ),
-    ] = 0.2,
+    test_fraction: TestFraction = 0.2,
     compare_td: Annotated[
         Path | None,
         typer.Option("--compare-td", help="TD.csv: class mix from it; print sim vs real colours."),

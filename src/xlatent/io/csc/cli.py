@@ -12,27 +12,19 @@ from typing import Annotated
 import typer
 
 from xlatent.clitools import (
-    EXIT_CODES_HELP,
-    GuardedGroup,
     check_output_dir,
     check_output_file,
     check_positive,
     fail,
+    make_app,
     usage_error,
 )
 from xlatent.io.csc.products import DEFAULT_MAX_ARCHIVE_BYTES, DEFAULT_MAX_MEMBER_BYTES
 
-csc_app = typer.Typer(
-    name="csc",
-    help="Chandra Source Catalog 2.1 access: `query` the TAP service for detections, then "
+csc_app = make_app(
+    "csc",
+    "Chandra Source Catalog 2.1 access: `query` the TAP service for detections, then "
     "`download` their spectra (PHA, ARF, RMF); `xlatent ingest DIR --catalog CAT` builds a set.",
-    epilog=EXIT_CODES_HELP,
-    cls=GuardedGroup,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-    # Docstrings are wrapped at 100 columns: re-flow their paragraphs to the terminal width.
-    rich_markup_mode=None,
 )
 
 _TAP_ENV = "XLATENT_CSC_TAP_URL"
