@@ -7,8 +7,8 @@ Sources (see docs/csc_access.md): table names and the join columns from CIAO's
 ``csc21_columns`` / ``required_cols`` lists and the Multimodal Universe query, except
 ``m.powlaw_gamma``, ``m.powlaw_nh`` (CSC 2.1 column documentation, cxc.cfa.harvard.edu/csc/
 columns, not checked against the live service here). Units follow the CSC column
-documentation as far as known; ``powlaw_nh``'s unit is an assumption (``1e22 cm**-2``) that
-the live service's own FIELD metadata overrides in real use.
+documentation as far as known; ``powlaw_nh``'s unit (``1e20 cm**-2``, as the CSC documents
+it) is not checked against the live service, whose own FIELD metadata governs in real use.
 
 Mock archive: any directory of CSC per-detection products (``acisf..._pha3.fits[.gz]``, any
 depth); :class:`MockArchive` indexes it by ``(obsid, obi, region_id)`` with its own parser
@@ -52,7 +52,7 @@ SCHEMAS: dict[str, dict[str, dict[str, str]]] = {
     "csc21": {
         "master_source": {
             "name": "", "ra": "deg", "dec": "deg", "powlaw_gamma": "",
-            "powlaw_nh": "1e22 cm**-2",
+            "powlaw_nh": "1e20 cm**-2",
         },
         "observation_source": {
             **_COMMON_O, "src_cnts_aper_b": "count", "hard_hs": "", "flux_bb_aper_b": "",

@@ -155,3 +155,24 @@ def test_legacy_count_ratios_under_csc_names_are_renamed_before_a_join() -> None
     m = join_catalog(s, CATALOG).meta
     pd.testing.assert_series_equal(m["hr_counts_hm"], counts_hm, check_names=False)
     assert m["hard_hm"].tolist()[:2] == [0.25, -0.5]
+
+
+@pytest.mark.parametrize(
+    ("unit", "factor"), [("1e20 cm**-2", 0.01), ("1e22 cm**-2", 1.0), (None, 0.01)]
+)
+def test_powlaw_nh_follows_the_unit_the_catalogue_declares(
+    tmp_path: Path, unit: str | None, factor: float
+) -> None:
+    """A FITS catalogue keeps the service's unit (TUNIT) and the join converts from it; with no
+    unit it falls back to the CSC's documented 10^20 cm^-2."""
+    from astropy.table import Table
+
+    from xlatent.io.csc.join import join_files
+
+    table = Table.from_pandas(CATALOG.iloc[:2])
+    if unit is not None:
+        table["powlaw_nh"].unit = unit
+    path = tmp_path / "cat.fits"
+    table.write(path)
+    out = join_files(small_set(), path, None)
+    np.testing.assert_allclose(out.meta["powlaw_nh_1e22"][:2], np.array([0.3, 1.2]) * factor)

@@ -33,6 +33,21 @@ _LEGACY_COUNT_RATIOS = {"hard_hm": "hr_counts_hm", "hard_hs": "hr_counts_hs",
                         "hard_ms": "hr_counts_ms"}  # fmt: skip
 
 
+def nh_scale_to_1e22(units: dict[str, str]) -> float:
+    """Factor from the catalogue's ``powlaw_nh`` to 10^22 cm^-2: from its declared unit when
+    the catalogue carries one (the service's VOTable FIELD, a FITS TUNIT), else the CSC's
+    documented 10^20 cm^-2."""
+    import astropy.units as u
+
+    unit = units.get("powlaw_nh") if units else None
+    if unit:
+        try:
+            return float(u.Unit(unit).to(u.Unit("1e22 cm-2")))
+        except (ValueError, u.UnitsError):
+            pass  # not a column density: fall back to the documented unit
+    return CSC_NH_UNIT_CM2 / 1e22
+
+
 def normalize_name(name: Any) -> str:
     """A CSC name in canonical form for matching: upper case, single spaces, no padding."""
     if name is None or (isinstance(name, float) and np.isnan(name)):
@@ -77,7 +92,8 @@ def join_catalog(
       spectrum, or as ``csc_<col>`` where meta already has that column. Unmatched spectra
       get NaN/"". A set whose meta still has count ratios under ``hard_*`` (written before
       the rename: no ``hr_counts_*``) has them renamed to ``hr_counts_*`` first.
-    * ``powlaw_nh`` (CSC unit 10^20 cm^-2) is also written as ``powlaw_nh_1e22``.
+    * ``powlaw_nh`` is also written as ``powlaw_nh_1e22``, converted from the unit the
+      catalogue declares (else the CSC's documented 10^20 cm^-2).
     * ``labels`` (``name``, ``source_class``; see :func:`read_labels`) set ``source_class``
       by CSC name; spectra without a matching label keep theirs.
 
@@ -86,7 +102,7 @@ def join_catalog(
     catalog = _catalog_frame(catalog_table)
     if "powlaw_nh" in catalog and "powlaw_nh_1e22" not in catalog:
         nh = pd.to_numeric(catalog["powlaw_nh"], errors="coerce")
-        catalog["powlaw_nh_1e22"] = nh * (CSC_NH_UNIT_CM2 / 1e22)
+        catalog["powlaw_nh_1e22"] = nh * nh_scale_to_1e22(catalog.attrs.get("units", {}))
     meta = spectrum_set.meta.copy()
     if not any(c in meta for c in _LEGACY_COUNT_RATIOS.values()):
         meta = meta.rename(columns=_LEGACY_COUNT_RATIOS)

@@ -263,6 +263,10 @@ def table_to_frame(table: Any) -> pd.DataFrame:
     for key in ("obsid", "obi", "region_id"):
         if key in frame:
             frame[key] = pd.to_numeric(frame[key], errors="coerce").fillna(-1).astype(np.int64)
+    # Declared units (VOTable FIELD, FITS TUNIT) travel with the frame, e.g. for powlaw_nh.
+    units = {n.lower(): str(table[n].unit) for n in table.colnames if table[n].unit is not None}
+    if units:
+        frame.attrs["units"] = units
     return frame
 
 
