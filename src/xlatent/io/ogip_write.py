@@ -6,6 +6,8 @@ layout: per energy row N_GRP, and variable-length F_CHAN / N_CHAN / MATRIX colum
 
 from __future__ import annotations
 
+import gzip
+import io
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,21 @@ def _ogip_common(hdr: fits.Header, telescope: str, instrument: str) -> None:
     hdr["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
 
 
-def write_pha(
-    path: str | Path,
+def write_hdul(path: str | Path, hdul: fits.HDUList) -> Path:
+    """Write ``hdul`` atomically with DATASUM/CHECKSUM; gzip-compressed when ``path`` ends
+    ``.gz``."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.name.endswith(".gz"):
+            buf = io.BytesIO()
+            hdul.writeto(buf, checksum=True)
+            Path(tmp).write_bytes(gzip.compress(buf.getvalue(), compresslevel=6, mtime=0))
+        else:
+            hdul.writeto(tmp, checksum=True)
+    return path
+
+
+def pha_hdu(
     counts: np.ndarray,
     exposure_s: float,
     backscal: float = 1.0,
@@ -37,20 +52,27 @@ def write_pha(
     telescope: str = "CHANDRA",
     instrument: str = "ACIS",
     extra: dict[str, object] | None = None,
-) -> Path:
-    """Write an OGIP type-I PHA file (integer COUNTS per PI channel, POISSERR = T)."""
+    csc_columns: bool = False,
+) -> fits.BinTableHDU:
+    """An OGIP type-I ``SPECTRUM`` table HDU (integer COUNTS per PI channel, POISSERR = T).
+
+    ``csc_columns``: also the CSC pha3 columns ``PI`` (the channel as a float) and
+    ``COUNT_RATE`` (counts / EXPOSURE), as dmextract writes them."""
     counts = np.asarray(counts)
     if np.any(counts < 0) or not np.all(np.equal(np.mod(counts, 1), 0)):
         raise ValueError("PHA COUNTS must be non-negative integers")
     n = counts.size
     channel = np.arange(first_channel, first_channel + n, dtype=np.int32)
-    cols = fits.ColDefs(
-        [
-            fits.Column(name="CHANNEL", format="J", array=channel),
-            fits.Column(name="COUNTS", format="J", unit="count", array=counts.astype(np.int32)),
-        ]
+    columns = [fits.Column(name="CHANNEL", format="J", unit="channel", array=channel)]
+    if csc_columns:
+        columns.append(fits.Column(name="PI", format="D", unit="chan", array=channel * 1.0))
+    columns.append(
+        fits.Column(name="COUNTS", format="J", unit="count", array=counts.astype(np.int32))
     )
-    hdu = fits.BinTableHDU.from_columns(cols)
+    if csc_columns:
+        rate = counts / float(exposure_s)
+        columns.append(fits.Column(name="COUNT_RATE", format="D", unit="count/s", array=rate))
+    hdu = fits.BinTableHDU.from_columns(fits.ColDefs(columns))
     h = hdu.header
     h["EXTNAME"] = ("SPECTRUM", "name of this binary table extension")
     _ogip_common(h, telescope, instrument)
@@ -67,26 +89,92 @@ def write_pha(
     h["AREASCAL"] = (float(areascal), "area scaling factor")
     h["BACKSCAL"] = (float(backscal), "background scaling factor")
     h["CORRSCAL"] = (0.0, "correction scaling factor")
-    h["BACKFILE"] = (backfile, "associated background filename")
+    h["BACKFILE"] = (backfile, "background file")
     h["CORRFILE"] = ("none", "associated correction filename")
-    h["RESPFILE"] = (respfile, "associated redistribution matrix filename")
-    h["ANCRFILE"] = (ancrfile, "associated ancillary response filename")
+    h["RESPFILE"] = (respfile, "RMF file")
+    h["ANCRFILE"] = (ancrfile, "ARF file")
     h["POISSERR"] = (True, "Poissonian errors to be assumed")
     h["SYS_ERR"] = (0.0, "no systematic error")
     h["GROUPING"] = (0, "no grouping of the data")
     h["QUALITY"] = (0, "no data quality information")
+    if csc_columns:
+        h["TOTCTS"] = (int(counts.sum()), "[count] Total counts")
     for key, value in (extra or {}).items():
         h[key] = value
+    return hdu
+
+
+def write_pha(
+    path: str | Path,
+    counts: np.ndarray,
+    exposure_s: float,
+    backscal: float = 1.0,
+    **kwargs: object,
+) -> Path:
+    """Write an OGIP type-I PHA file (integer COUNTS per PI channel, POISSERR = T); keyword
+    arguments as :func:`pha_hdu`."""
+    hdu = pha_hdu(counts, exposure_s, backscal, **kwargs)  # type: ignore[arg-type]
+    return write_hdul(path, fits.HDUList([fits.PrimaryHDU(), hdu]))
+
+
+def write_csc_pha3(
+    path: str | Path,
+    src_counts: np.ndarray,
+    bkg_counts: np.ndarray,
+    exposure_s: float,
+    backscal_src: float,
+    backscal_bkg: float,
+    *,
+    ancrfile: str,
+    respfile: str,
+    first_channel: int = 1,
+    tstart: float = 0.0,
+    extra: dict[str, object] | None = None,
+) -> Path:
+    """Write a spectrum in the CSC ``pha3`` layout: PRIMARY, ``SPECTRUM`` (EXTVER 1,
+    HDUCLAS2 TOTAL), ``GTI``, ``SPECTRUM`` (EXTVER 2, HDUCLAS2 BKG) in one file; BACKFILE of
+    the source spectrum names the file itself, the background HDU names no files.
+
+    ``ancrfile``/``respfile``: sibling ARF/RMF file names; ``extra``: keywords for every
+    header (OBS_ID, OBI_NUM, REGIONID, CYCLE, OBJECT, ...). Gzip-compressed when ``path``
+    ends ``.gz``; BACKFILE (like the archive's gzipped files) then names the file without
+    ``.gz``."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp, checksum=True)
-    return path
+    extra = dict(extra or {})
+    primary = fits.PrimaryHDU()
+    for key, value in extra.items():
+        primary.header[key] = value
+    common = {"first_channel": first_channel, "extra": extra, "csc_columns": True}
+    src = pha_hdu(
+        src_counts, exposure_s, backscal_src, backfile=path.name.removesuffix(".gz"),
+        respfile=respfile, ancrfile=ancrfile, **common,
+    )  # fmt: skip
+    bkg = pha_hdu(bkg_counts, exposure_s, backscal_bkg, background=True, **common)
+    for i, hdu in ((1, src), (2, bkg)):
+        hdu.header["EXTVER"] = i
+        hdu.header["HDUNAME"] = f"SPECTRUM{i}"
+    gti = fits.BinTableHDU.from_columns(
+        [
+            fits.Column(name="START", format="D", unit="s", array=[tstart]),
+            fits.Column(name="STOP", format="D", unit="s", array=[tstart + float(exposure_s)]),
+        ]
+    )
+    gti.header["EXTNAME"] = "GTI"
+    gti.header["HDUNAME"] = "GTI"
+    return write_hdul(path, fits.HDUList([primary, src, gti, bkg]))
 
 
 def write_arf(
-    path: str | Path, arf: ARF, telescope: str = "CHANDRA", instrument: str = "ACIS"
+    path: str | Path,
+    arf: ARF,
+    telescope: str = "CHANDRA",
+    instrument: str = "ACIS",
+    *,
+    extra: dict[str, object] | None = None,
 ) -> Path:
-    """Write an OGIP ARF (``SPECRESP`` extension, cm^2 on ENERG_LO/ENERG_HI in keV)."""
+    """Write an OGIP ARF (``SPECRESP`` extension, cm^2 on ENERG_LO/ENERG_HI in keV).
+
+    ``extra``: keywords for the primary and SPECRESP headers (such as OBS_ID)."""
     cols = fits.ColDefs(
         [
             fits.Column(name="ENERG_LO", format="E", unit="keV", array=arf.energ_lo),
@@ -101,16 +189,25 @@ def write_arf(
     h["HDUCLAS1"] = "RESPONSE"
     h["HDUCLAS2"] = "SPECRESP"
     h["HDUVERS"] = "1.1.0"
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp, checksum=True)
-    return path
+    primary = fits.PrimaryHDU()
+    for key, value in (extra or {}).items():
+        h[key] = primary.header[key] = value
+    return write_hdul(path, fits.HDUList([primary, hdu]))
 
 
 def write_rmf(
-    path: str | Path, rmf: RMF, telescope: str = "CHANDRA", instrument: str = "ACIS"
+    path: str | Path,
+    rmf: RMF,
+    telescope: str = "CHANDRA",
+    instrument: str = "ACIS",
+    *,
+    extname: str = "MATRIX",
+    extra: dict[str, object] | None = None,
 ) -> Path:
-    """Write an OGIP RMF: ``MATRIX`` (N_GRP, variable-length F_CHAN/N_CHAN/MATRIX) + ``EBOUNDS``."""
+    """Write an OGIP RMF: ``MATRIX`` (N_GRP, variable-length F_CHAN/N_CHAN/MATRIX) + ``EBOUNDS``.
+
+    ``extname``: name of the matrix extension (the CSC's rmf3 files use ``RSP_MATRIX``);
+    ``extra``: keywords for the primary and matrix headers (such as OBS_ID)."""
     mat = rmf.matrix.tocsr()
     mat.sort_indices()
     first = int(rmf.first_channel)
@@ -146,7 +243,7 @@ def write_rmf(
     )
     mhdu = fits.BinTableHDU.from_columns(cols)
     h = mhdu.header
-    h["EXTNAME"] = "MATRIX"
+    h["EXTNAME"] = extname
     _ogip_common(h, telescope, instrument)
     h["HDUCLAS1"] = "RESPONSE"
     h["HDUCLAS2"] = "RSP_MATRIX"
@@ -179,10 +276,10 @@ def write_rmf(
     h["DETCHANS"] = rmf.n_channels
     h["TLMIN1"] = first
     h["TLMAX1"] = first + rmf.n_channels - 1
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fits.HDUList([fits.PrimaryHDU(), mhdu, ehdu]).writeto(tmp, checksum=True)
-    return path
+    primary = fits.PrimaryHDU()
+    for key, value in (extra or {}).items():
+        mhdu.header[key] = primary.header[key] = value
+    return write_hdul(path, fits.HDUList([primary, mhdu, ehdu]))
 
 
 class PhaDirWriter:
