@@ -28,9 +28,10 @@ from hypothesis import strategies as st
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
 from xlatent.io import fastfits, mmu
 from xlatent.io.fastfits import FitsFormatError, iter_extensions, read_bytes
+from xlatent.io.grid_mapper import GridMapper
 from xlatent.io.ingest import discover, ingest_paths
 from xlatent.io.ogip_response import ResponseCache
-from xlatent.io.pha import GridMapper, load_pha_spectrum
+from xlatent.io.pha import load_pha_spectrum
 from xlatent.io.registry import identify_format
 
 STEM = "acisf00308_000N001_r0044"

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
 from xlatent.io import mmu
+from xlatent.io.grid_mapper import GridMapper
 from xlatent.io.ingest import discover, ingest_paths
 from xlatent.io.ogip_response import ResponseCache, read_rmf
-from xlatent.io.pha import GridMapper, load_pha_spectrum, parse_csc_name
+from xlatent.io.pha import load_pha_spectrum, parse_csc_name
 
 CSC = {
     "1575": ("acisf01575_001N001_r0085", ".fits.gz", 855, 303, 37664.16),

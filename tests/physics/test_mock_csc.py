@@ -15,9 +15,6 @@ from xlatent.io.csc.verify import verify_fits
 from xlatent.io.ingest import ingest_paths
 from xlatent.physics.mock_csc import write_mock_archive
 
-REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real_spectra"
-if not REAL.is_dir():
-    REAL = Path("/work/wt/shared/data/real_spectra")
 PAIRS = [
     ("acisf00308_000N001_r0044_arf3.fits", "acisf00308_000N001_r0044_rmf3.fits"),
     ("9774.arf", "9774.rmf"),
@@ -26,8 +23,8 @@ KEY = ["obsid", "obi", "region_id"]
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    responses = [(REAL / a, REAL / r) for a, r in PAIRS if (REAL / a).is_file()]
+def archive(tmp_path_factory: pytest.TempPathFactory, real_spectra_dir: Path):  # noqa: ANN201
+    responses = [(real_spectra_dir / a, real_spectra_dir / r) for a, r in PAIRS]
     out = tmp_path_factory.mktemp("mock")
     return write_mock_archive(out, 40, seed=3, responses=responses, n_obsids=6,
                               n_interleaved=1, n_mixed_version=2, repeat_fraction=1.0)  # fmt: skip
@@ -99,11 +96,6 @@ def test_interleaved_and_mixed_version_products_ingest(archive, ingested) -> Non
     assert np.array_equal(ingested.counts[rows[il]], archive.spectra.counts[il])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="io/pha.parse_csc_name and io/csc/products do not parse the _e<cycle> infix of "
-    "interleaved-mode products yet (not this branch's files): obi/region_id come out -1",
-)
 def test_interleaved_products_keep_their_detection_key(archive, ingested) -> None:  # noqa: ANN001
     rows = _by_file(archive, ingested)
     il = archive.truth["cycle"].to_numpy() > 0
@@ -130,15 +122,11 @@ def test_catalog_and_labels_join_gives_every_detection_its_class(archive, ingest
     assert list(labels.columns[[0, -1]]) == ["CSCv2_name", "True_Class"]
     ingested.meta["source_class"] = ""  # the join alone must supply the classes
     joined = join_files(ingested, archive.catalog_path, archive.labels_path)
-    rows = _by_file(archive, joined)
-    regular = archive.truth["cycle"].to_numpy() == 0  # interleaved keys: see the xfail above
+    rows = _by_file(archive, joined)  # interleaved (_e1/_e2) detections included
     assert np.array_equal(
-        joined.meta["source_class"].to_numpy()[rows][regular],
-        archive.truth["source_class"].to_numpy()[regular],
+        joined.meta["source_class"].to_numpy()[rows], archive.truth["source_class"].to_numpy()
     )
-    assert np.array_equal(
-        joined.meta["name"].to_numpy()[rows][regular], archive.truth["name"].to_numpy()[regular]
-    )
+    assert np.array_equal(joined.meta["name"].to_numpy()[rows], archive.truth["name"].to_numpy())
 
 
 def test_every_file_passes_the_download_verifier(archive) -> None:  # noqa: ANN001

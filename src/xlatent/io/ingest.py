@@ -24,8 +24,9 @@ from xlatent.core import EnergyGrid, InputError, SpectrumSet
 from xlatent.core.errors import XlatentError
 from xlatent.io import mmu
 from xlatent.io.combine import combine_by
+from xlatent.io.grid_mapper import GridMapper
 from xlatent.io.ogip_response import DEFAULT_CACHE, ResponseCache
-from xlatent.io.pha import GridMapper, _short
+from xlatent.io.pha import _short
 from xlatent.io.registry import identify_format, read_part, stack_rows, unique_ids
 
 _PHA_PATTERNS = ("*_pha3.fits", "*_pha3.fits.gz", "*.pi", "*.pi.gz", "*.pha", "*.pha.gz")

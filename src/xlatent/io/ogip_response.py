@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +24,26 @@ RMF_MATRIX_EXTNAMES = ("MATRIX", "SPECRESP MATRIX", "RSP_MATRIX")
 
 
 class ResponseCache:
-    """Thread-safe cache of parsed ARFs and RMFs keyed by (resolved path, size, mtime)."""
+    """Thread-safe cache of parsed ARFs and RMFs, least recently used dropped first.
 
-    def __init__(self) -> None:
-        self._items: dict[tuple[str, str, int, int], ARF | RMF] = {}
+    Keyed by the file's identity (device, inode, size, mtime), so hard links to one response
+    share an entry. Bounded (``max_items``, default 64): a CSC archive has its own arf3/rmf3
+    for every detection (an RMF parses to a few MB), so an unbounded cache grows with the
+    archive.
+    """
+
+    def __init__(self, max_items: int = 64) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[tuple[str, int, int, int, int], ARF | RMF] = OrderedDict()
         self._lock = threading.Lock()
         self.reads = 0
 
-    def _key(self, kind: str, path: Path) -> tuple[str, str, int, int]:
+    def _key(self, kind: str, path: Path) -> tuple[str, int, int, int, int]:
         try:
             st = path.stat()
         except OSError as exc:
             raise InputError(path, f"cannot read {kind.upper()}: {exc.strerror or exc}") from None
-        return (kind, str(path.resolve()), st.st_size, st.st_mtime_ns)
+        return (kind, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     def arf(self, path: str | Path) -> ARF:
         return self._get("arf", Path(path), _read_arf)  # type: ignore[return-value]
@@ -43,15 +51,21 @@ class ResponseCache:
     def rmf(self, path: str | Path) -> RMF:
         return self._get("rmf", Path(path), _read_rmf)  # type: ignore[return-value]
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def _get(self, kind: str, path: Path, reader):  # noqa: ANN001, ANN202
         key = self._key(kind, path)
         with self._lock:
             if key in self._items:
+                self._items.move_to_end(key)
                 return self._items[key]
         item = reader(path)
         with self._lock:
             self._items[key] = item
             self.reads += 1
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
         return item
 
 

@@ -10,16 +10,14 @@ each grid bin.
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from xlatent.core.errors import InputError
-from xlatent.core.grid import EnergyGrid, bin_average, overlap_matrix
+from xlatent.core.grid import EnergyGrid
 from xlatent.instrument import ARF, RMF
 from xlatent.io.fastfits import (
     FileKindError,
@@ -28,7 +26,8 @@ from xlatent.io.fastfits import (
     iter_extensions,
     read_bytes,
 )
-from xlatent.io.ogip_response import DEFAULT_CACHE, ResponseCache, read_arf, read_rmf
+from xlatent.io.grid_mapper import GridMapper
+from xlatent.io.ogip_response import DEFAULT_CACHE, read_arf, read_rmf
 
 NAME = "pha"
 _CSC_NAME = re.compile(r"acisf(\d+)_(\d+)N\d+(?:_e[12])?_r(\d+)", re.IGNORECASE)
@@ -190,34 +189,6 @@ def _keyword_or_column(hdu: TableHDU, key: str) -> Any:
         return np.asarray(hdu.column(key), dtype=np.float64)
     value = hdu.header.get(key, 1.0)
     return 1.0 if value is None else float(value)
-
-
-class GridMapper:
-    """Per-(response, grid) matrices, computed once: channel -> grid and ARF -> grid."""
-
-    def __init__(self, grid: EnergyGrid, cache: ResponseCache | None = None) -> None:
-        self.grid = grid
-        self.cache = cache
-        self._chan: dict[int, sp.csr_matrix] = {}
-        self._area: dict[int, np.ndarray] = {}
-        self._lock = threading.Lock()
-        self._keep: list[Any] = []  # hold responses so their id() keys stay unique
-
-    def channel_matrix(self, rmf: RMF) -> sp.csr_matrix:
-        with self._lock:
-            if id(rmf) not in self._chan:
-                self._chan[id(rmf)] = overlap_matrix(rmf.e_min, rmf.e_max, self.grid.edges_kev)
-                self._keep.append(rmf)
-            return self._chan[id(rmf)]
-
-    def area(self, arf: ARF) -> np.ndarray:
-        with self._lock:
-            if id(arf) not in self._area:
-                self._area[id(arf)] = bin_average(
-                    arf.specresp, arf.energ_lo, arf.energ_hi, self.grid
-                )
-                self._keep.append(arf)
-            return self._area[id(arf)]
 
 
 def _channel_counts(pha: PHA, rmf: RMF, what: str) -> np.ndarray:

@@ -317,8 +317,8 @@ def _catalog(layout: pd.DataFrame, spectra: SpectrumSet) -> pd.DataFrame:
             "instrument": "ACIS", "theta": layout["theta"], "livetime": spectra.exposure_s,
             "src_cnts_aper_b": net_b, "flux_significance_b": signif,
             "flux_aper_b": m["truth_flux_b"].to_numpy(),
-            "hard_hm": m["hard_hm"].to_numpy(), "hard_hs": m["hard_hs"].to_numpy(),
-            "hard_ms": m["hard_ms"].to_numpy(),
+            "hard_hm": m["hr_counts_hm"].to_numpy(), "hard_hs": m["hr_counts_hs"].to_numpy(),
+            "hard_ms": m["hr_counts_ms"].to_numpy(),
             "var_prob_b": m["var_prob_b"].to_numpy(), "var_index_b": m["var_index_b"].to_numpy(),
             "powlaw_gamma": m["truth_gamma"].to_numpy(),
             "powlaw_nh": 100.0 * m["truth_nh_1e22"].to_numpy(),  # CSC unit: 1e20 cm^-2
