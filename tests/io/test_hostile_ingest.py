@@ -413,26 +413,8 @@ def test_spectrum_set_is_read_only_when_named(data_dir: Path, tmp_path: Path) ->
     assert batch(out, exclude=[str(data_dir / "." / "set.h5")]).spectrum_set is None
 
 
-def _mmu_file(path: Path, flux_value: float | None = None) -> Path:
-    vlen = h5py.special_dtype(vlen=np.dtype("float64"))
-    with h5py.File(path, "w") as f:
-        f["obsid"] = np.array([101])
-        for key in ("spectrum_ene_lo", "spectrum_ene_hi", "spectrum_flux", "spectrum_flux_err"):
-            f.create_dataset(key, (1,), dtype=vlen)
-        edges = np.geomspace(0.5, 8.0, 30)
-        counts = np.full(29, 10.0)
-        flux = counts / (1e4 * np.diff(edges))
-        if flux_value is not None:
-            flux[3] = flux_value
-        f["spectrum_ene_lo"][0] = edges[:-1]
-        f["spectrum_ene_hi"][0] = edges[1:]
-        f["spectrum_flux"][0] = flux
-        f["spectrum_flux_err"][0] = np.sqrt(counts) / (1e4 * np.diff(edges))
-    return path
-
-
 @pytest.mark.timeout(60)
-def test_damaged_hdf5_files_are_skipped_not_keyerror(data_dir: Path) -> None:
+def test_damaged_hdf5_files_are_skipped_not_keyerror(data_dir: Path, mmu_file) -> None:  # noqa: ANN001
     junk = data_dir / "junk.h5"
     junk.write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(3000))
     hollow = data_dir / "hollow.h5"  # claims to be a SpectrumSet, has no datasets
@@ -443,8 +425,8 @@ def test_damaged_hdf5_files_are_skipped_not_keyerror(data_dir: Path) -> None:
     with h5py.File(half_mmu, "w") as f:
         f["spectrum_flux"] = np.ones((2, 3))
         f["spectrum_ene_lo"] = np.ones(5)
-    nan_mmu = _mmu_file(data_dir / "nan_mmu.hdf5", flux_value=np.nan)
-    good_mmu = _mmu_file(data_dir / "good_mmu.hdf5")
+    nan_mmu = mmu_file(data_dir / "nan_mmu.hdf5", flux_value=np.nan)
+    good_mmu = mmu_file(data_dir / "good_mmu.hdf5")
     truncated = data_dir / "trunc_mmu.hdf5"
     truncated.write_bytes(good_mmu.read_bytes()[:1500])
     items = [good_pha(data_dir), junk, hollow, half_mmu, nan_mmu, truncated]

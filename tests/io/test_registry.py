@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
@@ -17,21 +16,6 @@ from xlatent.io import mmu, pha, registry, spectrumset_hdf5
 from xlatent.io.ingest import read_spectra
 
 PHA = "acisf00308_000N001_r0044_pha3.fits"
-
-
-def _mmu_file(path: Path) -> Path:
-    vlen = h5py.special_dtype(vlen=np.dtype("float64"))
-    with h5py.File(path, "w") as f:
-        f["obsid"] = np.array([101])
-        for key in ("spectrum_ene_lo", "spectrum_ene_hi", "spectrum_flux", "spectrum_flux_err"):
-            f.create_dataset(key, (1,), dtype=vlen)
-        edges = np.geomspace(0.5, 8.0, 30)
-        counts = np.full(29, 10.0)
-        f["spectrum_ene_lo"][0] = edges[:-1]
-        f["spectrum_ene_hi"][0] = edges[1:]
-        f["spectrum_flux"][0] = counts / (1e4 * np.diff(edges))
-        f["spectrum_flux_err"][0] = np.sqrt(counts) / (1e4 * np.diff(edges))
-    return path
 
 
 def _set_file(path: Path, grid: EnergyGrid) -> Path:
@@ -55,9 +39,9 @@ def test_one_table_lists_every_format_in_the_order_tried() -> None:
         registry.get_format("fits")
 
 
-def test_identify_format(real_spectra_dir: Path, tmp_path: Path) -> None:
+def test_identify_format(real_spectra_dir: Path, tmp_path: Path, mmu_file) -> None:
     assert registry.identify_format(real_spectra_dir / PHA) == "pha"
-    assert registry.identify_format(_mmu_file(tmp_path / "m.h5")) == "mmu"
+    assert registry.identify_format(mmu_file(tmp_path / "m.h5")) == "mmu"
     assert registry.identify_format(_set_file(tmp_path / "s.h5", EnergyGrid.default())) == (
         "spectrumset"
     )
@@ -67,13 +51,13 @@ def test_identify_format(real_spectra_dir: Path, tmp_path: Path) -> None:
         registry.identify_format(tmp_path / "absent.pi")
 
 
-def test_read_one_file_matches_the_batch(real_spectra_dir: Path, tmp_path: Path) -> None:
+def test_read_one_file_matches_the_batch(real_spectra_dir: Path, tmp_path: Path, mmu_file) -> None:
     one = registry.read(real_spectra_dir / PHA)
     batch = read_spectra(real_spectra_dir / PHA, progress=False)
     np.testing.assert_array_equal(one.counts, batch.counts)
     np.testing.assert_array_equal(one.effective_area_cm2, batch.effective_area_cm2)
     assert list(one.meta["spec_id"]) == list(batch.meta["spec_id"]) == ["308_000_0044"]
-    m = registry.read(_mmu_file(tmp_path / "m.h5"), format="mmu")
+    m = registry.read(mmu_file(tmp_path / "m.h5"), format="mmu")
     np.testing.assert_array_equal(m.counts, mmu.read(tmp_path / "m.h5").counts)
 
 
@@ -106,10 +90,12 @@ def test_instrument_imports_neither_io_nor_physics() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_spectrumset_read_reaches_every_format(tmp_path: Path, real_spectra_dir: Path) -> None:
+def test_spectrumset_read_reaches_every_format(
+    tmp_path: Path, real_spectra_dir: Path, mmu_file
+) -> None:
     """SpectrumSet.read: its own layout directly, a Multimodal Universe HDF5 file (no
     SpectrumSet format attribute) and a PHA file through this registry."""
-    via_core = SpectrumSet.read(_mmu_file(tmp_path / "mmu.h5"))
+    via_core = SpectrumSet.read(mmu_file(tmp_path / "mmu.h5"))
     assert np.array_equal(via_core.counts, mmu.read(tmp_path / "mmu.h5").counts)
     assert via_core.counts.sum() == pytest.approx(290, rel=0.02)  # 29 bins x 10 counts
     with pytest.raises(InputError, match="not an xlatent SpectrumSet"):
