@@ -8,7 +8,6 @@ from pathlib import Path
 import h5py
 
 from xlatent.core.errors import InputError
-from xlatent.core.seal import check_seal, is_sealed
 from xlatent.io.pha import _short
 
 #: The first bytes of every HDF5 file.
@@ -16,14 +15,16 @@ HDF5_MAGIC = b"\x89HDF"
 
 
 def probe(path: Path, head: bytes, test: Callable[[h5py.File], bool]) -> bool:
-    """``test`` applied to the open HDF5 file; False when ``head`` is not HDF5.
+    """``test`` applied to the open HDF5 file; False when ``head`` is not plain HDF5.
 
-    A file that starts like HDF5 but cannot be opened raises :class:`InputError`.
+    A sealed file (:mod:`xlatent.core.seal`, starting with the seal, not the HDF5 signature) is
+    a SpectrumSet, identified by its first bytes alone and never opened here: its reader
+    checks the seal once before libhdf5 sees it. A file that starts like HDF5 but cannot be
+    opened raises :class:`InputError`.
     """
-    if not (head.startswith(HDF5_MAGIC) or is_sealed(head)):
+    if not head.startswith(HDF5_MAGIC):
         return False
     try:
-        check_seal(path)
         with h5py.File(path, "r") as f:
             return bool(test(f))
     except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ...

@@ -12,6 +12,7 @@ import h5py
 
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
 from xlatent.core.errors import XlatentError
+from xlatent.core.seal import is_sealed
 from xlatent.core.spectrumset import FORMAT_NAME
 from xlatent.io._hdf5 import probe
 from xlatent.io.fastfits import FileKindError, check_regular
@@ -21,8 +22,9 @@ NAME = "spectrumset"
 
 
 def identify(path: Path, head: bytes) -> bool:
-    """An HDF5 file whose ``format`` attribute names a SpectrumSet."""
-    return probe(path, head, _is_spectrum_set)
+    """A sealed file (only xlatent writes the seal), or an older HDF5 file whose ``format``
+    attribute names a SpectrumSet."""
+    return is_sealed(head) or probe(path, head, _is_spectrum_set)
 
 
 def _is_spectrum_set(f: h5py.File) -> bool:
