@@ -136,18 +136,19 @@ def aperture_area_arcsec2(theta_arcmin: np.ndarray) -> np.ndarray:
 
 def date_obs(epoch_year: np.ndarray) -> np.ndarray:
     """FITS DATE-OBS strings (``YYYY-MM-DDThh:mm:ss``) of decimal years; "" for NaN."""
+    years = np.atleast_1d(np.asarray(epoch_year, dtype=np.float64))
+    unique, inverse = np.unique(years, return_inverse=True)  # a date per observation
     out = []
-    for y in np.atleast_1d(np.asarray(epoch_year, dtype=np.float64)):
+    for y in unique:
         if not np.isfinite(y):
             out.append("")
             continue
         year = int(np.floor(y))
         start = datetime(year, 1, 1)
         days = (datetime(year + 1, 1, 1) - start).total_seconds()
-        out.append(
-            (start + timedelta(seconds=round((y - year) * days))).strftime("%Y-%m-%dT%H:%M:%S")
-        )
-    return np.array(out, dtype=object)
+        t = start + timedelta(seconds=round((y - year) * days))
+        out.append(t.strftime("%Y-%m-%dT%H:%M:%S"))
+    return np.array(out, dtype=object)[inverse.ravel()]
 
 
 def epoch_from_date_obs(text: str) -> float:
