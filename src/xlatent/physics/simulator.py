@@ -233,6 +233,8 @@ def simulate(
         writer = PhaDirWriter(write_pha, response)
 
     n_chan = np.array([g.n_channels for g in groups])
+    # One width for every response (the usual case): rows of a 2-D view, cheaper to index.
+    width = int(n_chan[0]) if np.all(n_chan == n_chan[0]) else 0
     starts = range(0, n, chunk_size)
     if progress:
         from tqdm import tqdm
@@ -241,9 +243,10 @@ def simulate(
     for a in starts:
         g_chunk = gidx[a : min(a + chunk_size, n)]
         # Channels of every source one after the other: one Poisson call per chunk draws the
-        # same numbers whatever the chunking, and responses may differ in channel count.
+        # same numbers whatever the chunking, and responses may differ in channel count
+        # (then one row holds them all, indexed element by element).
         off = np.concatenate([[0], np.cumsum(n_chan[g_chunk])])
-        lam_src, lam_bkg = np.empty(off[-1]), np.empty(off[-1])
+        lam_src, lam_bkg = (np.empty(off[-1]).reshape(-1, width or off[-1]) for _ in "sb")
         parts = []
         for gi in np.unique(g_chunk):
             rows = np.flatnonzero(g_chunk == gi)
@@ -258,7 +261,7 @@ def simulate(
                 PARTICLE_RATE * fd.particle[None, :]
                 + SKY_RATE * sky_scale[r, None] * np.atleast_2d(fd.sky_chan)
             )
-            idx = off[rows][:, None] + np.arange(n_chan[gi])
+            idx = rows if width else (0, off[rows][:, None] + np.arange(n_chan[gi]))
             lam_src[idx] = exp_chan + bkg_chan
             lam_bkg[idx] = bkg_chan * ratio[r, None]
             parts.append((gi, r, idx, fd, exp_chan, scale))
