@@ -93,7 +93,11 @@ def _from_pha(folder: Path, pha: Path, found: ResponsePairs) -> tuple[Path, Path
 def find_response_pairs(folder: str | Path) -> ResponsePairs:
     """Every usable ARF/RMF pair among the files of ``folder`` (see the module docstring)."""
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file())[:MAX_FILES]
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    found = ResponsePairs()
+    if len(files) > MAX_FILES:
+        found.skipped.append((folder, f"{len(files)} files; only the first {MAX_FILES} used"))
+        files = files[:MAX_FILES]
     roles: dict[str, list[Path]] = {"arf": [], "rmf": [], "pha": []}
     stems: dict[Path, str] = {}
     for p in files:
@@ -101,7 +105,6 @@ def find_response_pairs(folder: str | Path) -> ResponsePairs:
         if role in roles:
             roles[role].append(p)
             stems[p] = stem
-    found = ResponsePairs()
     pairs: list[tuple[Path, Path, Path | None]] = []
     for pha in roles["pha"]:
         pair = _from_pha(folder, pha, found)
