@@ -126,8 +126,17 @@ def simulate(
         int, typer.Option("--seed", min=0, help="Random seed (same seed, same set).")
     ] = 0,
     out: Annotated[Path, typer.Option("--out", help="Output SpectrumSet (.h5).")] = Path("sim.h5"),
-    arf: Annotated[Path | None, typer.Option("--arf", help="Real ARF (default built-in).")] = None,
-    rmf: Annotated[Path | None, typer.Option("--rmf", help="Real RMF (default built-in).")] = None,
+    arf: Annotated[
+        Path | None, typer.Option("--arf", help="Real ARF of the one response (with --rmf).")
+    ] = None,
+    rmf: Annotated[
+        Path | None,
+        typer.Option(
+            "--rmf",
+            help="Real RMF: fold every spectrum through this one response (default: "
+            "each spectrum its own member of the ACIS response family).",
+        ),
+    ] = None,
     write_pha: Annotated[
         Path | None,
         typer.Option("--write-pha", help="Also write OGIP PHA/ARF/RMF files into this directory."),
@@ -146,8 +155,59 @@ def simulate(
     counts_max: Annotated[
         float, typer.Option("--counts-max", help="Highest expected 0.5-7 keV source counts.")
     ] = 20000.0,
+    responses: Annotated[
+        Path | None,
+        typer.Option(
+            "--responses",
+            help="Folder of real OGIP ARF/RMF files (its own files only): paired by the "
+            "ANCRFILE/RESPFILE keywords of PHA files there, else by file stem (x.arf + x.rmf, "
+            "x_arf3.fits + x_rmf3.fits, .gz allowed), else a lone RMF with every ARF. "
+            "Unusable pairs are skipped with a reason.",
+        ),
+    ] = None,
+    real_fraction: Annotated[
+        float,
+        typer.Option(
+            "--real-fraction",
+            min=0.0,
+            max=1.0,
+            help="With --responses: share of the synthetic observations (20 sources each) "
+            "folded through a real pair drawn uniformly; the rest draw from the ACIS family.",
+        ),
+    ] = 1.0,
+    instrument_chip: Annotated[
+        Literal["FI", "BI"] | None,
+        typer.Option(
+            "--instrument-chip",
+            help="Fix the chip type of every family spectrum: FI (front-illuminated, ACIS-I) "
+            "or BI (back-illuminated, ACIS-S3). Default: drawn per source.",
+        ),
+    ] = None,
+    epoch: Annotated[
+        float | None,
+        typer.Option(
+            "--epoch",
+            help="Fix the observation date of every family spectrum, decimal year "
+            "(1999.6-2025.9; e.g. 2001.76). Default: drawn per observation.",
+        ),
+    ] = None,
+    theta: Annotated[
+        float | None,
+        typer.Option(
+            "--theta",
+            help="Fix the off-axis angle of every family spectrum, arcmin (0-15). "
+            "Default: drawn per source, 0-10'.",
+        ),
+    ] = None,
 ) -> None:
-    """Simulate a CSC-like population of 8 source classes folded through an ACIS response."""
+    """Simulate a CSC-like population of 8 source classes folded through Chandra responses.
+
+    By default every spectrum draws its own member of the ACIS response family (chip type,
+    observation date, off-axis angle); --responses mixes in real ARF/RMF pairs, --arf/--rmf
+    folds everything through one response. Source counts (--counts-min/--counts-max) are
+    those through the built-in on-axis ACIS-S response: the same source gives fewer counts
+    late in the mission or off-axis.
+    """
     check_positive("--counts-min", counts_min)
     check_positive("--counts-max", counts_max)
     if counts_max < counts_min:
@@ -162,16 +222,41 @@ def simulate(
         check_output_dir("--write-pha", write_pha)
     from xlatent.instrument import Response
     from xlatent.io.ogip_response import read_arf, read_rmf
+    from xlatent.physics.observation import check_instrument
     from xlatent.physics.simulator import simulate as _simulate
 
+    instrument = {k: v for k, v in (("chip_type", instrument_chip), ("epoch_year", epoch),
+                                    ("theta_arcmin", theta)) if v is not None}  # fmt: skip
+    if rmf is not None and (responses is not None or instrument):
+        usage_error("--rmf", "folds everything through one response; it cannot be combined "
+                    "with --responses, --instrument-chip, --epoch or --theta")  # fmt: skip
+    try:
+        check_instrument(instrument)
+    except ValueError as exc:
+        usage_error("--epoch" if "epoch" in str(exc) else "--theta", str(exc))
     response = None
     if rmf is not None:
         response = Response(read_arf(arf) if arf is not None else None, read_rmf(rmf))
+    real = None
+    if responses is not None:
+        if not responses.is_dir():
+            usage_error("--responses", f"{responses} is not a folder")
+        from xlatent.io.response_pairs import find_response_pairs
+
+        found = find_response_pairs(responses)
+        for path, reason in found.skipped:
+            typer.secho(f"skipped {path}: {reason}", fg=typer.colors.YELLOW, err=True)
+        if not found.responses:
+            fail(f"no usable ARF/RMF pair in {responses}")
+        for a, r, _ in found.paths:
+            typer.echo(f"response: {a.name} + {r.name}")
+        real = found.responses
     with removed_if_empty_on_error(write_pha):
         s = _simulate(
             n, seed=seed, class_mix=class_mix, response=response,
             counts_range=(counts_min, counts_max), td_path=compare_td,
             write_pha=write_pha, test_fraction=test_fraction, progress=True,
+            instrument=instrument or None, responses=real, real_fraction=real_fraction,
         )  # fmt: skip
     s.write(out)
     typer.echo(s.summary())

@@ -283,18 +283,38 @@ def write_rmf(
 
 
 class PhaDirWriter:
-    """Writes simulated spectra into a directory: ``<id>.pha``, ``<id>_bkg.pha``, shared
-    ``response.arf`` / ``response.rmf`` (written once)."""
+    """Writes simulated spectra into a directory: ``<id>.pha`` and ``<id>_bkg.pha`` with
+    ANCRFILE/RESPFILE naming their response files.
 
-    def __init__(self, directory: str | Path, response: Response) -> None:
+    With a ``response``, one shared ``response.arf`` / ``response.rmf`` (written at once).
+    Otherwise each :meth:`write` names its own: an ARF of its own (``<id>.arf``) or a shared
+    one (``arf_name``), and an RMF (``rmf_name``); a shared file is written the first time
+    its name is used."""
+
+    def __init__(self, directory: str | Path, response: Response | None = None) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.response = response
-        self.arf_name = "response.arf" if response.arf is not None else "none"
+        self.arf_name = "none"
         self.rmf_name = "response.rmf"
-        if response.arf is not None:
-            write_arf(self.dir / self.arf_name, response.arf)
-        write_rmf(self.dir / self.rmf_name, response.rmf)
+        self._written: dict[str, object] = {}
+        if response is not None:
+            if response.arf is not None:
+                self.arf_name = self._shared("response.arf", response.arf)
+            self._shared(self.rmf_name, response.rmf)
+
+    def _shared(self, name: str, item: ARF | RMF) -> str:
+        """Write ``item`` under ``name`` once; a second, different item may not reuse it."""
+        if name in self._written:
+            if self._written[name] is not item:
+                raise ValueError(f"{name} is already written for another response")
+            return name
+        if isinstance(item, ARF):
+            write_arf(self.dir / name, item)
+        else:
+            write_rmf(self.dir / name, item)
+        self._written[name] = item
+        return name
 
     def pha_path(self, spec_id: str) -> Path:
         return self.dir / f"{spec_id}.pha"
@@ -308,19 +328,43 @@ class PhaDirWriter:
         backscal_src: float,
         backscal_bkg: float,
         obsid: int = -1,
+        *,
+        arf: ARF | None = None,
+        arf_name: str | None = None,
+        rmf: RMF | None = None,
+        rmf_name: str | None = None,
+        extra: dict[str, object] | None = None,
     ) -> None:
-        """Write one source PHA and its background PHA (same exposure)."""
-        first = self.response.rmf.first_channel
+        """Write one source PHA and its background PHA (same exposure).
+
+        ``arf``: this spectrum's ARF, written as ``<spec_id>.arf``, or shared as ``arf_name``;
+        ``rmf``: its RMF, shared as ``rmf_name``; neither: the writer's ``response``.
+        ``extra``: more header keywords (DETNAM, DATE-OBS, ...)."""
+        arf_file = self.arf_name
+        if arf is not None:
+            if arf_name is None:
+                arf_file = f"{spec_id}.arf"
+                write_arf(self.dir / arf_file, arf)
+            else:
+                arf_file = self._shared(arf_name, arf)
+        rmf_file = self.rmf_name
+        if rmf is not None:
+            if rmf_name is None:
+                raise ValueError("rmf needs rmf_name")
+            rmf_file = self._shared(rmf_name, rmf)
+        elif self.response is None:
+            raise ValueError("no response: give rmf (and arf) for each spectrum")
+        first = (rmf if rmf is not None else self.response.rmf).first_channel  # type: ignore[union-attr]
         bkg_name = f"{spec_id}_bkg.pha"
-        extra = {"OBJECT": spec_id, "OBS_ID": str(obsid)}
+        extra = {"OBJECT": spec_id, "OBS_ID": str(obsid), **(extra or {})}
         write_pha(
             self.dir / bkg_name, bkg_counts, exposure_s, backscal_bkg,
-            background=True, respfile=self.rmf_name, ancrfile=self.arf_name,
+            background=True, respfile=rmf_file, ancrfile=arf_file,
             first_channel=first, extra=extra,
         )  # fmt: skip
         write_pha(
             self.pha_path(spec_id), src_counts, exposure_s, backscal_src,
-            backfile=bkg_name, respfile=self.rmf_name, ancrfile=self.arf_name,
+            backfile=bkg_name, respfile=rmf_file, ancrfile=arf_file,
             first_channel=first, extra=extra,
         )  # fmt: skip
 

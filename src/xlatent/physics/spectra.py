@@ -1,7 +1,7 @@
 """Source spectra of the simulated population, through one response onto one grid.
 
 :class:`Folder` holds everything that depends only on (response, grid): sub-sampled energies,
-cross-sections, the folded response on the grid and the ACIS-like background templates;
+cross-sections, the folded response on the grid and the ACIS-like background shapes;
 :func:`model_spectra` turns arrays of model parameters (from :mod:`xlatent.physics.priors`)
 into absorbed photon fluxes per response energy bin and band energy fluxes.
 """
@@ -55,41 +55,56 @@ class Folder:
         self.area_grid = bin_average(self.response.specresp, rmf.energ_lo, rmf.energ_hi, self.grid)
         broad = self.grid.band_mask(*COUNTS_BAND_KEV)
         self.broad_grid = broad.astype(np.float64)
-        self.bkg_particle, self.bkg_sky = self._background_templates()
+        #: Expected 0.5-7 keV grid counts per photon in each energy bin (this response).
+        self.broad_per_photon = self.resp_grid @ self.broad_grid
+        self.bkg_particle = particle_template(rmf.e_min, rmf.e_max, self.w_grid, self.broad_grid)
+        self.halo_bins, self.cxb_bins = self._sky_components()
         self.j_fe = int(np.argmin(np.abs(self.sub.energy_kev - FE_KA_KEV)))
 
-    def _background_templates(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel background shapes, each normalised to 1 count in 0.5-7 keV on the grid."""
-        rmf = self.response.rmf
-        e_chan = 0.5 * (rmf.e_min + rmf.e_max)
-        # Particle: flat in counts/keV, rising above ~7 keV, with the ACIS Au M (2.1 keV),
-        # Ni K (7.47 keV) and Au L (9.7 keV) fluorescence lines; not focused by the mirrors.
-        width = np.maximum(rmf.e_max - rmf.e_min, 1e-6)
-        shape = 1.0 + np.exp((e_chan - 9.0) / 1.2)
-        for e0, amp in ((2.12, 0.4), (7.47, 1.0), (9.71, 1.5)):
-            sig = float(acis_fwhm_kev(e0)) / 2.3548
-            shape = shape + amp * np.exp(-0.5 * ((e_chan - e0) / sig) ** 2)
-        particle = np.where((e_chan > 0.2) & (e_chan < 13.0), shape * width, 0.0)
-        # Sky: 0.2 keV Galactic halo plasma + CXB power law (Gamma 1.4), folded like a source.
+    def _sky_components(self) -> tuple[np.ndarray, np.ndarray]:
+        """Photon flux per energy bin of the sky background's two parts (arbitrary units):
+        a 0.2 keV Galactic halo plasma and the CXB power law (Gamma 1.4), both behind a
+        3e20 cm^-2 column. Folded through a response they give the sky's spectral shape."""
         e = self.sub.energy_kev
         halo = m.bremsstrahlung(e, np.array([0.2]))
+        line_e = np.array([ln[1] for ln in m.PLASMA_LINES])
         halo_lines = m.narrow_lines_to_bins(
             self.sub.edges_kev,
-            np.array([ln[1] for ln in m.PLASMA_LINES]),
-            m.plasma_line_ew_kev(np.array([0.2]))
-            * m.bremsstrahlung(np.array([ln[1] for ln in m.PLASMA_LINES]), np.array([0.2])),
+            line_e,
+            m.plasma_line_ew_kev(np.array([0.2])) * m.bremsstrahlung(line_e, np.array([0.2])),
         )
         cxb = m.powerlaw(e, np.array([1.4]))
         t_gal = np.exp(-0.03 * self.sigma_pts_1e22)[None, :]
         halo_bins = self.sub.integrate(halo * t_gal) + halo_lines
         cxb_bins = self.sub.integrate(cxb * t_gal)
-        sky = []
-        for comp in (halo_bins, cxb_bins):
-            chan = np.asarray(self.resp.T @ comp[0])
-            sky.append(chan / (chan @ self.w_grid @ self.broad_grid))
-        sky_chan = 0.5 * sky[0] + 0.5 * sky[1]
-        particle = particle / (particle @ self.w_grid @ self.broad_grid)
-        return particle, sky_chan / (sky_chan @ self.w_grid @ self.broad_grid)
+        return halo_bins[0], cxb_bins[0]
+
+
+def particle_template(
+    e_min_kev: np.ndarray, e_max_kev: np.ndarray, w_grid: sp.csr_matrix, broad_grid: np.ndarray
+) -> np.ndarray:
+    """Per-channel particle background shape, normalised to 1 count in 0.5-7 keV on the grid.
+
+    Flat in counts/keV, rising above ~7 keV, with the ACIS Au M (2.1 keV), Ni K (7.47 keV)
+    and Au L (9.7 keV) fluorescence lines; not focused by the mirrors, hence not vignetted."""
+    e_chan = 0.5 * (e_min_kev + e_max_kev)
+    width = np.maximum(e_max_kev - e_min_kev, 1e-6)
+    shape = 1.0 + np.exp((e_chan - 9.0) / 1.2)
+    for e0, amp in ((2.12, 0.4), (7.47, 1.0), (9.71, 1.5)):
+        sig = float(acis_fwhm_kev(e0)) / 2.3548
+        shape = shape + amp * np.exp(-0.5 * ((e_chan - e0) / sig) ** 2)
+    particle = np.where((e_chan > 0.2) & (e_chan < 13.0), shape * width, 0.0)
+    return particle / (particle @ w_grid @ broad_grid)
+
+
+def sky_photon_flux(f: Folder, ref: Folder) -> np.ndarray:
+    """Sky background photon flux per energy bin of ``f`` (half halo, half CXB in counts
+    through the reference response ``ref``), scaled so that the reference response gives
+    1 count s^-1 in 0.5-7 keV: folded through any area it gives that area's sky rate per unit
+    of ``SKY_RATE``. Real responses on other energy bins share the normalisation."""
+    halo_ref = float(ref.halo_bins @ ref.broad_per_photon)
+    cxb_ref = float(ref.cxb_bins @ ref.broad_per_photon)
+    return 0.5 * f.halo_bins / halo_ref + 0.5 * f.cxb_bins / cxb_ref
 
 
 _FOLDERS: dict[tuple[int, int, int, str], Folder] = {}
