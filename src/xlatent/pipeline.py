@@ -17,6 +17,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from xlatent.core import EnergyGrid, SpectrumSet
+    from xlatent.instrument import Response
 
 #: The fixed responses the same fresh sources are folded through to measure response
 #: invariance (:func:`invariance_pairs`): the first is compared with the others and gets a
@@ -133,11 +134,18 @@ def run_demo(
     )
 
 
-def simulate_through(n: int, seed: int, instrument: dict[str, Any] | None = None,
-                     grid: EnergyGrid | None = None) -> SpectrumSet:  # fmt: skip
+def simulate_through(
+    n: int,
+    seed: int,
+    instrument: dict[str, Any] | None = None,
+    grid: EnergyGrid | None = None,
+    *,
+    response: Response | None = None,
+) -> SpectrumSet:
     """``n`` simulated sources (the same ones for the same ``seed``), all folded through one
     member of the ACIS response family (``instrument``: ``chip_type``, ``epoch_year``,
-    ``theta_arcmin``), or through the default sky's responses (``instrument=None``).
+    ``theta_arcmin``), through ``response`` (e.g. real ARF/RMF files), or through the
+    default sky's responses (neither given).
 
     Uses the simulator's ``instrument=`` keyword where it has one (the response-diverse
     simulator), else ``response=family_response(...)``.
@@ -146,7 +154,11 @@ def simulate_through(n: int, seed: int, instrument: dict[str, Any] | None = None
 
     from xlatent.physics.simulator import simulate
 
+    if instrument is not None and response is not None:
+        raise ValueError("give instrument or response, not both")
     if instrument is None:
+        if response is not None:
+            return simulate(n, seed=seed, grid=grid, response=response)
         return simulate(n, seed=seed, grid=grid)
     inst = {k: instrument[k] for k in ("chip_type", "epoch_year", "theta_arcmin")}
     if "instrument" in inspect.signature(simulate).parameters:
@@ -159,16 +171,31 @@ def simulate_through(n: int, seed: int, instrument: dict[str, Any] | None = None
 def poisson_twin(s: SpectrumSet, seed: int) -> SpectrumSet:
     """The same sources and responses with an independent Poisson realisation.
 
-    Source-region counts are redrawn from the noiseless truth plus the (scaled) background
-    estimate; the background estimate itself is kept (its noise is that of a region 20-50
-    times larger). Needs ``expected_counts``. ``spec_id`` values get a ``-twin`` suffix.
+    Drawn as the simulator draws (and as ingest regrids real data): Poisson counts per ACIS
+    PI channel (the built-in response's 1024 channels), then apportioned onto the grid by
+    overlap. A draw on the grid itself would be noisier than the set where channels straddle
+    narrow grid bins (below ~1 keV, a channel is wider than a bin): a straddling channel's
+    counts are split, not drawn twice. The channel means come from the noiseless truth plus
+    the (scaled) background estimate, spread uniformly within each grid bin; the background
+    estimate itself is kept (its noise is that of a region 20-50 times larger). Needs
+    ``expected_counts``. ``spec_id`` values get a ``-twin`` suffix.
     """
     from xlatent.core import SpectrumSet
+    from xlatent.core.grid import overlap_matrix
+    from xlatent.instrument import default_response
 
     if s.expected_counts is None:
         raise ValueError("a noise twin needs the noiseless truth (expected_counts)")
+    rmf = default_response().rmf
+    w = overlap_matrix(rmf.e_min, rmf.e_max, s.grid.edges_kev)  # (channels, bins)
+    covered = np.asarray(w.sum(axis=1)).ravel()
+    density = (s.expected_counts + np.clip(s.background, 0.0, None)) / s.grid.widths_kev
+    # Mean counts per channel: the density of the bins it overlaps, over its whole width.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(covered > 0, (rmf.e_max - rmf.e_min) / covered, 0.0)
+    lam = np.asarray(w @ density.T).T * scale[None, :]
     rng = np.random.default_rng([seed, 0x7717])
-    counts = rng.poisson(s.expected_counts + np.clip(s.background, 0.0, None)).astype(np.float64)
+    counts = np.asarray(w.T @ rng.poisson(lam).T, dtype=np.float64).T
     meta = s.meta.copy()
     meta["spec_id"] = meta["spec_id"].astype(str) + "-twin"
     twin = SpectrumSet(grid=s.grid, counts=counts, background=s.background.copy(),

@@ -237,7 +237,7 @@ def _invariance(pairs: Any, s: Any, z: np.ndarray, model: Any, ctx: Context) -> 
         return None
     sets = pairs(s) if callable(pairs) else pairs
     if not sets:
-        ctx.skip("response_invariance", "no response sets were given")
+        ctx.skip("response_invariance", "no response sets were given (the set is not simulated)")
         return None
     return response_invariance(model, sets, s, reference_latents=z, is_train=ctx.is_train,
                                seed=ctx.seed, max_points=ctx.max_points)  # fmt: skip
