@@ -11,11 +11,12 @@ same sources, row by row), encodes them with the model and prints per response (
 the loss (mean Poisson deviance per bin; the truth's in parentheses), the 8-class balanced
 accuracy of a probe fitted on the training set's 'train' latents (default sky) and its change
 from that probe on the set's 'test' latents, and the median latent distance to the default
-sky in within-class spread units beside the photon-noise floor
-(:mod:`xlatent.analysis.invariance`). ``--train`` simulates a training set (``--train-n``,
-seed ``--train-seed``; ``--single-response``: through the built-in response only, the sky
-before issue 12) and trains ``SpectralAutoencoder(latent_dim=8, seed=0)`` on its 'train'
-rows first, as the demo does. Figures are printed (and written to ``--out``), not asserted.
+sky in within-class spread units beside the photon-noise floor and the same distance for the
+noiseless spectra (:mod:`xlatent.analysis.invariance`). ``--train`` simulates a training
+set (``--train-n``, seed ``--train-seed``; ``--single-response``: through the built-in
+response only, the sky before issue 12) and trains ``SpectralAutoencoder(latent_dim=8,
+seed=0)`` on its 'train' rows first, as the demo does (``--threads 1`` on a shared machine).
+Figures are printed (and written to ``--out``), not asserted.
 """
 
 from __future__ import annotations
@@ -120,19 +121,21 @@ def main() -> dict:
           f"fitted on {ref['n_probe_train']} 'train' latents of {args.set}, "
           f"{ref['probe_bacc_8class']:.3f} on its {ref['n_test']} 'test' latents")  # fmt: skip
     head = (f"{'response':<24} {'counts':>7} {'dev ratio':>9} {'loss (truth)':>14} "
-            f"{'probe bacc':>10} {'change':>7} {'latent dist':>11}")  # fmt: skip
+            f"{'probe bacc':>10} {'change':>7} {'latent dist':>11} {'noiseless':>9}")  # fmt: skip
     print(head + "\n" + "-" * len(head))
     floor = inv.get("noise_floor", {}).get("median")
     for row in inv["table"]:
         r = inv["per_response"][row["response"]]
-        dist = row["distance_to_first"]
+        dist, clean = row["distance_to_first"], row["distance_noiseless"]
         print(f"{row['response']:<24} {row['mean_counts']:>7.0f} {row['deviance_ratio']:>9.3f} "
               f"{r['mean_deviance_per_bin']:>6.3f} ({r['truth_mean_deviance_per_bin']:.3f}) "
               f"{row['probe_bacc_8class']:>10.3f} {row['probe_change']:>+7.3f} "
-              f"{'' if dist is None else f'{dist:.3f}':>11}")  # fmt: skip
+              f"{'' if dist is None else f'{dist:.3f}':>11} "
+              f"{'' if clean is None else f'{clean:.3f}':>9}")  # fmt: skip
     print(
         f"latent distance: median over sources of |z - z_default| / within-class spread; "
-        f"noise floor (default sky vs its Poisson twin) {floor:.3f}"
+        f"noise floor (default sky vs its Poisson twin) {floor:.3f}; noiseless: the same "
+        "for the noiseless spectra (the instrument alone)"
     )
     total = time.perf_counter() - t0
     print(f"simulate {t_sim:.0f} s, encode + analyses {total - t_sim:.0f} s")

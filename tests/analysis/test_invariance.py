@@ -78,6 +78,10 @@ def test_a_response_change_moves_latents_more_than_photon_noise(sets: dict) -> N
     inv = response_invariance(ShapeModel(), pairs, sets["reference"], seed=3)
     floor, moved = inv["noise_floor"]["median"], inv["pairs"]["a vs b"]["median"]
     assert 0.0 < floor < moved
+    # Without photon noise only the instrument is left: the twin's noiseless spectra are the
+    # first's (not compared), b's differ.
+    assert 0.0 < inv["pairs"]["a vs b"]["noiseless"]["median"]
+    assert "noiseless" not in inv["noise_floor"]
     assert len(inv["pairs"]["a vs b"]["per_counts_tercile"]) == 3
     assert sum(t["n"] for t in inv["noise_floor"]["per_counts_tercile"]) == len(sets["a"])
     rows = {r["response"]: r for r in inv["table"]}

@@ -28,6 +28,10 @@ per class and per tercile of the first response's broad-band net counts. The *no
 is the same statistic between the first response and its *noise twin* (entry
 :data:`NOISE_TWIN`: the same sources and response with an independent Poisson realisation),
 so a reader sees how much of a distance is the instrument and how much photon noise.
+Where the sets carry the noiseless truth, ``noiseless`` gives the same statistic for the
+sources' noiseless spectra (expected counts + background, encoded as they are): the
+instrument's part alone, which a distance between noisy spectra cannot go below the noise
+floor to show.
 """
 
 from __future__ import annotations
@@ -122,6 +126,16 @@ def _deviance(model: Any, s: Any, labels: np.ndarray, counts_b: np.ndarray) -> d
     if truth is not None:
         out["truth_mean_deviance_per_bin"] = float(truth.mean() / s.grid.n_bins)
     return out
+
+
+def _noiseless(s: Any) -> Any:
+    """``s`` with its counts replaced by their expectation (source truth + background)."""
+    from xlatent.core import SpectrumSet
+
+    return SpectrumSet(grid=s.grid, counts=s.expected_counts + np.clip(s.background, 0.0, None),
+                       background=s.background, exposure_s=s.exposure_s,
+                       effective_area_cm2=s.effective_area_cm2, meta=s.meta,
+                       expected_counts=s.expected_counts)  # fmt: skip
 
 
 def _reference_split(model: Any, reference: Any, is_train: np.ndarray | None, seed: int) -> Any:
@@ -235,11 +249,16 @@ def response_invariance(
             entry["probe_change_vs_first_ci95"] = d["ci95"]
         entry.update(_deviance(model, s, labels, counts_b))
         out["per_response"][name] = entry
+    z_clean = {n: model.transform(_noiseless(s)) for n, s in sets.items()
+               if n != NOISE_TWIN and s.expected_counts is not None}  # fmt: skip
     for name in sets:
         if name == first:
             continue
         dist = np.linalg.norm(latents[name] - latents[first], axis=1) / spread
-        out["pairs"][f"{first} vs {name}"] = _summary(dist, lab_first, counts_first)
+        out["pairs"][f"{first} vs {name}"] = pair = _summary(dist, lab_first, counts_first)
+        if first in z_clean and name in z_clean:
+            d0 = np.linalg.norm(np.asarray(z_clean[name]) - z_clean[first], axis=1) / spread
+            pair["noiseless"] = _summary(d0, lab_first, counts_first)
     if twin is not None:
         out["noise_floor"] = out["pairs"].pop(f"{first} vs {NOISE_TWIN}")
     out["table"] = invariance_rows(out)
@@ -262,5 +281,6 @@ def invariance_rows(inv: dict[str, Any]) -> list[dict[str, Any]]:
             "mean_deviance_per_bin": r.get("mean_deviance_per_bin"),
             "distance_to_first": pair.get("median") if name != NOISE_TWIN else floor,
             "noise_floor": floor,
+            "distance_noiseless": (pair.get("noiseless") or {}).get("median"),
         })  # fmt: skip
     return rows

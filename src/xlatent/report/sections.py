@@ -273,15 +273,18 @@ def _invariance(m: dict[str, Any]) -> str:
         f"of the within-class spread ({_esc(spread.get('definition', ''))}; spread "
         f"{_fmt(spread.get('total'))}). The <b>noise floor</b> is the same distance between "
         f"<code>{_esc(first)}</code> and an independent Poisson realisation of it "
-        "(<code>noise_twin</code>): what photon noise alone gives.</p>"
+        "(<code>noise_twin</code>): what photon noise alone gives. <b>Noiseless spectra</b>: "
+        "the same distance between the sources' noiseless spectra (truth + background), the "
+        "instrument's part alone.</p>"
     )  # fmt: skip
     table = [[r["response"], r.get("mean_counts"),
               _ci(r.get("probe_bacc_8class"), r.get("probe_bacc_8class_ci95")),
               r.get("probe_change"), r.get("deviance_ratio"), r.get("mean_deviance_per_bin"),
-              r.get("distance_to_first"), r.get("noise_floor")] for r in rows]  # fmt: skip
+              r.get("distance_to_first"), r.get("noise_floor"), r.get("distance_noiseless")]
+             for r in rows]  # fmt: skip
     out += _table(["response", "mean counts", "probe bacc 8-class", "change",
                    "deviance ratio", "deviance per bin", "latent distance / spread",
-                   "noise floor"], table)  # fmt: skip
+                   "noise floor", "noiseless spectra"], table)  # fmt: skip
     pairs = {**(inv.get("pairs") or {})}
     if inv.get("noise_floor"):
         pairs[f"{first} vs noise_twin (noise floor)"] = inv["noise_floor"]
