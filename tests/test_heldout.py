@@ -105,12 +105,18 @@ def test_cli_path_scores_only_spectra_the_model_never_saw(sim: Path, tmp_path: P
     model, lat, ev = tmp_path / "m", tmp_path / "l.parquet", tmp_path / "eval"
     assert run("train", sim, "--out", model, "--model", "pca")[0] == 0
     assert run("encode", sim, "--model", model, "--out", lat)[0] == 0
-    code, out = run("evaluate", sim, "--latents", lat, "--model", model, "--out", ev)
+    code, out = run("evaluate", sim, "--latents", lat, "--model", model, "--out", ev,
+                    "--invariance-n", "80")  # fmt: skip
     assert code == 0, out
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["data"]["n_excluded_trained"] == n_train
     assert metrics["data"]["n_test"] == 200 - n_train
     assert metrics["reconstruction"]["split"] == "held-out test rows"
+    # A simulated set and a model: response invariance on fresh sources, the probe fitted on
+    # the set's own training rows and scored on the rows the model never saw.
+    inv = metrics["response_invariance"]
+    assert inv["n_sources"] == 80 and inv["reference"]["n_test"] == 200 - n_train
+    assert inv["noise_floor"]["median"] > 0 and len(inv["pairs"]) == 2
 
 
 def test_a_model_fitted_on_every_spectrum_leaves_nothing_to_score(

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from xlatent.core import SpectrumSet
 from xlatent.core.vocabulary import latent_columns
-from xlatent.pipeline import run_demo
+from xlatent.pipeline import INVARIANCE_RESPONSES, fresh_seed, invariance_pairs, run_demo
 
 
 def test_run_demo_end_to_end(tmp_path: Path) -> None:
@@ -46,3 +47,29 @@ def test_run_demo_end_to_end(tmp_path: Path) -> None:
         for key in ("clustering_bacc_8class", "probe_bacc_8class"):
             assert row.get(key) is None or 0.0 <= row[key] <= 1.0
     assert "data:image/png;base64" in r.report_path.read_text()
+    # Response invariance on 240 fresh sources through the fixed responses, in the report.
+    inv = written["response_invariance"]
+    assert inv["n_sources"] == 240 and inv["responses"] == [x["name"] for x in INVARIANCE_RESPONSES]
+    assert inv["noise_floor"]["median"] > 0
+    assert 'id="invariance"' in r.report_path.read_text()
+
+
+def test_invariance_pairs_are_the_same_sources_and_the_twin_is_a_fair_redraw() -> None:
+    from xlatent.analysis.invariance import NOISE_TWIN
+    from xlatent.model import poisson_deviance
+
+    pairs = invariance_pairs(400, seed=7)
+    first, *others = (pairs[x["name"]] for x in INVARIANCE_RESPONSES)
+    for s in others:
+        assert s.meta["source_class"].tolist() == first.meta["source_class"].tolist()
+        np.testing.assert_array_equal(s.meta["truth_gamma"], first.meta["truth_gamma"])
+        assert not np.allclose(s.effective_area_cm2, first.effective_area_cm2)
+    twin = pairs[NOISE_TWIN]
+    np.testing.assert_array_equal(twin.expected_counts, first.expected_counts)
+    assert not np.array_equal(twin.counts, first.counts)
+    # Drawn per PI channel and regridded like the set itself: as far from the truth as it is.
+    dev = [poisson_deviance(x.counts, x.expected_counts + x.background).mean()
+           for x in (first, twin)]  # fmt: skip
+    assert dev[1] == pytest.approx(dev[0], rel=0.05)
+    np.testing.assert_allclose(twin.counts.sum(), first.counts.sum(), rtol=0.01)
+    assert fresh_seed(first) == 8

@@ -71,7 +71,8 @@ def test_metrics_file_has_every_key(synth_eval: tuple) -> None:
     for key in REQUIRED_CI:
         lo, hi = get_metric(on_disk, key)
         assert lo <= hi, key
-    assert on_disk["format_version"] == 2
+    assert on_disk["format_version"] == 3
+    assert "response_invariance" not in on_disk  # no invariance_pairs given
     assert on_disk["uncertainty"]["n_repeats"] >= 5
     assert on_disk["skipped"] == []
     assert len(on_disk["interpretation"]["top_expressions"]) == 8

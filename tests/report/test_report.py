@@ -98,9 +98,11 @@ def test_cli_evaluate_and_report(tmp_path: Path) -> None:
     runner = CliRunner()
     r = runner.invoke(app, ["evaluate", str(tmp_path / "s.h5"), "--latents",
                             str(tmp_path / "lat.parquet"), "--out", str(tmp_path / "ev"),
-                            "--projection", "pca", "--max-points", "100"])  # fmt: skip
+                            "--projection", "pca", "--max-points", "100",
+                            "--no-invariance"])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "8-class k=8 1.000" in r.output
+    assert "response_invariance" not in r.output  # not asked for: neither run nor skipped
     r = runner.invoke(app, ["report", str(tmp_path / "ev"), "--out", str(tmp_path / "r.html")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "r.html").stat().st_size > 10_000

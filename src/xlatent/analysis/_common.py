@@ -46,13 +46,18 @@ class Context:
 
     def labels(self) -> np.ndarray:
         """``source_class`` as str, "" where unknown or outside the eight classes."""
-        if "source_class" not in self.meta:
-            return np.full(len(self.meta), "", dtype=object)
-        lab = self.meta["source_class"].fillna("").astype(str).to_numpy(dtype=object)
-        return np.where(np.isin(lab, CLASSES), lab, "")
+        return class_labels(self.meta)
 
     def rng(self, salt: int = 0) -> np.random.Generator:
         return np.random.default_rng([self.seed, salt])
+
+
+def class_labels(meta: pd.DataFrame) -> np.ndarray:
+    """``meta["source_class"]`` as str, "" where unknown or outside the eight classes."""
+    if "source_class" not in meta:
+        return np.full(len(meta), "", dtype=object)
+    lab = meta["source_class"].fillna("").astype(str).to_numpy(dtype=object)
+    return np.where(np.isin(lab, CLASSES), lab, "")
 
 
 def make_split(meta: pd.DataFrame, seed: int, test_fraction: float = 0.3) -> np.ndarray:

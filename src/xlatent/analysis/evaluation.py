@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from xlatent.analysis import (
 )
 from xlatent.analysis._common import REFERENCE, Context, dumps, make_split, single_thread
 from xlatent.analysis.features import align, build_feature_sets, hardness_table
+from xlatent.analysis.invariance import response_invariance
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ METRICS_FILE = "metrics.json"
 FORMAT = "xlatent.metrics"
 #: 2: clustering protocols (k8, k8_majority, tuned) with 95% intervals, probe intervals,
 #: paired differences, the noiseless ceiling, MI permutation p-values (issue 14).
-FORMAT_VERSION = 2
+#: 3: ``response_invariance`` (the same sources through several responses, issue 12).
+FORMAT_VERSION = 3
 
 
 def _name(obj: Any, kind: str) -> str:
@@ -228,6 +230,19 @@ def _analyses(
             metrics["maps"] = maps.run(feature_sets["latent"].X, ctx, hard, method=projection)
 
 
+def _invariance(pairs: Any, s: Any, z: np.ndarray, model: Any, ctx: Context) -> Any:
+    """``response_invariance`` of ``model`` on ``pairs`` (or ``pairs(s)``), or None (skipped)."""
+    if model is None or not hasattr(model, "transform") or not hasattr(model, "reconstruct"):
+        ctx.skip("response_invariance", "no model object with .transform() and .reconstruct()")
+        return None
+    sets = pairs(s) if callable(pairs) else pairs
+    if not sets:
+        ctx.skip("response_invariance", "no response sets were given (the set is not simulated)")
+        return None
+    return response_invariance(model, sets, s, reference_latents=z, is_train=ctx.is_train,
+                               seed=ctx.seed, max_points=ctx.max_points)  # fmt: skip
+
+
 def evaluate(
     spectrum_set: Any,
     latents_df: pd.DataFrame | str | Path,
@@ -239,6 +254,7 @@ def evaluate(
     projection: str = "auto",
     max_points: int = 5000,
     n_repeats: int = protocols.N_REPEATS,
+    invariance_pairs: Mapping[str, Any] | Callable[[Any], Mapping[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate latents against hardness ratios, PCA and the true parameters.
 
@@ -260,6 +276,10 @@ def evaluate(
     max_points : cap on rows for the expensive steps (HDBSCAN, MI, CV fits, embedding).
     n_repeats : repeats (clustering seeds; fresh splits unless the set fixes one) behind each
         clustering figure and its 95% interval (see :mod:`xlatent.analysis.clustering`).
+    invariance_pairs : the same fresh sources folded through several responses (name ->
+        SpectrumSet, optionally a ``noise_twin`` entry), or a function of the evaluated set
+        returning them (so a caller can simulate them on the set's grid, or return None):
+        adds ``response_invariance`` (:mod:`xlatent.analysis.invariance`; needs ``model``).
 
     Returns the metrics dictionary also written to ``out_dir/metrics.json``. When the set has a
     ``split`` column ('train'/'test'), that split is used; otherwise a stratified 70/30 one.
@@ -312,6 +332,11 @@ def evaluate(
         )
     with single_thread():
         _analyses(metrics, feature_sets, z, ctx, hard, projection, guarded, n_repeats)
+    if invariance_pairs is not None:
+        with guarded("response_invariance"):
+            inv = _invariance(invariance_pairs, s, z, model, ctx)
+            if inv is not None:
+                metrics["response_invariance"] = inv
     metrics["headline"] = headline_rows(metrics, list(feature_sets))
     metrics["reference"] = REFERENCE
     metrics["subsampling"] = {

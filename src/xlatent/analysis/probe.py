@@ -43,6 +43,18 @@ def by_counts(
     return rows
 
 
+def probe_classifier(seed: int) -> Any:
+    """The probe's (unfitted) classifier: gradient boosting with class-balanced weights."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    # 30 rounds at a high learning rate: one tree per class per round makes the 8-class
+    # fit the slowest step of the evaluation; longer runs changed the result little.
+    return HistGradientBoostingClassifier(
+        max_iter=30, learning_rate=0.3, max_leaf_nodes=15, class_weight="balanced",
+        early_stopping=False, random_state=seed,
+    )  # fmt: skip
+
+
 def probe_feature_set(fs: FeatureSet, ctx: Context, n_splits: int = 5) -> dict[str, Any]:
     """Cross-validated balanced accuracy of a gradient-boosted classifier on ``fs``.
 
@@ -53,7 +65,6 @@ def probe_feature_set(fs: FeatureSet, ctx: Context, n_splits: int = 5) -> dict[s
     With a ``net_counts_b`` column, the out-of-fold predictions are also scored per quintile
     of broad-band net counts (``*_by_counts``): how class information depends on the photons.
     """
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     labels = ctx.labels()
@@ -72,12 +83,7 @@ def probe_feature_set(fs: FeatureSet, ctx: Context, n_splits: int = 5) -> dict[s
     )
 
     def cv_bacc(rows: np.ndarray, y: np.ndarray, key: str) -> None:
-        # 30 rounds at a high learning rate: one tree per class per round makes the 8-class
-        # fit the slowest step of the evaluation; longer runs changed the result little.
-        clf = HistGradientBoostingClassifier(
-            max_iter=30, learning_rate=0.3, max_leaf_nodes=15, class_weight="balanced",
-            early_stopping=False, random_state=ctx.seed,
-        )  # fmt: skip
+        clf = probe_classifier(ctx.seed)
         cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=ctx.seed)
         with single_thread():
             pred = cross_val_predict(clf, fs.X[rows], y, cv=cv)

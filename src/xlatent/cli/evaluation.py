@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -51,8 +52,25 @@ def evaluate(
             "--max-points", min=10, help="Row cap for the expensive analyses (at least 10)."
         ),
     ] = 5000,
+    invariance: Annotated[
+        bool,
+        typer.Option(
+            "--invariance/--no-invariance",
+            help="On a simulated set, with --model: fold fresh sources through several "
+            "responses and measure response invariance.",
+        ),
+    ] = True,
+    invariance_n: Annotated[
+        int, typer.Option("--invariance-n", min=10, help="Fresh sources per response.")
+    ] = 2000,
 ) -> None:
-    """Compare latents with hardness ratios, PCA and true parameters; write metrics.json."""
+    """Compare latents with hardness ratios, PCA and true parameters; write metrics.json.
+
+    On a simulated set (one with the noiseless truth) and with --model, also response
+    invariance: --invariance-n fresh sources (a seed the set was not simulated from) folded
+    through several fixed Chandra responses and encoded by the model (metrics
+    response_invariance).
+    """
     check_input("--latents", latents)
     check_input("--model", model_dir, kind="dir")
     check_input("--pca", pca_dir, kind="dir")
@@ -69,11 +87,25 @@ def evaluate(
         metrics = _evaluate(
             set_path, latents, out, model=model, seed=seed, pca=pca,
             projection=projection, max_points=max_points,
+            invariance_pairs=_simulated_pairs(invariance_n) if invariance else None,
         )  # fmt: skip
     _echo_headline(metrics)
     for item in metrics.get("skipped", []):
         typer.echo(f"skipped {item['analysis']}: {item['reason']}")
     typer.echo(f"wrote {out / 'metrics.json'} and {len(metrics.get('figures', []))} figures")
+
+
+def _simulated_pairs(n: int) -> Callable[[Any], dict[str, Any] | None]:
+    """For evaluate: the invariance sets of a simulated set (None for any other set)."""
+
+    def pairs(s: Any) -> dict[str, Any] | None:
+        if s.expected_counts is None:  # not simulated: nothing to fold the same sources of
+            return None
+        from xlatent.pipeline import fresh_seed, invariance_pairs
+
+        return invariance_pairs(n, fresh_seed(s), s.grid)
+
+    return pairs
 
 
 def evaluate_table(

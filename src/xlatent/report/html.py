@@ -17,6 +17,7 @@ from xlatent.report.sections import (
     _esc,
     _fmt,
     _headline,
+    _invariance,
     _kv_table,
     _skipped_note,
     _table,
@@ -31,6 +32,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("model", "Model"),
     ("features", "Feature sets"),
     ("reconstruction", "Reconstruction quality"),
+    ("invariance", "Response invariance: the same sources through other responses"),
     ("clustering", "Clustering into source classes"),
     ("regression", "Physical parameters: regression and correlations"),
     ("interpretation", "What each latent dimension tracks"),
@@ -39,8 +41,11 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("skipped", "Skipped analyses, notes and run details"),
 )
 
-#: metrics.json versions this renderer reads (1: single protocol, no intervals; 2: issue 14).
-SUPPORTED_FORMAT_VERSIONS = (1, 2)
+#: metrics.json versions this renderer reads (1: single protocol, no intervals; 2: issue 14;
+#: 3: response invariance, issue 12).
+SUPPORTED_FORMAT_VERSIONS = (1, 2, 3)
+#: Sections that files older than a format version cannot have: left out of their report.
+SECTION_SINCE_VERSION = {"invariance": 3}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
@@ -243,6 +248,7 @@ def render_report(eval_dir: str | Path, out_html: str | Path) -> Path:
         "model": _model(m),
         "features": _features(m),
         "reconstruction": _reconstruction(m, fig("reconstruction")),
+        "invariance": _invariance(m),
         "clustering": _clustering(m, fig("clustering")),
         "regression": _regression(m, fig("regression")),
         "interpretation": _interpretation(m, fig("interpretation")),
@@ -258,7 +264,9 @@ def render_report(eval_dir: str | Path, out_html: str | Path) -> Path:
     from xlatent._version import __version__
 
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    nav = "".join(f'<a href="#{sid}">{_esc(title.split(":")[0])}</a>' for sid, title in SECTIONS)
+    sections = [(sid, title) for sid, title in SECTIONS
+                if version >= SECTION_SINCE_VERSION.get(sid, 0)]  # fmt: skip
+    nav = "".join(f'<a href="#{sid}">{_esc(title.split(":")[0])}</a>' for sid, title in sections)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -267,7 +275,7 @@ def render_report(eval_dir: str | Path, out_html: str | Path) -> Path:
         f"<p class='muted'>Generated {stamp} by xlatent {_esc(__version__)} from "
         f"<code>{_esc(eval_dir)}</code>.</p><nav>{nav}</nav>",
     ]
-    for sid, title in SECTIONS:
+    for sid, title in sections:
         parts.append(f'<section id="{sid}"><h2>{_esc(title)}</h2>{body[sid]}</section>')
     parts.append("</body></html>")
     out = Path(out_html)

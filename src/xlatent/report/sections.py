@@ -248,3 +248,57 @@ def _variability(m: dict[str, Any]) -> str:
         f"{k} columns minus its mean under the null (nats): a bias-corrected value comparable "
         "across sets.</p>" + _table(header, rows) + _skipped_note(m, "mutual_info")
     )  # fmt: skip
+
+
+def _invariance(m: dict[str, Any]) -> str:
+    """The same fresh sources through several responses: probe, deviance, latent distance."""
+    inv = m.get("response_invariance") or {}
+    rows = inv.get("table") or []
+    if not rows:
+        return ("<p>Not evaluated (it needs the model and the same sources simulated through "
+                "several responses: the demo, or <code>xlatent evaluate --model</code> on a "
+                "simulated set).</p>" + _skipped_note(m, "response_invariance"))  # fmt: skip
+    ref = inv.get("reference") or {}
+    spread = inv.get("spread") or {}
+    first = inv.get("first", "")
+    out = (
+        f"<p>{_fmt(inv.get('n_sources'))} fresh sources (never trained on), each folded "
+        f"through every response below. The probe (gradient boosting) is fitted on the "
+        f"latents of the evaluated set's training split and scores "
+        f"{_ci(ref.get('probe_bacc_8class'), ref.get('probe_bacc_8class_ci95'))} "
+        f"(8-class balanced accuracy) on its test split (mean counts "
+        f"{_fmt(ref.get('mean_counts'), 0)}); <b>change</b> is each response's accuracy minus "
+        "that. <b>Latent distance</b>: the median over sources of the distance between a "
+        f"source's latents under <code>{_esc(first)}</code> and under the response, in units "
+        f"of the within-class spread ({_esc(spread.get('definition', ''))}; spread "
+        f"{_fmt(spread.get('total'))}). The <b>noise floor</b> is the same distance between "
+        f"<code>{_esc(first)}</code> and an independent Poisson realisation of it "
+        "(<code>noise_twin</code>): what photon noise alone gives. <b>Noiseless spectra</b>: "
+        "the same distance between the sources' noiseless spectra (truth + background), the "
+        "instrument's part alone.</p>"
+    )  # fmt: skip
+    table = [[r["response"], r.get("mean_counts"),
+              _ci(r.get("probe_bacc_8class"), r.get("probe_bacc_8class_ci95")),
+              r.get("probe_change"), r.get("deviance_ratio"), r.get("mean_deviance_per_bin"),
+              r.get("distance_to_first"), r.get("noise_floor"), r.get("distance_noiseless")]
+             for r in rows]  # fmt: skip
+    out += _table(["response", "mean counts", "probe bacc 8-class", "change",
+                   "deviance ratio", "deviance per bin", "latent distance / spread",
+                   "noise floor", "noiseless spectra"], table)  # fmt: skip
+    pairs = {**(inv.get("pairs") or {})}
+    if inv.get("noise_floor"):
+        pairs[f"{first} vs noise_twin (noise floor)"] = inv["noise_floor"]
+    classes = sorted({c for p in pairs.values() for c in p.get("per_class", {})})
+    if pairs and classes:
+        out += "<p>Median latent distance / spread per class:</p>" + _table(
+            ["class", *pairs], [[c, *[p.get("per_class", {}).get(c) for p in pairs.values()]]
+                                for c in classes])  # fmt: skip
+    terc = [p.get("per_counts_tercile") or [] for p in pairs.values()]
+    if pairs and terc[0]:
+        out += (f"<p>Median latent distance / spread per tercile of broad-band net counts "
+                f"(of <code>{_esc(first)}</code>):</p>") + _table(
+            ["net counts", *pairs],
+            [[f"{b['counts_lo']:.0f}–{b['counts_hi']:.0f}",
+              *[t[i]["median"] if i < len(t) else None for t in terc]]
+             for i, b in enumerate(terc[0])])  # fmt: skip
+    return out + _skipped_note(m, "response_invariance")
