@@ -146,12 +146,7 @@ def simulate_through(
     member of the ACIS response family (``instrument``: ``chip_type``, ``epoch_year``,
     ``theta_arcmin``), through ``response`` (e.g. real ARF/RMF files), or through the
     default sky's responses (neither given).
-
-    Uses the simulator's ``instrument=`` keyword where it has one (the response-diverse
-    simulator), else ``response=family_response(...)``.
     """
-    import inspect
-
     from xlatent.physics.simulator import simulate
 
     if instrument is not None and response is not None:
@@ -161,11 +156,7 @@ def simulate_through(
             return simulate(n, seed=seed, grid=grid, response=response)
         return simulate(n, seed=seed, grid=grid)
     inst = {k: instrument[k] for k in ("chip_type", "epoch_year", "theta_arcmin")}
-    if "instrument" in inspect.signature(simulate).parameters:
-        return simulate(n, seed=seed, grid=grid, instrument=inst)
-    from xlatent.instrument.family import family_response
-
-    return simulate(n, seed=seed, grid=grid, response=family_response(**inst))
+    return simulate(n, seed=seed, grid=grid, instrument=inst)
 
 
 def poisson_twin(s: SpectrumSet, seed: int) -> SpectrumSet:
