@@ -5,6 +5,7 @@ sources at once: parameters are arrays of shape (n,), energies (n_pts,), results
 :class:`SubGrid` integrates densities over energy bins by sub-sampling each bin (midpoint rule
 on ``n_sub`` equal sub-bins), giving photons cm^-2 s^-1 per bin. Lines much narrower than the
 bins (all thermal lines, narrow Fe K) are deposited exactly into the bin containing them.
+The collisional plasma's continuum and line emissivities are in :mod:`xlatent.physics.plasma`.
 """
 
 from __future__ import annotations
@@ -176,41 +177,3 @@ def narrow_lines_to_bins(
     inside = (idx >= 0) & (idx < edges.size - 1)
     np.add.at(out, (slice(None), idx[inside]), flux[:, inside])
     return out
-
-
-# ------------------------------------------------------------------ thermal plasma lines
-#: Strongest lines of an optically thin plasma at solar abundance (approximating APEC):
-#: (label, energy keV, Gaussian sigma keV (0 = unresolved), kT of peak equivalent width keV,
-#: peak equivalent width keV over the bremsstrahlung continuum, log10-T width of the peak).
-#: The Fe L complex is represented by two broad blends (Fe XVII-XIX and Fe XX-XXIV) whose
-#: centroid rises with ionisation; EWs are order-of-magnitude APEC values, sufficient for
-#: CCD-resolution spectra and CSC band colours.
-PLASMA_LINES: tuple[tuple[str, float, float, float, float, float], ...] = (
-    ("O VII", 0.574, 0.0, 0.15, 0.060, 0.25),
-    ("O VIII", 0.654, 0.0, 0.25, 0.110, 0.30),
-    ("Fe L (XVII-XIX)", 0.83, 0.04, 0.45, 0.300, 0.25),
-    ("Ne IX", 0.922, 0.0, 0.30, 0.040, 0.25),
-    ("Fe L (XX-XXIV)", 1.02, 0.06, 1.00, 0.200, 0.25),
-    ("Ne X", 1.022, 0.0, 0.60, 0.060, 0.30),
-    ("Mg XI", 1.352, 0.0, 0.60, 0.040, 0.25),
-    ("Mg XII", 1.472, 0.0, 1.00, 0.025, 0.30),
-    ("Si XIII", 1.865, 0.0, 1.00, 0.070, 0.30),
-    ("Si XIV", 2.006, 0.0, 1.60, 0.030, 0.30),
-    ("S XV", 2.461, 0.0, 1.60, 0.050, 0.30),
-    ("Fe XXV", 6.70, 0.0, 5.00, 0.450, 0.45),
-    ("Fe XXVI", 6.97, 0.0, 15.0, 0.120, 0.40),
-)
-
-
-def plasma_line_ew_kev(kt_kev: np.ndarray, abundance: np.ndarray | float = 1.0) -> np.ndarray:
-    """Equivalent widths (n, n_lines) of :data:`PLASMA_LINES` for temperatures ``kt_kev``.
-
-    Each line's EW peaks at its ion's formation temperature and falls off as a log-normal in
-    kT; EWs scale linearly with the metal abundance (solar = 1).
-    """
-    kt = _col(kt_kev)
-    peak_t = np.array([ln[3] for ln in PLASMA_LINES])[None, :]
-    peak_ew = np.array([ln[4] for ln in PLASMA_LINES])[None, :]
-    width = np.array([ln[5] for ln in PLASMA_LINES])[None, :]
-    z = np.log10(kt / peak_t) / width
-    return _col(abundance) * peak_ew * np.exp(-0.5 * z * z)

@@ -312,7 +312,8 @@ def simulate(
         "truth_nh_gal_1e22": params["nh_gal_1e22"],
         "truth_nh_int_1e22": params["nh_int_1e22"],
     }
-    for name in ("gamma", "kt_kev", "kt2_kev", "kt_in_kev", "kt_bb_kev", "abundance"):
+    for name in ("gamma", "kt_kev", "kt2_kev", "kt_in_kev", "kt_bb_kev", "abundance", "redshift",
+                 "pc_frac", "nh_pc_1e22"):  # fmt: skip
         truth[f"truth_{name}"] = params[name]
     truth["truth_fe_ka_ew_kev"] = params["fe_ka_ew_kev"]
     truth["truth_fe_ka_sigma_kev"] = params["fe_ka_sigma_kev"]

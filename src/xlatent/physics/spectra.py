@@ -17,8 +17,9 @@ from xlatent.core.bands import CSC_BANDS_KEV
 from xlatent.core.grid import EnergyGrid, bin_average, overlap_matrix
 from xlatent.instrument import Response, acis_fwhm_kev
 from xlatent.physics import models as m
+from xlatent.physics import plasma
 from xlatent.physics.absorption import cross_section_cm2
-from xlatent.physics.priors import COMPONENTS
+from xlatent.physics.priors import COMPONENTS, REDSHIFT_LOG1PZ_STEP
 
 BAND_CODES = ("s", "m", "h", "b")
 #: Broad band (keV) in which ``counts_range`` is defined (the CSC broad band).
@@ -58,21 +59,36 @@ class Folder:
         #: Expected 0.5-7 keV grid counts per photon in each energy bin (this response).
         self.broad_per_photon = self.resp_grid @ self.broad_grid
         self.bkg_particle = particle_template(rmf.e_min, rmf.e_max, self.w_grid, self.broad_grid)
+        line_e = plasma.line_energies_kev()
+        self.sigma_lines_1e22 = cross_section_cm2(line_e, self.abundances) * 1e22
+        #: Energy-flux weights (n_lines, 4) of the plasma lines in each band.
+        self.line_band_w = np.stack(
+            [((line_e >= CSC_BANDS_KEV[b][0]) & (line_e < CSC_BANDS_KEV[b][1])) * line_e
+             for b in BAND_CODES],
+            axis=1,
+        )  # fmt: skip
+        idx = np.searchsorted(self.sub.edges_kev, line_e, side="right") - 1
+        inside = (idx >= 0) & (idx < self.sub.n_bins)
+        #: Sparse deposit of line photon fluxes into their energy bins (n_lines, n_bins).
+        self.line_deposit = sp.csr_matrix(
+            (np.ones(int(inside.sum())), (np.flatnonzero(inside), idx[inside])),
+            shape=(line_e.size, self.sub.n_bins),
+        )
+        self.sigma_z: dict[int, np.ndarray] = {}
         self.halo_bins, self.cxb_bins = self._sky_components()
-        self.j_fe = int(np.argmin(np.abs(self.sub.energy_kev - FE_KA_KEV)))
+
+    def line_matrix(self, line_flux: np.ndarray) -> np.ndarray:
+        """Photons per energy bin (n, n_bins) of plasma line fluxes (n, n_lines)."""
+        return np.asarray((self.line_deposit.T @ line_flux.T).T)
 
     def _sky_components(self) -> tuple[np.ndarray, np.ndarray]:
         """Photon flux per energy bin of the sky background's two parts (arbitrary units):
         a 0.2 keV Galactic halo plasma and the CXB power law (Gamma 1.4), both behind a
         3e20 cm^-2 column. Folded through a response they give the sky's spectral shape."""
         e = self.sub.energy_kev
-        halo = m.bremsstrahlung(e, np.array([0.2]))
-        line_e = np.array([ln[1] for ln in m.PLASMA_LINES])
-        halo_lines = m.narrow_lines_to_bins(
-            self.sub.edges_kev,
-            line_e,
-            m.plasma_line_ew_kev(np.array([0.2])) * m.bremsstrahlung(line_e, np.array([0.2])),
-        )
+        norm, lines = plasma.plasma_emission(np.array([0.2]), 1.0)
+        halo = m.bremsstrahlung(e, np.array([0.2]), norm)
+        halo_lines = self.line_matrix(lines * np.exp(-0.03 * self.sigma_lines_1e22))
         cxb = m.powerlaw(e, np.array([1.4]))
         t_gal = np.exp(-0.03 * self.sigma_pts_1e22)[None, :]
         halo_bins = self.sub.integrate(halo * t_gal) + halo_lines
@@ -125,6 +141,59 @@ def _unit_energy_flux(density: np.ndarray, f: Folder) -> np.ndarray:
     return density @ f.band_w[:, 3]
 
 
+#: Redshifts come quantised to this step in log10(1 + z) (priors), so the intrinsic
+#: cross-section at E·(1 + z) is interpolated once per step and cached in the Folder.
+LOG1PZ_STEP = REDSHIFT_LOG1PZ_STEP
+
+
+def _sigma_redshifted(f: Folder, log1pz_idx: np.ndarray) -> np.ndarray:
+    """Cross-sections (n, n_pts) in 1e-22 cm^2 at E·(1 + z) for quantised redshifts."""
+    cache = f.sigma_z
+    for k in np.unique(log1pz_idx):
+        if k not in cache:
+            e_rest = np.clip(f.sub.energy_kev * 10 ** (k * LOG1PZ_STEP), 0.1, 20.0)
+            cache[int(k)] = cross_section_cm2(e_rest, f.abundances) * 1e22
+    return (
+        np.stack([cache[int(k)] for k in log1pz_idx])
+        if log1pz_idx.size
+        else np.zeros((0, f.sub.energy_kev.size))
+    )
+
+
+def _transmission(params: dict[str, np.ndarray], f: Folder) -> np.ndarray:
+    """Absorption (n, n_pts) of the source emission: Galactic column at z = 0, the local
+    column at the source redshift, and partial covering (fraction ``pc_frac`` behind
+    ``nh_pc_1e22`` more, at the source)."""
+    z = np.nan_to_num(params["redshift"], nan=0.0)
+    tau = params["nh_gal_1e22"][:, None] * f.sigma_pts_1e22[None, :]
+    rest = z <= 0
+    tau[rest] += params["nh_int_1e22"][rest, None] * f.sigma_pts_1e22[None, :]
+    rows = np.flatnonzero(~rest)
+    if rows.size:
+        k = np.rint(np.log10(1.0 + z[rows]) / LOG1PZ_STEP).astype(np.int64)
+        tau[rows] += params["nh_int_1e22"][rows, None] * _sigma_redshifted(f, k)
+    t = np.exp(-tau)
+    pc = np.nan_to_num(params["pc_frac"], nan=0.0)
+    rows = np.flatnonzero(pc > 0)
+    if rows.size:  # partial coverers are Galactic sources (z = 0)
+        t_pc = np.exp(-params["nh_pc_1e22"][rows, None] * f.sigma_pts_1e22[None, :])
+        t[rows] *= 1.0 - pc[rows, None] * (1.0 - t_pc)
+    return t
+
+
+def _line_transmission(params: dict[str, np.ndarray], f: Folder) -> np.ndarray:
+    """Absorption (n, n_lines) of the plasma lines (plasma sources are at z = 0), with the
+    caller's abundance table."""
+    sig = f.sigma_lines_1e22
+    t = np.exp(-params["nh_1e22"][:, None] * sig[None, :])
+    pc = np.nan_to_num(params["pc_frac"], nan=0.0)
+    rows = np.flatnonzero(pc > 0)
+    if rows.size:
+        t_pc = np.exp(-params["nh_pc_1e22"][rows, None] * sig[None, :])
+        t[rows] *= 1.0 - pc[rows, None] * (1.0 - t_pc)
+    return t
+
+
 def model_spectra(params: dict[str, np.ndarray], f: Folder) -> dict[str, np.ndarray]:
     """Photon flux per RMF energy bin (absorbed) and band energy fluxes for parameter arrays.
 
@@ -132,26 +201,28 @@ def model_spectra(params: dict[str, np.ndarray], f: Folder) -> dict[str, np.ndar
     cm^-2 s^-1 (the caller rescales to the drawn counts). Returns ``photon_flux`` (n, n_e),
     ``flux_abs`` and ``flux_unabs`` (n, 4) in keV cm^-2 s^-1 for bands s, m, h, b, and
     ``frac_<component>`` (fractions of the unabsorbed 0.5-7 keV flux).
+
+    Sources with a ``redshift`` (AGN) are evaluated in their rest frame: observed energies
+    E map to E·(1 + z) for the soft excess (its temperature appears divided by 1 + z), Fe Kα
+    lies at 6.4/(1 + z) keV and the local column absorbs with σ(E·(1 + z)); the power law
+    keeps its shape. The Galactic column absorbs at z = 0.
     """
     n = params["nh_1e22"].size
     e = f.sub.energy_kev
     n_pts = e.size
-    cont_tot = np.zeros((n, n_pts))  # absorbed by the total column
+    z1 = 1.0 + np.nan_to_num(params["redshift"], nan=0.0)
+    cont_src = np.zeros((n, n_pts))  # absorbed by the source's absorbers
     cont_gal = np.zeros((n, n_pts))  # absorbed by the Galactic column only
-    line_e = np.array([ln[1] for ln in m.PLASMA_LINES])
-    narrow = np.array([ln[2] == 0.0 for ln in m.PLASMA_LINES])
-    line_flux = np.zeros((n, int(narrow.sum())))
+    line_e = plasma.line_energies_kev()
+    line_flux = np.zeros((n, line_e.size))
+    b_lines = (line_e >= COUNTS_BAND_KEV[0]) & (line_e < COUNTS_BAND_KEV[1])
     comp_flux: dict[str, np.ndarray] = {}
 
     def add(rows: np.ndarray, dens: np.ndarray, rel: np.ndarray, lines: np.ndarray | None,
             target: np.ndarray, name: str) -> None:  # fmt: skip
         unit = _unit_energy_flux(dens, f)
         if lines is not None:
-            unit = unit + lines @ np.where(
-                (line_e[narrow] >= COUNTS_BAND_KEV[0]) & (line_e[narrow] < COUNTS_BAND_KEV[1]),
-                line_e[narrow],
-                0.0,
-            )
+            unit = unit + lines @ np.where(b_lines, line_e, 0.0)
         scale = rel / unit
         target[rows] += dens * scale[:, None]
         if lines is not None:
@@ -169,50 +240,46 @@ def model_spectra(params: dict[str, np.ndarray], f: Folder) -> dict[str, np.ndar
         if comp in ("powerlaw", "scatter"):
             dens = m.powerlaw(e, params["gamma"][rows])
         elif comp == "bbody":
-            dens = m.blackbody(e, params["kt_bb_kev"][rows])
+            dens = m.blackbody(e, params["kt_bb_kev"][rows] / z1[rows])
         elif comp == "diskbb":
             dens = m.diskbb(e, params["kt_in_kev"][rows])
-        else:  # plasma / plasma2: bremsstrahlung continuum + temperature-dependent lines
+        else:  # plasma / plasma2: CIE continuum + lines from the CHIANTI-based table
             kt = params["kt_kev" if comp == "plasma" else "kt2_kev"][rows]
-            abund = params["abundance"][rows]
-            dens = m.bremsstrahlung(e, kt)
-            ew = m.plasma_line_ew_kev(kt, abund)
-            cont_at_line = m.bremsstrahlung(line_e, kt)
-            fl = ew * cont_at_line
-            for j in np.flatnonzero(~narrow):
-                dens = dens + m.gaussian_line(e, line_e[j], m.PLASMA_LINES[j][2], fl[:, j])
-            lines = fl[:, narrow]
-        add(rows, dens, rel, lines, cont_gal if comp == "scatter" else cont_tot, comp)
+            norm, lines = plasma.plasma_emission(kt, params["abundance"][rows])
+            dens = m.bremsstrahlung(e, kt, norm)
+        add(rows, dens, rel, lines, cont_gal if comp == "scatter" else cont_src, comp)
 
-    # Fe Kα: EW against the unabsorbed continuum at 6.4 keV, absorbed by the total column.
+    # Fe Kα: EW (rest frame) against the unabsorbed continuum at 6.4/(1 + z) keV.
     ew = params["fe_ka_ew_kev"]
     rows = np.flatnonzero(ew > 0)
     if rows.size:
-        cont64 = cont_tot[rows, f.j_fe] + cont_gal[rows, f.j_fe]
-        cont_tot[rows] += m.gaussian_line(
-            e, FE_KA_KEV, params["fe_ka_sigma_kev"][rows], ew[rows] * cont64
+        center = FE_KA_KEV / z1[rows]
+        j = np.clip(np.searchsorted(e, center), 0, n_pts - 1)
+        cont64 = cont_src[rows, j] + cont_gal[rows, j]
+        # EW_obs = EW_rest / (1 + z), sigma likewise.
+        cont_src[rows] += m.gaussian_line(
+            e,
+            center,
+            params["fe_ka_sigma_kev"][rows] / z1[rows],
+            ew[rows] / z1[rows] * cont64,
         )
 
-    t_tot = np.exp(-params["nh_1e22"][:, None] * f.sigma_pts_1e22[None, :])
-    absorbed = cont_tot * t_tot
+    absorbed = cont_src * _transmission(params, f)
     gal_rows = np.flatnonzero(params["rel_scatter"] > 0)
     if gal_rows.size:
         t_gal = np.exp(-params["nh_gal_1e22"][gal_rows, None] * f.sigma_pts_1e22[None, :])
         absorbed[gal_rows] += cont_gal[gal_rows] * t_gal
     photon = f.sub.integrate(absorbed)
     flux_abs = absorbed @ f.band_w
-    flux_unabs = (cont_tot + cont_gal) @ f.band_w
-    if line_flux.size:
-        le = line_e[narrow]
-        sig = cross_section_cm2(le) * 1e22
-        t_line = np.exp(-params["nh_1e22"][:, None] * sig[None, :])
-        photon += m.narrow_lines_to_bins(f.sub.edges_kev, le, line_flux * t_line)
-        in_band = np.stack(
-            [((le >= CSC_BANDS_KEV[b][0]) & (le < CSC_BANDS_KEV[b][1])) * le for b in BAND_CODES],
-            axis=1,
-        )
-        flux_abs += (line_flux * t_line) @ in_band
-        flux_unabs += line_flux @ in_band
+    flux_unabs = (cont_src + cont_gal) @ f.band_w
+    rows = np.flatnonzero(line_flux.any(axis=1))
+    if rows.size:
+        sub = {k: v[rows] for k, v in params.items() if isinstance(v, np.ndarray)}
+        lf = line_flux[rows]
+        lf_abs = lf * _line_transmission(sub, f)
+        photon[rows] += f.line_matrix(lf_abs)
+        flux_abs[rows] += lf_abs @ f.line_band_w
+        flux_unabs[rows] += lf @ f.line_band_w
     total_rel = sum(comp_flux.values())
     out = {"photon_flux": photon, "flux_abs": flux_abs, "flux_unabs": flux_unabs}
     for comp in COMPONENTS:
