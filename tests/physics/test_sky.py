@@ -21,7 +21,8 @@ from xlatent.physics.simulator import simulate
 
 #: Columns that describe the source itself, not how it was observed.
 SOURCE_COLUMNS = [
-    "source_class", "exposure_s", "var_prob_b", "truth_nh_1e22", "truth_gamma", "truth_kt_kev",
+    "source_class", "exposure_s", "truth_var_model", "truth_var_amplitude", "truth_nh_1e22",
+    "truth_gamma", "truth_kt_kev",
     "truth_kt2_kev", "truth_kt_in_kev", "truth_kt_bb_kev", "truth_abundance",
     "truth_fe_ka_ew_kev", "truth_frac_powerlaw", "truth_frac_plasma", "truth_flux_s",
     "truth_flux_b", "truth_uflux_b", "truth_counts_ref_b", "truth_backscal_ratio", "truth_model",

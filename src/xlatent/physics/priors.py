@@ -25,9 +25,8 @@ HMXBs likewise see their compact object through the clumpy stellar wind, most of
 behind 3e22-1.5e24 cm^-2 and the rest through the interstellar column (e.g. the partial
 covering fits of Vela X-1 and wind-fed supergiant systems), which keeps a soft tail.
 
-Variability: with probability ``p_var`` a source is variable within its observation and its
-Gregory-Loredo probability ``var_prob_b`` is close to 1 (log10 odds uniform in ``var_log_odds``);
-otherwise it is drawn from Beta(2, 2.5).
+Variability is no longer drawn here: :mod:`xlatent.physics.variability` simulates light curves
+(``p_var`` and ``var_log_odds`` below are unused).
 
 The numbers were calibrated against the colours of the labelled CSC sources of Yang et al.
 (2022) with :func:`xlatent.physics.realism.compare_to_td` (see docs/simulator.md).
@@ -222,44 +221,3 @@ def sample_parameters(
     # The scattered component repeats the primary power law's slope.
     p["nh_1e22"] = p["nh_gal_1e22"] + p["nh_int_1e22"]
     return p
-
-
-def sample_variability(
-    classes: np.ndarray, rng: np.random.Generator, priors: dict[str, dict[str, Any]] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """CSC-like ``var_prob_b`` in [0, 1] and Gregory-Loredo ``var_index_b`` (0-10)."""
-    priors = PRIORS if priors is None else priors
-    classes = np.asarray(classes)
-    n = classes.size
-    prob = np.empty(n)
-    log_odds = np.empty(n)
-    for cls in CLASSES:
-        idx = np.flatnonzero(classes == cls)
-        if idx.size == 0:
-            continue
-        pr = priors[cls]
-        variable = rng.random(idx.size) < pr["p_var"]
-        lo, hi = pr["var_log_odds"]
-        lo_var = rng.uniform(lo, hi, idx.size)
-        p_quiet = rng.beta(2.0, 2.5, idx.size)
-        pv = np.where(variable, 1.0 / (1.0 + 10.0**-lo_var), p_quiet)
-        prob[idx] = pv
-        log_odds[idx] = np.log10(pv / np.maximum(1.0 - pv, 1e-300))
-    return prob, gl_index(prob, log_odds)
-
-
-def gl_index(prob: np.ndarray, log_odds: np.ndarray) -> np.ndarray:
-    """Gregory-Loredo variability index 0-10 from the probability and log10 odds.
-
-    Follows the CSC definition: 0-2 for P < 0.9 (not variable), 3-5 for 0.9 <= P < 0.99
-    (possibly / likely), 6-10 for P >= 0.99 rising with the odds ratio.
-    """
-    idx = np.zeros(prob.size, dtype=np.int64)
-    idx[prob >= 0.5] = 1
-    idx[prob >= 2.0 / 3.0] = 2
-    idx[prob >= 0.9] = 3
-    idx[prob >= 0.95] = 4
-    idx[prob >= 0.98] = 5
-    high = prob >= 0.99
-    idx[high] = np.clip(6 + np.floor((log_odds[high] - 2.0) / 2.0), 6, 10).astype(np.int64)
-    return idx

@@ -32,6 +32,7 @@ from xlatent.core.split import split_column
 from xlatent.instrument import ARF, Response, default_response
 from xlatent.instrument.family import energy_bins, response_id
 from xlatent.physics import models as m
+from xlatent.physics import variability as pv
 from xlatent.physics.absorption import DEFAULT_ABUNDANCES
 from xlatent.physics.digest import response_digest, simulation_digest
 from xlatent.physics.observation import (
@@ -46,7 +47,6 @@ from xlatent.physics.priors import (
     PRIORS,
     TD_CLASS_COUNTS,
     sample_parameters,
-    sample_variability,
 )
 from xlatent.physics.responses import (
     ResponseGroup,
@@ -195,11 +195,14 @@ def simulate(
     frac = class_fractions(class_mix, td_path)
     classes = rng_pop.choice(np.array(CLASSES), size=n, p=[frac[c] for c in CLASSES])
     params = sample_parameters(classes, rng_pop, priors)
-    var_prob, var_index = sample_variability(classes, rng_pop, priors)
     n_obs = -(-n // SOURCES_PER_OBSID)
     obs_exposure = np.exp(rng_pop.uniform(*np.log(exposure_range_s), n_obs))
     obs_index = np.arange(n) // SOURCES_PER_OBSID
     exposure_s = obs_exposure[obs_index]
+    # Variability (own stream): intrinsic light curves first, as flares heat and dips absorb
+    rng_var_src, rng_var_lc = pv.variability_rngs(ss.entropy)  # the spectra (then its photons)
+    intrinsic = pv.draw_variability(classes, exposure_s, rng_var_src)
+    pv.apply_to_parameters(params, intrinsic)
     target_counts = np.exp(rng_pop.uniform(*np.log(counts_range), n))
     ratio = rng_pop.uniform(*backscal_ratio, n)
     u_area = rng_pop.random(n)  # drawn whether used or not, so the draws after it keep values
@@ -284,6 +287,8 @@ def simulate(
                     obsid=90000 + obs_index, cols=cols,
                 )  # fmt: skip
 
+    broad = grid.band_mask(0.5, 7.0)
+    var_prob, var_index = pv.observe(intrinsic, counts, expected, background, broad, rng_var_lc)
     meta = pd.DataFrame(
         {
             "spec_id": spec_ids,
@@ -325,6 +330,8 @@ def simulate(
         truth[f"truth_uflux_{band}"] = fluxes["flux_unabs"][:, j]
     truth["truth_counts_b"] = expected @ grid.band_mask(0.5, 7.0).astype(np.float64)
     truth["truth_counts_ref_b"] = target_counts
+    truth["truth_var_model"] = intrinsic.model.astype(str)
+    truth["truth_var_amplitude"] = intrinsic.amplitude
     truth["truth_backscal_ratio"] = ratio
     truth["truth_src_area_arcsec2"] = area
     truth["truth_model"] = [
