@@ -103,7 +103,7 @@ PRIORS: dict[str, dict[str, Any]] = {
         "nh_int_1e22": ("logu", 0.0005, 0.01),
         "primary": ("plasma", {"kt_kev": ("logu", 0.3, 1.0), "abundance": ("u", 0.2, 0.6)}),
         "extra": [
-            ("plasma2", {"kt2_kev": ("logu", 1.0, 4.0)}, {"p": 0.8, "rel": ("logu", 0.2, 2.0)}),
+            ("plasma2", {"kt2_kev": ("logu", 1.0, 4.0)}, {"p": 0.4, "rel": ("logu", 0.1, 1.0)}),
         ],
         "p_var": 0.35, "var_log_odds": (1.0, 10.0),
     },
