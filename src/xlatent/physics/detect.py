@@ -74,6 +74,7 @@ class Filled:
     src: dict[str, np.ndarray]  # SOURCE_KEYS
     cols: dict[str, np.ndarray]  # COL_KEYS
     models: dict[int, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]]
+    piled: dict[int, np.ndarray]  # batch position -> piled expected source channel counts
 
 
 def _draw(plan: Plan, slots: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
@@ -114,11 +115,16 @@ def _draw(plan: Plan, slots: np.ndarray, rng: np.random.Generator) -> dict[str, 
 
 def source_channels(
     group: Any, fd: Any, scale: np.ndarray, exposure_s: np.ndarray, lam: np.ndarray,
-    theta_arcmin: np.ndarray,
+    theta_arcmin: np.ndarray, known: list[np.ndarray | None] | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """Expected source counts per PI channel, piled up where ``lam >= MIN_LAM``."""
+    """Expected source counts per PI channel, piled up where ``lam >= MIN_LAM`` (``known``:
+    piled rows already computed, None where not)."""
     chan = fd.chan_unit * (scale * exposure_s)[:, None]
     piled = lam >= MIN_LAM
+    if known is not None:
+        for j in np.flatnonzero(piled):
+            if known[j] is not None:
+                chan[j], piled[j] = known[j], False
     if piled.any():
         rmf = group.rmf if hasattr(group, "rmf") else group.response.rmf
         chan[piled] = pile(
@@ -132,7 +138,7 @@ def _evaluate(plan: Plan, c: dict[str, Any]) -> dict[str, Any]:
     """Scale, pile-up and expected 0.5-7 keV counts of candidates ``c`` (all blocks)."""
     k = c["slots"].size
     out = {key: np.zeros(k) for key in ("scale", "lam", "lam_src", "lam_bkg", "counts_ref_b")}
-    out["res"], out["area"] = {}, {}
+    out["res"], out["area"], out["piled"] = {}, {}, {}
     for gi in np.unique(c["gidx"]):
         rows = np.flatnonzero(c["gidx"] == gi)
         g = plan.groups[gi]
@@ -154,6 +160,7 @@ def _evaluate(plan: Plan, c: dict[str, Any]) -> dict[str, Any]:
             chan = source_channels(g, fd, scale[piled], exposure[piled], lam[piled],
                                    c["theta"][rows][piled])  # fmt: skip
             lam_src[piled] = chan[:, g.band].sum(axis=1)
+            out["piled"].update(zip(rows[piled].tolist(), chan, strict=True))
         sky = SKY_RATE * c["sky_scale"][rows] * rates["sky_band"]
         bkg_rate = PARTICLE_RATE * g.particle_b + sky
         out["scale"][rows], out["lam"][rows], out["lam_src"][rows] = scale, lam, lam_src
@@ -175,6 +182,7 @@ def fill(plan: Plan, lo: int, hi: int) -> Filled:
     src = {key: np.zeros(n) for key in SOURCE_KEYS}
     cols: dict[str, np.ndarray] = {}
     stored: dict[int, list[tuple[np.ndarray, dict[str, np.ndarray], Any]]] = {}
+    piled: dict[int, np.ndarray] = {}
     for rnd in range(MAX_ROUNDS):
         if done.all():
             break
@@ -213,6 +221,9 @@ def fill(plan: Plan, lo: int, hi: int) -> Filled:
             if key not in cols:
                 cols[key] = np.empty(n, dtype=v.dtype if v.dtype.kind != "U" else object)
             cols[key][pos] = v[take]
+        for j in take:
+            if int(j) in ev["piled"]:
+                piled[int(c["slots"][j]) - lo] = ev["piled"][int(j)]
         for gi, (rows, res) in ev["res"].items():
             sel = np.flatnonzero(np.isin(rows, take))
             if sel.size:
@@ -232,7 +243,7 @@ def fill(plan: Plan, lo: int, hi: int) -> Filled:
         res = {key: np.concatenate([p[1][key] for p in parts])[order] for key in parts[0][1]}
         area = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])[order]
         models[gi] = (sl[order] - lo, res, area)
-    return Filled(slots, params, src, cols, models)
+    return Filled(slots, params, src, cols, models, piled)
 
 
 def plan_observations(
@@ -281,13 +292,13 @@ def plan_observations(
 
 
 def in_band_draws(
-    rng: np.random.Generator, totals: np.ndarray, rates: list[np.ndarray]
-) -> list[np.ndarray]:
+    rng: np.random.Generator, totals: np.ndarray, rates: np.ndarray | list[np.ndarray]
+) -> np.ndarray | list[np.ndarray]:
     """Counts per 0.5-7 keV channel given each spectrum's band total (multinomial: Poisson
-    channels conditioned on their sum), spectra in order; one call when all share a width."""
-    if len({r.size for r in rates}) == 1:
-        p = np.stack(rates)
-        return list(rng.multinomial(totals.astype(np.int64), p / p.sum(axis=1, keepdims=True)))
+    channels conditioned on their sum), spectra in order: rows of one 2-D call when all
+    share a width (``rates`` an array), else one call per spectrum (the same numbers)."""
+    if isinstance(rates, np.ndarray):
+        return rng.multinomial(totals.astype(np.int64), rates / rates.sum(axis=1, keepdims=True))
     return [rng.multinomial(int(t), r / r.sum()) for t, r in zip(totals, rates, strict=True)]
 
 

@@ -216,13 +216,20 @@ def simulate(
         # out the band totals drawn at detection (multinomial).
         off = np.concatenate([[0], np.cumsum(n_chan[g_chunk])])
         lam_src, lam_bkg = (np.empty(off[-1]).reshape(-1, width or off[-1]) for _ in "sb")
-        parts, band_src, band_bkg = [], [None] * f.slots.size, [None] * f.slots.size
+        parts: list[Any] = []
+        n_band = sorted({int(g.band.sum()) for g in groups})  # one width: 2-D, else lists
+        band_src, band_bkg = (
+            (np.zeros((f.slots.size, n_band[0])) for _ in "sb")
+            if len(n_band) == 1
+            else ([None] * f.slots.size for _ in "sb")
+        )
         for gi, (pos, res, area) in sorted(f.models.items()):
             g, r = groups[gi], a + pos
             fd = g.fold_model(pos, res, area)
             theta = np.nan_to_num(f.cols["theta_arcmin"][pos].astype(float), nan=0.0)
+            known = [f.piled.get(p) for p in pos]  # piled at detection
             exp_chan = source_channels(g, fd, sv["scale"][pos], sv["exposure_s"][pos],
-                                       sv["lam"][pos], theta)  # fmt: skip
+                                       sv["lam"][pos], theta, known)  # fmt: skip
             bkg_chan = (sv["area_arcsec2"][pos] * sv["exposure_s"][pos])[:, None] * (
                 PARTICLE_RATE * fd.particle[None, :]
                 + SKY_RATE * sv["sky_scale"][pos, None] * np.atleast_2d(fd.sky_chan)
@@ -231,17 +238,25 @@ def simulate(
             out_band = ~g.band
             lam_src[idx] = (exp_chan + bkg_chan) * out_band
             lam_bkg[idx] = bkg_chan * sv["ratio"][pos, None] * out_band
-            for j, p in enumerate(pos):
-                band_src[p] = (exp_chan[j] + bkg_chan[j])[g.band]
-                band_bkg[p] = bkg_chan[j][g.band]
+            for j, p in enumerate(pos) if isinstance(band_src, list) else [(slice(None), pos)]:
+                band_src[p] = (exp_chan[j] + bkg_chan[j])[..., g.band]
+                band_bkg[p] = bkg_chan[j][..., g.band]
             parts.append((gi, pos, r, idx, fd, exp_chan))
         src_flat, bkg_flat = rng_src.poisson(lam_src), rng_bkg.poisson(lam_bkg)
         in_src = in_band_draws(rng_src_in, sv["n_src_b"], band_src)
         in_bkg = in_band_draws(rng_bkg_in, sv["n_bkg_b"], band_bkg)
         for gi, pos, r, idx, fd, exp_chan in parts:
             src_obs, bkg_obs = src_flat[idx], bkg_flat[idx]
-            src_obs[:, groups[gi].band] = np.stack([in_src[p] for p in pos])
-            bkg_obs[:, groups[gi].band] = np.stack([in_bkg[p] for p in pos])
+            src_obs[:, groups[gi].band] = (
+                in_src[pos]
+                if isinstance(in_src, np.ndarray)
+                else np.stack([in_src[p] for p in pos])
+            )
+            bkg_obs[:, groups[gi].band] = (
+                in_bkg[pos]
+                if isinstance(in_bkg, np.ndarray)
+                else np.stack([in_bkg[p] for p in pos])
+            )
             ratio = sv["ratio"][pos, None]
             counts[r] = src_obs @ fd.w_grid
             background[r] = (bkg_obs @ fd.w_grid) / ratio
