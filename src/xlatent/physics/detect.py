@@ -187,51 +187,17 @@ def fill(plan: Plan, lo: int, hi: int) -> Filled:
         if done.all():
             break
         per = 1 if plan.brightness == "counts" else min(2**rnd, MAX_CANDIDATES_PER_ROUND)
-        draws = []
         for b, bs in blocks:
             todo = bs[~done[bs - lo]]
-            if todo.size:
-                draws.append((b, _draw(plan, np.repeat(todo, per), rngs[b])))
-        c = _concat([d for _, d in draws])
-        ev = _evaluate(plan, c)
-        lam_bkg, lam_src = ev["lam_bkg"], ev["lam_src"]
-        n_src, n_bkg, start = np.zeros(c["slots"].size), np.zeros(c["slots"].size), 0
-        for b, d in draws:  # the Poisson totals from each block's own stream
-            s = slice(start, start + d["slots"].size)
-            n_src[s] = rngs[b].poisson(lam_src[s] + lam_bkg[s])
-            n_bkg[s] = rngs[b].poisson(d["ratio"] * lam_bkg[s])
-            start = s.stop
-        sig = snr(n_src, n_bkg, c["ratio"])
-        ok = np.ones(sig.size, bool) if plan.brightness == "counts" else sig >= plan.snr_min
-        # The first detected candidate of each slot (candidates of a slot are adjacent).
-        first = np.flatnonzero(ok)
-        _, pick = np.unique(c["slots"][first], return_index=True)
-        take = first[pick]
-        pos = c["slots"][take] - lo
-        done[pos] = True
-        values = {"scale": ev["scale"], "exposure_s": c["exposure_s"], "ratio": c["ratio"],
-                  "area_arcsec2": c["area_arcsec2"], "sky_scale": c["sky_scale"],
-                  "gidx": c["gidx"], "lam": ev["lam"], "n_src_b": n_src, "n_bkg_b": n_bkg,
-                  "snr_b": sig, "counts_ref_b": ev["counts_ref_b"]}  # fmt: skip
-        for key, v in values.items():
-            src[key][pos] = v[take]
-        for key, v in c["params"].items():
-            params.setdefault(key, np.full(n, np.nan))[pos] = v[take]
-        for key, v in c["cols"].items():
-            if key not in cols:
-                cols[key] = np.empty(n, dtype=v.dtype if v.dtype.kind != "U" else object)
-            cols[key][pos] = v[take]
-        for j in take:
-            if int(j) in ev["piled"]:
-                piled[int(c["slots"][j]) - lo] = ev["piled"][int(j)]
-        for gi, (rows, res) in ev["res"].items():
-            sel = np.flatnonzero(np.isin(rows, take))
-            if sel.size:
-                area = ev["area"][gi]
-                stored.setdefault(gi, []).append((
-                    c["slots"][rows[sel]], {key: v[sel] for key, v in res.items()},
-                    None if area is None else area[sel],
-                ))  # fmt: skip
+            if not todo.size:
+                continue
+            # Drawn and evaluated block by block: a block's numbers never depend on which
+            # other blocks share its batch (not even in the last bits of a matrix product).
+            c = _draw(plan, np.repeat(todo, per), rngs[b])
+            ev = _evaluate(plan, c)
+            n_src = rngs[b].poisson(ev["lam_src"] + ev["lam_bkg"])
+            n_bkg = rngs[b].poisson(c["ratio"] * ev["lam_bkg"])
+            _keep(plan, c, ev, n_src, n_bkg, lo, done, params, src, cols, stored, piled)
     if not done.all():
         raise ValueError(f"{int((~done).sum())} slot(s) found no source with snr_b >= "
                          f"{plan.snr_min:g} in {MAX_ROUNDS} rounds; lower snr_min")  # fmt: skip
@@ -302,12 +268,41 @@ def in_band_draws(
     return [rng.multinomial(int(t), r / r.sum()) for t, r in zip(totals, rates, strict=True)]
 
 
-def _concat(draws: list[dict[str, Any]]) -> dict[str, Any]:
-    """Candidates of several blocks as one set of arrays (in block order)."""
-    out: dict[str, Any] = {}
-    for key, v in draws[0].items():
-        if isinstance(v, dict):
-            out[key] = {k2: np.concatenate([d[key][k2] for d in draws]) for k2 in v}
-        else:
-            out[key] = np.concatenate([d[key] for d in draws])
-    return out
+def _keep(
+    plan: Plan, c: dict[str, Any], ev: dict[str, Any], n_src: np.ndarray, n_bkg: np.ndarray,
+    lo: int, done: np.ndarray, params: dict[str, np.ndarray], src: dict[str, np.ndarray],
+    cols: dict[str, np.ndarray], stored: dict[int, list[Any]], piled: dict[int, np.ndarray],
+) -> None:  # fmt: skip
+    """Fill each slot of candidates ``c`` with its first detection (in place)."""
+    n = done.size
+    sig = snr(n_src, n_bkg, c["ratio"])
+    ok = np.ones(sig.size, bool) if plan.brightness == "counts" else sig >= plan.snr_min
+    # The first detected candidate of each slot (candidates of a slot are adjacent).
+    first = np.flatnonzero(ok)
+    _, pick = np.unique(c["slots"][first], return_index=True)
+    take = first[pick]
+    pos = c["slots"][take] - lo
+    done[pos] = True
+    values = {"scale": ev["scale"], "exposure_s": c["exposure_s"], "ratio": c["ratio"],
+              "area_arcsec2": c["area_arcsec2"], "sky_scale": c["sky_scale"],
+              "gidx": c["gidx"], "lam": ev["lam"], "n_src_b": n_src, "n_bkg_b": n_bkg,
+              "snr_b": sig, "counts_ref_b": ev["counts_ref_b"]}  # fmt: skip
+    for key, v in values.items():
+        src[key][pos] = v[take]
+    for key, v in c["params"].items():
+        params.setdefault(key, np.full(n, np.nan))[pos] = v[take]
+    for key, v in c["cols"].items():
+        if key not in cols:
+            cols[key] = np.empty(n, dtype=v.dtype if v.dtype.kind != "U" else object)
+        cols[key][pos] = v[take]
+    for j in take:
+        if int(j) in ev["piled"]:
+            piled[int(c["slots"][j]) - lo] = ev["piled"][int(j)]
+    for gi, (rows, res) in ev["res"].items():
+        sel = np.flatnonzero(np.isin(rows, take))
+        if sel.size:
+            area = ev["area"][gi]
+            stored.setdefault(gi, []).append((
+                c["slots"][rows[sel]], {key: v[sel] for key, v in res.items()},
+                None if area is None else area[sel],
+            ))  # fmt: skip
