@@ -85,3 +85,17 @@ def test_td_without_band_fluxes_is_refused(tmp_path: Path) -> None:
     bad.write_text("CSCv2_name,True_Class,Fs\n2CXO J1,AGN,1e-14\n")
     with pytest.raises(InputError, match="fm, fh"):
         compare_to_td(simulate(8, seed=0), bad)
+
+
+def test_cli_writes_realism_json(td_csv: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from xlatent.cli import app
+
+    out = tmp_path / "realism.json"
+    args = ["simulate", "--n", "200", "--out", str(tmp_path / "s.h5"), "--compare-td"]
+    result = CliRunner().invoke(app, [*args, str(td_csv), "--realism-out", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert isinstance(doc["all_pass"], bool) and len(doc["classes"]) == 8
+    assert "| HMXB |" in result.output and "checked classes pass" in result.output
