@@ -9,9 +9,10 @@ distributions, give ``snr_b >= snr_min`` (:func:`xlatent.physics.brightness.snr`
 
 Slots are handled in blocks of ``SLOT_BLOCK``, each with its own random stream, and draws
 for a slot never depend on other blocks, so the set is the same whatever the batch
-(``chunk_size``) in which blocks are evaluated. In round ``r`` every unfilled slot draws
-``min(2**r, 8)`` candidates and keeps its first detection, so slots whose sources are rarely
-detected fill in a few rounds.
+(``chunk_size``) in which blocks are evaluated. Every unfilled slot draws one candidate per
+round for ``SINGLE_ROUNDS`` rounds, then 2, 4, ... (at most ``MAX_CANDIDATES_PER_ROUND``),
+and keeps its first detection: few evaluations are wasted, and slots whose sources are
+rarely detected still fill in a few rounds.
 """
 
 from __future__ import annotations
@@ -33,8 +34,13 @@ from xlatent.physics.responses import ResponseGroup, chip_group, response_contex
 from xlatent.physics.spectra import PARTICLE_RATE, SKY_RATE
 
 SLOT_BLOCK = 500
-MAX_ROUNDS = 60
-MAX_CANDIDATES_PER_ROUND = 8
+MAX_ROUNDS = 100
+#: Rounds with one candidate per slot (a wasted candidate costs a model evaluation), then
+#: 2, 4, ... up to MAX_CANDIDATES_PER_ROUND for slots whose sources are rarely detected.
+SINGLE_ROUNDS = 6
+MAX_CANDIDATES_PER_ROUND = 16
+#: Spectra with at most this many 0.5-7 keV counts share them out by inverse-CDF sampling.
+FEW_COUNTS = 2000
 #: Per-source quantities drawn for a candidate and kept for its slot.
 SOURCE_KEYS = ("scale", "exposure_s", "ratio", "area_arcsec2", "sky_scale", "gidx", "lam",
                "n_src_b", "n_bkg_b", "snr_b", "counts_ref_b")  # fmt: skip
@@ -186,7 +192,7 @@ def fill(plan: Plan, lo: int, hi: int) -> Filled:
     for rnd in range(MAX_ROUNDS):
         if done.all():
             break
-        per = 1 if plan.brightness == "counts" else min(2**rnd, MAX_CANDIDATES_PER_ROUND)
+        per = min(2 ** max(rnd - SINGLE_ROUNDS + 1, 0), MAX_CANDIDATES_PER_ROUND)
         for b, bs in blocks:
             todo = bs[~done[bs - lo]]
             if not todo.size:
@@ -258,14 +264,44 @@ def plan_observations(
 
 
 def in_band_draws(
-    rng: np.random.Generator, totals: np.ndarray, rates: np.ndarray | list[np.ndarray]
+    rng_few: np.random.Generator,
+    rng_many: np.random.Generator,
+    totals: np.ndarray,
+    rates: np.ndarray | list[np.ndarray],
 ) -> np.ndarray | list[np.ndarray]:
-    """Counts per 0.5-7 keV channel given each spectrum's band total (multinomial: Poisson
-    channels conditioned on their sum), spectra in order: rows of one 2-D call when all
-    share a width (``rates`` an array), else one call per spectrum (the same numbers)."""
-    if isinstance(rates, np.ndarray):
-        return rng.multinomial(totals.astype(np.int64), rates / rates.sum(axis=1, keepdims=True))
-    return [rng.multinomial(int(t), r / r.sum()) for t, r in zip(totals, rates, strict=True)]
+    """Counts per 0.5-7 keV channel given each spectrum's band total: the Poisson channels
+    conditioned on their sum, i.e. multinomial, spectra in order. Spectra of at most
+    ``FEW_COUNTS`` counts place each count by inverse-CDF sampling (``rng_few``, one uniform
+    per count), brighter ones by ``rng_many.multinomial``; ``rates`` a list (responses with
+    different channel counts): every spectrum by the multinomial."""
+    totals = np.asarray(totals).astype(np.int64)
+    if not isinstance(rates, np.ndarray):
+        return [
+            rng_many.multinomial(int(t), r / r.sum()) for t, r in zip(totals, rates, strict=True)
+        ]
+    k, n_chan = rates.shape
+    out = np.zeros((k, n_chan), dtype=np.int64)
+    few = totals <= FEW_COUNTS
+    rows = np.flatnonzero(few & (totals > 0))
+    if rows.size:
+        cum = np.cumsum(rates[rows], axis=1)
+        cum /= cum[:, -1:]
+        # One sorted array for all spectra: spectrum j's CDF shifted to (j, j + 1].
+        flat = (cum + np.arange(rows.size)[:, None]).ravel()
+        owner = np.repeat(np.arange(rows.size), totals[rows])
+        # Sorted keys: the order of the counts does not matter, and sorted look-ups are
+        # several times faster.
+        keys = np.sort(rng_few.random(owner.size) + owner)
+        chan = np.minimum(np.searchsorted(flat, keys, side="right") - owner * n_chan,
+                          n_chan - 1)  # fmt: skip
+        out[rows] = np.bincount(owner * n_chan + chan, minlength=rows.size * n_chan).reshape(
+            rows.size, n_chan
+        )
+    many = np.flatnonzero(~few)
+    if many.size:
+        p = rates[many]
+        out[many] = rng_many.multinomial(totals[many], p / p.sum(axis=1, keepdims=True))
+    return out
 
 
 def _keep(

@@ -149,10 +149,11 @@ def simulate(
     fixed = check_instrument(instrument)
     grid = EnergyGrid.default() if grid is None else grid
     ss = np.random.SeedSequence(seed)
-    streams = ss.spawn(8)
+    streams = ss.spawn(10)
     rng_pop, rng_src, rng_bkg, rng_obs, _, rng_src_in, rng_bkg_in, rng_var = (
-        np.random.default_rng(s) for s in streams
+        np.random.default_rng(s) for s in streams[:8]
     )
+    rng_src_many, rng_bkg_many = (np.random.default_rng(s) for s in streams[8:])
     frac = class_fractions(class_mix, td_path)
     classes = rng_pop.choice(np.array(CLASSES), size=n, p=[frac[c] for c in CLASSES])
     n_obs = -(-n // SOURCES_PER_OBSID)
@@ -243,8 +244,8 @@ def simulate(
                 band_bkg[p] = bkg_chan[j][..., g.band]
             parts.append((gi, pos, r, idx, fd, exp_chan))
         src_flat, bkg_flat = rng_src.poisson(lam_src), rng_bkg.poisson(lam_bkg)
-        in_src = in_band_draws(rng_src_in, sv["n_src_b"], band_src)
-        in_bkg = in_band_draws(rng_bkg_in, sv["n_bkg_b"], band_bkg)
+        in_src = in_band_draws(rng_src_in, rng_src_many, sv["n_src_b"], band_src)
+        in_bkg = in_band_draws(rng_bkg_in, rng_bkg_many, sv["n_bkg_b"], band_bkg)
         for gi, pos, r, idx, fd, exp_chan in parts:
             src_obs, bkg_obs = src_flat[idx], bkg_flat[idx]
             src_obs[:, groups[gi].band] = (
