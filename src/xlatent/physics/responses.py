@@ -27,7 +27,12 @@ import scipy.sparse as sp
 from xlatent.core.errors import InputError
 from xlatent.core.grid import EnergyGrid, overlap_matrix
 from xlatent.instrument import Response, default_response
-from xlatent.instrument.family import BUILTIN_EPOCH_YEAR, chip_rmf, effective_area_cm2
+from xlatent.instrument.family import (
+    BUILTIN_EPOCH_YEAR,
+    chip_rmf,
+    effective_area_cm2,
+    response_id,
+)
 from xlatent.io.response_context import response_context as read_response_context
 from xlatent.physics.observation import date_obs
 from xlatent.physics.spectra import (
@@ -225,3 +230,25 @@ def response_label(response: Response) -> str:
     if response is default_response():
         return "builtin:acis-s"
     return Path(response.arf.path if response.arf is not None else response.rmf.path).name
+
+
+def response_ids(
+    cols: dict[str, np.ndarray], slot_group: np.ndarray, groups: list[Any],
+    response: Response | None,
+) -> np.ndarray:  # fmt: skip
+    """``response_id`` per spectrum: the family member (chip, date, off-axis angle) where
+    ``slot_group`` is -1, else the fixed response's path (``builtin:acis-s`` for the built-in
+    one) or the real response's ARF file name."""
+    family = slot_group < 0
+    rid = np.array([str(v) for v in cols["chip_type"]], dtype=object)
+    if family.any():
+        rid[family] = response_id(
+            rid[family].astype(str), cols["epoch_year"][family].astype(float),
+            cols["theta_arcmin"][family].astype(float),
+        )  # fmt: skip
+    for gi in np.unique(slot_group[~family]):
+        label = response_label(groups[gi].response)
+        if response is not None and response is not default_response():
+            label = str(response.arf.path if response.arf is not None else response.rmf.path)
+        rid[slot_group == gi] = label
+    return rid

@@ -30,8 +30,8 @@ import pandas as pd
 from xlatent.core.grid import EnergyGrid
 from xlatent.core.spectrumset import SpectrumSet
 from xlatent.core.split import split_column
-from xlatent.instrument import ARF, Response, default_response
-from xlatent.instrument.family import energy_bins, response_id
+from xlatent.instrument import ARF, Response
+from xlatent.instrument.family import energy_bins
 from xlatent.physics import models as m
 from xlatent.physics.absorption import DEFAULT_ABUNDANCES
 from xlatent.physics.brightness import SNR_MIN, brightness_model
@@ -53,9 +53,7 @@ from xlatent.physics.priors import (
     TD_CLASS_COUNTS,
     sample_variability,
 )
-from xlatent.physics.responses import (
-    response_label,
-)
+from xlatent.physics.responses import response_ids, response_label
 from xlatent.physics.spectra import BAND_CODES, PARTICLE_RATE, SKY_RATE
 
 #: ACIS pixel size (arcsec); BACKSCAL is written in pixels^2 like CIAO region areas.
@@ -277,20 +275,7 @@ def simulate(
                 )  # fmt: skip
 
     src, params, cols = kept["src"], kept["params"], kept["cols"]
-    family = slot_group < 0
-    rid = np.array([str(v) for v in cols["chip_type"]], dtype=object)
-    if family.any():
-        rid[family] = response_id(rid[family].astype(str), cols["epoch_year"][family].astype(
-            float), cols["theta_arcmin"][family].astype(float))  # fmt: skip
-    for gi in np.unique(slot_group[~family]):
-        g = groups[gi]
-        label = response_label(g.response)
-        if response is not None and response is default_response():
-            label = "builtin:acis-s"
-        elif response is not None:
-            label = str(response.arf.path if response.arf is not None else response.rmf.path)
-        rid[slot_group == gi] = label
-    cols["response_id"] = rid
+    cols["response_id"] = response_ids(cols, slot_group, groups, response)
     # Variability after selection: the kept sources' rates and exposures are known here.
     var_prob, var_index = sample_variability(classes, rng_var, priors)
     exposure_s = src["exposure_s"]
