@@ -54,3 +54,26 @@ def test_snr_definition() -> None:
         90 / np.sqrt(100 + 200 / 400)
     )
     assert snr(np.array([0]), np.array([0]), np.array([20.0]))[0] == 0.0
+
+
+def test_snr_is_that_of_the_written_spectrum(tmp_path: Path) -> None:
+    """The 0.5-7 keV channels of each spectrum hold exactly the counts drawn at detection."""
+    from astropy.io import fits
+
+    from xlatent.io.ogip_response import read_rmf
+    from xlatent.physics.brightness import snr as significance
+
+    s = simulate(30, seed=5, write_pha=tmp_path)
+    for spec_id, want in zip(s.meta["spec_id"], s.meta["snr_b"], strict=True):
+        with (
+            fits.open(tmp_path / f"{spec_id}.pha") as src,
+            fits.open(tmp_path / f"{spec_id}_bkg.pha") as bkg,
+        ):
+            h, hb = src["SPECTRUM"].header, bkg["SPECTRUM"].header
+            rmf = read_rmf(tmp_path / h["RESPFILE"], cache=None)
+            centre = 0.5 * (rmf.e_min + rmf.e_max)
+            band = (centre >= 0.5) & (centre < 7.0)
+            n_src = np.asarray(src["SPECTRUM"].data["COUNTS"])[band].sum()
+            n_bkg = np.asarray(bkg["SPECTRUM"].data["COUNTS"])[band].sum()
+            got = significance(n_src, n_bkg, hb["BACKSCAL"] / h["BACKSCAL"])
+        assert got == pytest.approx(want, rel=1e-9) and got >= 3.0
