@@ -95,6 +95,8 @@ def listing(root: Path) -> set[str]:
 
 # ------------------------------------------------------------------- bad option values
 USAGE = [  # exit 2: the value itself is wrong
+    ("simulate --out {tmp}/a.h5 --realism-out {tmp}/r.json", "--realism-out"),
+    ("simulate --out {tmp}/a.h5 --snr-min 0", "--snr-min"),
     ("simulate --n 0", "--n"),
     ("simulate --counts-min 0", "--counts-min"),
     ("simulate --counts-max -5", "--counts-max"),

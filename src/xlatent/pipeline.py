@@ -151,12 +151,13 @@ def simulate_through(
 
     if instrument is not None and response is not None:
         raise ValueError("give instrument or response, not both")
+    # brightness="counts": no detection step, so the sources do not depend on the response.
     if instrument is None:
         if response is not None:
-            return simulate(n, seed=seed, grid=grid, response=response)
-        return simulate(n, seed=seed, grid=grid)
+            return simulate(n, seed=seed, grid=grid, response=response, brightness="counts")
+        return simulate(n, seed=seed, grid=grid, brightness="counts")
     inst = {k: instrument[k] for k in ("chip_type", "epoch_year", "theta_arcmin")}
-    return simulate(n, seed=seed, grid=grid, instrument=inst)
+    return simulate(n, seed=seed, grid=grid, instrument=inst, brightness="counts")
 
 
 def poisson_twin(s: SpectrumSet, seed: int) -> SpectrumSet:

@@ -38,7 +38,10 @@ def test_simulate_reproducible_and_contract() -> None:
     # Noiseless expected 0.5-7 keV counts through each spectrum's own response.
     broad = a.grid.band_mask(0.5, 7.0)
     assert np.allclose(a.expected_counts[:, broad].sum(1), meta["truth_counts_b"], rtol=1e-9)
-    assert meta["truth_counts_ref_b"].between(50, 20000).all()
+    # Default brightness: only detections (snr_b >= 3) are kept; pile-up is a fraction.
+    assert (meta["snr_b"] >= 3.0).all() and meta["pileup_fraction"].between(0, 1).all()
+    old = simulate(40, seed=5, brightness="counts").meta
+    assert old["truth_counts_ref_b"].between(50, 20000).all()
     assert ((meta["var_prob_b"] >= 0) & (meta["var_prob_b"] <= 1)).all()
     assert meta["var_index_b"].between(0, 10).all()
     # Absorbed flux never exceeds unabsorbed; parameters absent from a model are NaN.
@@ -167,7 +170,9 @@ def test_simulated_spec_ids_differ_between_sets_and_repeat_with_the_seed() -> No
         simulate(20, seed=2),
         simulate(21, seed=1),
         simulate(20, seed=1, class_mix="balanced"),
-        simulate(20, seed=1, counts_range=(100.0, 1000.0)),
+        simulate(20, seed=1, brightness="counts"),
+        simulate(20, seed=1, snr_min=5.0),
+        simulate(20, seed=1, exposure_range_s=(1e4, 2e4)),
         simulate(20, seed=1, grid=EnergyGrid.log(0.5, 7.0, 64)),
         simulate(20, seed=1, response=default_response()),
         simulate(20, seed=1, instrument={"chip_type": "FI"}),
@@ -177,5 +182,8 @@ def test_simulated_spec_ids_differ_between_sets_and_repeat_with_the_seed() -> No
     ids = set(base.meta["spec_id"])
     for other in others:
         assert ids.isdisjoint(other.meta["spec_id"])
+    counts = simulate(20, seed=1, brightness="counts")
+    narrower = simulate(20, seed=1, brightness="counts", counts_range=(100.0, 1000.0))
+    assert set(counts.meta["spec_id"]).isdisjoint(narrower.meta["spec_id"])
     prefix = base.provenance[-1]["spec_id_prefix"]
     assert all(s.startswith(prefix) for s in base.meta["spec_id"])

@@ -78,9 +78,12 @@ def test_draw_distributions() -> None:
 
 
 def test_same_seed_same_sources_whatever_the_instrument() -> None:
-    a = simulate(200, seed=11, instrument=ON_AXIS_2001)
-    b = simulate(200, seed=11, instrument={"chip_type": "FI", "epoch_year": 2020.5})
-    c = simulate(200, seed=11)
+    # Without detection (brightness="counts"); with it, the instrument changes which
+    # sources are detected.
+    kw = {"seed": 11, "brightness": "counts"}
+    a = simulate(200, instrument=ON_AXIS_2001, **kw)
+    b = simulate(200, instrument={"chip_type": "FI", "epoch_year": 2020.5}, **kw)
+    c = simulate(200, **kw)
     for other in (b, c):
         for col in SOURCE_COLUMNS:
             left, right = a.meta[col].to_numpy(), other.meta[col].to_numpy()
@@ -95,9 +98,10 @@ def test_same_seed_same_sources_whatever_the_instrument() -> None:
 
 
 def test_later_and_off_axis_give_fewer_counts_more_background() -> None:
-    base = simulate(150, seed=12, instrument=ON_AXIS_2001)
-    late = simulate(150, seed=12, instrument={**ON_AXIS_2001, "epoch_year": 2020.5})
-    far = simulate(150, seed=12, instrument={**ON_AXIS_2001, "theta_arcmin": 9.0})
+    kw = {"seed": 12, "brightness": "counts", "pileup": False}  # the same sources, unpiled
+    base = simulate(150, instrument=ON_AXIS_2001, **kw)
+    late = simulate(150, instrument={**ON_AXIS_2001, "epoch_year": 2020.5}, **kw)
+    far = simulate(150, instrument={**ON_AXIS_2001, "theta_arcmin": 9.0}, **kw)
     soft = base.grid.band_mask(0.5, 1.2)
     s_base, s_late = (x.expected_counts[:, soft].sum(1) for x in (base, late))
     assert (s_late < 0.8 * s_base).all()  # the contaminant

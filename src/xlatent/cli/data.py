@@ -147,13 +147,37 @@ def simulate(
     test_fraction: TestFraction = 0.2,
     compare_td: Annotated[
         Path | None,
-        typer.Option("--compare-td", help="TD.csv: class mix from it; print sim vs real colours."),
+        typer.Option(
+            "--compare-td",
+            help="TD.csv: class mix and per-class flux/exposure model from it; print the "
+            "realism table (sim vs real colours, log Fb, log S/N, variable fraction).",
+        ),
     ] = None,
+    realism_out: Annotated[
+        Path | None,
+        typer.Option("--realism-out", help="With --compare-td: write the realism table as JSON."),
+    ] = None,
+    brightness: Annotated[
+        Literal["flux", "counts"],
+        typer.Option(
+            "--brightness",
+            help="flux: per-class fluxes and exposures, detections with S/N >= --snr-min kept; "
+            "counts: log-uniform counts in --counts-min..--counts-max, no selection.",
+        ),
+    ] = "flux",
+    snr_min: Annotated[
+        float, typer.Option("--snr-min", help="Detection threshold on snr_b (--brightness flux).")
+    ] = 3.0,
+    pileup: Annotated[
+        bool, typer.Option("--pileup/--no-pileup", help="ACIS pile-up of bright sources.")
+    ] = True,
     counts_min: Annotated[
-        float, typer.Option("--counts-min", help="Lowest expected 0.5-7 keV source counts.")
+        float,
+        typer.Option("--counts-min", help="--brightness counts: lowest expected 0.5-7 keV counts."),
     ] = 50.0,
     counts_max: Annotated[
-        float, typer.Option("--counts-max", help="Highest expected 0.5-7 keV source counts.")
+        float,
+        typer.Option("--counts-max", help="--brightness counts: highest expected counts."),
     ] = 20000.0,
     responses: Annotated[
         Path | None,
@@ -204,10 +228,12 @@ def simulate(
 
     By default every spectrum draws its own member of the ACIS response family (chip type,
     observation date, off-axis angle); --responses mixes in real ARF/RMF pairs, --arf/--rmf
-    folds everything through one response. Source counts (--counts-min/--counts-max) are
-    those through the built-in on-axis ACIS-S response: the same source gives fewer counts
-    late in the mission or off-axis.
+    folds everything through one response. Brightness: per-class fluxes and exposures
+    folded through each source's own response, only detections (S/N >= --snr-min) kept;
+    --brightness counts instead draws counts through the built-in on-axis ACIS-S response
+    (--counts-min/--counts-max). Bright sources are piled up (--no-pileup: not).
     """
+    check_positive("--snr-min", snr_min)
     check_positive("--counts-min", counts_min)
     check_positive("--counts-max", counts_max)
     if counts_max < counts_min:
@@ -217,6 +243,10 @@ def simulate(
     check_input("--arf", arf)
     check_input("--rmf", rmf)
     check_input("--compare-td", compare_td)
+    if realism_out is not None:
+        if compare_td is None:
+            usage_error("--realism-out", "needs --compare-td")
+        check_output_file("--realism-out", realism_out)
     check_output_file("--out", out)
     if write_pha is not None:
         check_output_dir("--write-pha", write_pha)
@@ -254,7 +284,8 @@ def simulate(
     with removed_if_empty_on_error(write_pha):
         s = _simulate(
             n, seed=seed, class_mix=class_mix, response=response,
-            counts_range=(counts_min, counts_max), td_path=compare_td,
+            counts_range=(counts_min, counts_max), td_path=compare_td, brightness=brightness,
+            snr_min=snr_min, pileup=pileup,
             write_pha=write_pha, test_fraction=test_fraction, progress=True,
             instrument=instrument or None, responses=real, real_fraction=real_fraction,
         )  # fmt: skip
@@ -262,15 +293,19 @@ def simulate(
     typer.echo(s.summary())
     typer.echo(f"wrote {out}")
     if compare_td is not None:
-        from xlatent.physics.realism import compare_to_td, format_table
+        from xlatent.physics.realism import (
+            compare_to_td,
+            format_table,
+            summary_line,
+            write_realism,
+        )
 
         table = compare_to_td(s, compare_td)
         typer.echo(format_table(table))
-        checked = table[table["checked"]]
-        typer.echo(
-            f"realism: {int(checked['pass'].sum())}/{len(checked)} checked classes within "
-            "0.25 dex (median) and x2 (IQR)"
-        )
+        typer.echo(summary_line(table))
+        if realism_out is not None:
+            write_realism(realism_out, table, compare_td)
+            typer.echo(f"wrote {realism_out}")
 
 
 __all__ = ["ingest", "simulate"]

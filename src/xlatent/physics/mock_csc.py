@@ -366,7 +366,7 @@ def write_mock_archive(
         n_interleaved=n_interleaved, n_mixed_version=n_mixed_version,
     )  # fmt: skip
     spectra, channels = _simulate_all(
-        layout, loaded, seed, class_mix=class_mix, counts_range=counts_range
+        layout, loaded, seed, class_mix=class_mix, counts_range=counts_range, brightness="counts"
     )
     layout["source_class"] = spectra.meta["source_class"].to_numpy()
     _positions(layout, rng, repeat_fraction)

@@ -83,26 +83,31 @@ def theta_from_uniform(u: np.ndarray) -> np.ndarray:
     return THETA_SCALE_ARCMIN * np.sqrt(-np.log1p(-u * top))
 
 
-def draw_instrument(
-    obs_index: np.ndarray, rng: np.random.Generator, instrument: dict[str, Any] | None = None
-) -> dict[str, np.ndarray]:
-    """Per source: ``detector``, ``ccd_id``, ``chip_type``, ``epoch_year``, ``theta_arcmin``.
-
-    Detector and date are drawn per observation (``obs_index``), angle and chip per source.
-    Every deviate is drawn whatever ``instrument`` fixes, so fixing one quantity leaves the
-    draws of the others unchanged."""
+def draw_observations(
+    n_obs: int, rng: np.random.Generator, instrument: dict[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per synthetic observation: ACIS-I or not (bool) and the date (decimal year)."""
     fixed = check_instrument(instrument)
-    n = obs_index.size
-    n_obs = int(obs_index.max()) + 1 if n else 0
     u_det, u_epoch = rng.random(n_obs), rng.random(n_obs)
+    epoch = epoch_from_uniform(u_epoch)
+    if "epoch_year" in fixed:
+        epoch = np.full(n_obs, fixed["epoch_year"])
+    return u_det < P_ACIS_I, epoch
+
+
+def place_sources(
+    acis_i: np.ndarray, epoch_year: np.ndarray, rng: np.random.Generator,
+    instrument: dict[str, Any] | None = None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per source (its observation's ``acis_i`` and ``epoch_year`` given): ``detector``,
+    ``ccd_id``, ``chip_type``, ``epoch_year``, ``theta_arcmin``. Every deviate is drawn whatever
+    ``instrument`` fixes, so fixing one quantity leaves the draws of the others unchanged."""
+    fixed = check_instrument(instrument)
+    n = acis_i.size
     u_theta, u_chip, u_ccd = rng.random(n), rng.random(n), rng.random(n)
-    acis_i = (u_det < P_ACIS_I)[obs_index]
-    epoch = epoch_from_uniform(u_epoch)[obs_index]
     theta = theta_from_uniform(u_theta)
     if "theta_arcmin" in fixed:
         theta = np.full(n, fixed["theta_arcmin"])
-    if "epoch_year" in fixed:
-        epoch = np.full(n, fixed["epoch_year"])
     i_chip = np.array(ACIS_I_CCDS)[np.minimum((u_ccd * 4).astype(int), 3)]
     # ACIS-I: S2/S3 only far off-axis; ACIS-S: S2 increasingly beyond 4'.
     p_s_on_i = 0.25 * np.clip((theta - 6.0) / 4.0, 0.0, 1.0)
@@ -121,9 +126,21 @@ def draw_instrument(
         "detector": np.where(acis_i, "ACIS-I", "ACIS-S"),
         "ccd_id": ccd.astype(np.int64),
         "chip_type": chip,
-        "epoch_year": epoch.astype(np.float64),
+        "epoch_year": np.asarray(epoch_year, dtype=np.float64),
         "theta_arcmin": theta.astype(np.float64),
     }
+
+
+def draw_instrument(
+    obs_index: np.ndarray, rng: np.random.Generator, instrument: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """Per source: ``detector``, ``ccd_id``, ``chip_type``, ``epoch_year``, ``theta_arcmin``.
+
+    Detector and date are drawn per observation (``obs_index``), angle and chip per source
+    (:func:`draw_observations`, then :func:`place_sources`)."""
+    n_obs = int(obs_index.max()) + 1 if obs_index.size else 0
+    acis_i, epoch = draw_observations(n_obs, rng, instrument)
+    return place_sources(acis_i[obs_index], epoch[obs_index], rng, instrument)
 
 
 def aperture_area_arcsec2(theta_arcmin: np.ndarray) -> np.ndarray:

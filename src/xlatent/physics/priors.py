@@ -25,8 +25,7 @@ HMXBs likewise see their compact object through the clumpy stellar wind, most of
 behind 3e22-1.5e24 cm^-2 and the rest through the interstellar column (e.g. the partial
 covering fits of Vela X-1 and wind-fed supergiant systems), which keeps a soft tail.
 
-Variability is no longer drawn here: :mod:`xlatent.physics.variability` simulates light curves
-(``p_var`` and ``var_log_odds`` below are unused).
+Variability is not drawn here: :mod:`xlatent.physics.variability` simulates light curves.
 
 The numbers were calibrated against the colours of the labelled CSC sources of Yang et al.
 (2022) with :func:`xlatent.physics.realism.compare_to_td` (see docs/simulator.md).
@@ -58,7 +57,6 @@ PRIORS: dict[str, dict[str, Any]] = {
             ("scatter", {}, {"p": 1.0, "rel": ("logu", 0.005, 0.05)}),
         ],
         "fe_ka": {"p": 0.6, "ew_kev": ("logu", 0.05, 0.2), "sigma_kev": ("u", 0.01, 0.05)},
-        "p_var": 0.25, "var_log_odds": (1.0, 8.0),
     },
     "LMXB": {
         "nh_gal_1e22": ("logu", 0.01, 0.1),
@@ -67,7 +65,6 @@ PRIORS: dict[str, dict[str, Any]] = {
         "extra": [
             ("powerlaw", {"gamma": ("n", 2.0, 0.5, 1.0, 3.5)}, {"p": 1.0, "rel": ("logu", 0.03, 30.0)}),
         ],
-        "p_var": 0.5, "var_log_odds": (1.0, 10.0),
     },
     "HMXB": {
         "nh_gal_1e22": ("logu", 0.05, 0.3),
@@ -76,16 +73,14 @@ PRIORS: dict[str, dict[str, Any]] = {
         "extra": [],
         "partial_cover": {"p": 0.75, "frac": ("u", 0.6, 0.995), "nh_1e22": ("logu", 3.0, 150.0)},
         "fe_ka": {"p": 0.8, "ew_kev": ("logu", 0.05, 0.3), "sigma_kev": ("u", 0.01, 0.05)},
-        "p_var": 0.6, "var_log_odds": (1.0, 10.0),
     },
     "NS": {
         "nh_gal_1e22": ("logu", 0.01, 0.1),
-        "nh_int_1e22": ("logu", 0.05, 5.0),
+        "nh_int_1e22": ("logu", 0.06, 6.0),
         "primary": ("bbody", {"kt_bb_kev": ("logu", 0.05, 0.3)}),
         "extra": [
             ("powerlaw", {"gamma": ("n", 1.5, 0.3, 1.0, 3.0)}, {"p": 1.0, "rel": ("logu", 0.2, 20.0)}),
         ],
-        "p_var": 0.15, "var_log_odds": (1.0, 6.0),
     },
     "CV": {
         "nh_gal_1e22": ("logu", 0.005, 0.05),
@@ -96,7 +91,6 @@ PRIORS: dict[str, dict[str, Any]] = {
         ],
         "partial_cover": {"p": 0.3, "frac": ("u", 0.5, 0.9), "nh_1e22": ("logu", 1.0, 10.0)},
         "fe_ka": {"p": 0.8, "ew_kev": ("logu", 0.05, 0.2), "sigma_kev": ("const", 0.01)},
-        "p_var": 0.3, "var_log_odds": (1.0, 8.0),
     },
     "LM-STAR": {
         "nh_gal_1e22": ("logu", 0.0005, 0.005),
@@ -105,7 +99,6 @@ PRIORS: dict[str, dict[str, Any]] = {
         "extra": [
             ("plasma2", {"kt2_kev": ("logu", 1.0, 4.0)}, {"p": 0.4, "rel": ("logu", 0.1, 1.0)}),
         ],
-        "p_var": 0.35, "var_log_odds": (1.0, 10.0),
     },
     "HM-STAR": {
         "nh_gal_1e22": ("logu", 0.01, 0.1),
@@ -114,7 +107,6 @@ PRIORS: dict[str, dict[str, Any]] = {
         "extra": [
             ("plasma2", {"kt2_kev": ("logu", 1.0, 4.0)}, {"p": 0.7, "rel": ("logu", 0.2, 2.0)}),
         ],
-        "p_var": 0.15, "var_log_odds": (1.0, 6.0),
     },
     "YSO": {
         "nh_gal_1e22": ("logu", 0.01, 0.1),
@@ -123,7 +115,6 @@ PRIORS: dict[str, dict[str, Any]] = {
         "extra": [
             ("plasma2", {"kt2_kev": ("logu", 0.3, 0.8)}, {"p": 0.5, "rel": ("logu", 0.1, 1.0)}),
         ],
-        "p_var": 0.7, "var_log_odds": (1.0, 10.0),
     },
 }
 # fmt: on

@@ -27,10 +27,16 @@ import scipy.sparse as sp
 from xlatent.core.errors import InputError
 from xlatent.core.grid import EnergyGrid, overlap_matrix
 from xlatent.instrument import Response, default_response
-from xlatent.instrument.family import BUILTIN_EPOCH_YEAR, chip_rmf, effective_area_cm2
+from xlatent.instrument.family import (
+    BUILTIN_EPOCH_YEAR,
+    chip_rmf,
+    effective_area_cm2,
+    response_id,
+)
 from xlatent.io.response_context import response_context as read_response_context
 from xlatent.physics.observation import date_obs
 from xlatent.physics.spectra import (
+    COUNTS_BAND_KEV,
     Folder,
     folder,
     model_spectra,
@@ -85,14 +91,35 @@ class ResponseGroup:
             self.broad_ref = np.interp(c, c_ref, ref.broad_per_photon, left=0.0, right=0.0)
         self.sky_chan = np.asarray(self.f.resp.T @ sky_photon_flux(self.f, ref))
         self.n_channels = rmf.n_channels
+        self.band = band_channels(rmf.e_min, rmf.e_max)
+        self.resp_band = np.asarray(self.f.resp @ self.band.astype(np.float64)).ravel()
+        self.resp_all = np.asarray(self.f.resp.sum(axis=1)).ravel()
+        self.particle_b = float(self.f.bkg_particle[self.band].sum())
+        self.sky_b = float(self.sky_chan[self.band].sum())
 
-    def fold(self, rows: np.ndarray, params: dict[str, np.ndarray], **_: Any) -> Folded:
-        res = model_spectra(params, self.f)
+    def model(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return model_spectra(params, self.f)
+
+    def area(self, epoch_year: np.ndarray, theta_arcmin: np.ndarray) -> None:
+        return None  # one ARF for all
+
+    def rates(self, res: dict[str, np.ndarray], area: None) -> dict[str, np.ndarray]:
+        """Per unit normalisation: 0.5-7 keV PI-channel and all-channel source rates through
+        this response, the reference rate, the 0.5-7 keV sky rate per unit ``SKY_RATE``."""
+        photon = res["photon_flux"]
+        k = photon.shape[0]
+        return {"band": photon @ self.resp_band, "all": photon @ self.resp_all,
+                "ref": photon @ self.broad_ref, "sky_band": np.full(k, self.sky_b)}  # fmt: skip
+
+    def fold_model(self, rows: np.ndarray, res: dict[str, np.ndarray], area: None) -> Folded:
         photon = res["photon_flux"]
         return Folded(
             rows, res, _fold(photon, self.f.resp), photon @ self.broad_ref, self.sky_chan,
             self.f.bkg_particle, self.f.w_grid, self.f.area_grid, None,
         )  # fmt: skip
+
+    def fold(self, rows: np.ndarray, params: dict[str, np.ndarray], **_: Any) -> Folded:
+        return self.fold_model(rows, self.model(params), None)
 
 
 class ChipGroup:
@@ -113,21 +140,47 @@ class ChipGroup:
         self.sky_photon = sky_photon_flux(self.ref, self.ref)
         self.avg = bin_average_operator(ref_rmf.energ_lo, ref_rmf.energ_hi, grid)
         self.n_channels = self.rmf.n_channels
+        self.band = band_channels(self.rmf.e_min, self.rmf.e_max)
+        self.r_band = np.asarray(self.matrix @ self.band.astype(np.float64)).ravel()
+        self.r_all = np.asarray(self.matrix.sum(axis=1)).ravel()
+        self.sky_r_band = self.sky_photon * self.r_band
+        self.particle_b = float(self.particle[self.band].sum())
 
-    def fold(
-        self, rows: np.ndarray, params: dict[str, np.ndarray], *, epoch_year: np.ndarray,
-        theta_arcmin: np.ndarray,
-    ) -> Folded:  # fmt: skip
-        res = model_spectra(params, self.ref)
-        # float32 like an OGIP ARF column, so written ARFs reproduce the set exactly.
+    def model(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return model_spectra(params, self.ref)
+
+    def area(self, epoch_year: np.ndarray, theta_arcmin: np.ndarray) -> np.ndarray:
+        """Each source's effective area (cm^2), float32-rounded like an OGIP ARF column so
+        written ARFs reproduce the set exactly."""
         area = effective_area_cm2(self.chip_type, epoch_year, theta_arcmin)
-        area = area.astype(np.float32).astype(np.float64)
+        return area.astype(np.float32).astype(np.float64)
+
+    def rates(self, res: dict[str, np.ndarray], area: np.ndarray) -> dict[str, np.ndarray]:
+        """As :meth:`ResponseGroup.rates`, through each source's own area."""
+        pa = res["photon_flux"] * area
+        return {"band": pa @ self.r_band, "all": pa @ self.r_all,
+                "ref": res["photon_flux"] @ self.ref.broad_per_photon,
+                "sky_band": area @ self.sky_r_band}  # fmt: skip
+
+    def fold_model(self, rows: np.ndarray, res: dict[str, np.ndarray], area: np.ndarray) -> Folded:
         return Folded(
             rows, res, _fold(res["photon_flux"] * area, self.matrix),
             res["photon_flux"] @ self.ref.broad_per_photon,
             _fold(area * self.sky_photon[None, :], self.matrix), self.particle, self.w_grid,
             area @ self.avg, area,
         )  # fmt: skip
+
+    def fold(
+        self, rows: np.ndarray, params: dict[str, np.ndarray], *, epoch_year: np.ndarray,
+        theta_arcmin: np.ndarray,
+    ) -> Folded:  # fmt: skip
+        return self.fold_model(rows, self.model(params), self.area(epoch_year, theta_arcmin))
+
+
+def band_channels(e_min_kev: np.ndarray, e_max_kev: np.ndarray) -> np.ndarray:
+    """PI channels whose centre lies in the broad band (0.5-7 keV): where ``snr_b`` is counted."""
+    centre = 0.5 * (np.asarray(e_min_kev) + np.asarray(e_max_kev))
+    return (centre >= COUNTS_BAND_KEV[0]) & (centre < COUNTS_BAND_KEV[1])
 
 
 _CHIP_GROUPS: dict[tuple[str, int, int, str], ChipGroup] = {}
@@ -177,3 +230,25 @@ def response_label(response: Response) -> str:
     if response is default_response():
         return "builtin:acis-s"
     return Path(response.arf.path if response.arf is not None else response.rmf.path).name
+
+
+def response_ids(
+    cols: dict[str, np.ndarray], slot_group: np.ndarray, groups: list[Any],
+    response: Response | None,
+) -> np.ndarray:  # fmt: skip
+    """``response_id`` per spectrum: the family member (chip, date, off-axis angle) where
+    ``slot_group`` is -1, else the fixed response's path (``builtin:acis-s`` for the built-in
+    one) or the real response's ARF file name."""
+    family = slot_group < 0
+    rid = np.array([str(v) for v in cols["chip_type"]], dtype=object)
+    if family.any():
+        rid[family] = response_id(
+            rid[family].astype(str), cols["epoch_year"][family].astype(float),
+            cols["theta_arcmin"][family].astype(float),
+        )  # fmt: skip
+    for gi in np.unique(slot_group[~family]):
+        label = response_label(groups[gi].response)
+        if response is not None and response is not default_response():
+            label = str(response.arf.path if response.arf is not None else response.rmf.path)
+        rid[slot_group == gi] = label
+    return rid

@@ -1,20 +1,21 @@
 """Population simulator: CSC-like sources of eight classes folded through Chandra responses.
 
-Pipeline for a batch of sources (all vectorised, in chunks):
+Pipeline (all vectorised, in batches of whole slot blocks):
 
-1. class labels (realistic CSC mix or balanced) and model parameters from :mod:`priors`;
-2. where each source was observed (:mod:`observation`): per synthetic ObsID a detector and
-   date, per source an off-axis angle and chip; or one fixed response, or real ARF/RMF pairs;
-3. photon flux densities on sub-samples of the RMF true-energy bins (:mod:`models`),
-   photoelectric absorption (:mod:`absorption`), integration over the bins;
-4. normalisation so that the expected 0.5-7 keV source counts *through the reference
-   (built-in on-axis ACIS-S) response* follow a log-uniform distribution; the source is then
-   folded through its own response (:mod:`responses`), so the same source gives fewer counts
-   late in the mission or off-axis;
-5. ACIS-like particle (unvignetted) + sky (through the source's own area) background in an
+1. class labels (realistic CSC mix or balanced) of the ``n`` slots, and per synthetic
+   observation (:mod:`observation`) a detector and date, or one fixed response, or real
+   ARF/RMF pairs;
+2. a source per slot, drawn until it is detected (:mod:`detect`): model parameters
+   (:mod:`priors`), absorbed flux and exposure per class (:mod:`brightness`), off-axis angle
+   and chip; photon fluxes (:mod:`models`, :mod:`absorption`) folded through the source's
+   own response (:mod:`responses`) with pile-up for bright sources (:mod:`pileup`); the
+   0.5-7 keV source- and background-region counts give ``snr_b``, kept when >= ``snr_min``.
+   ``brightness="counts"`` instead sets the expected counts through the reference response
+   (log-uniform ``counts_range``) and keeps every source;
+3. ACIS-like particle (unvignetted) + sky (through the source's own area) background in an
    aperture that grows with the PSF and a region ``backscal_ratio`` times larger, Poisson
-   sampling per PI channel, and count-conserving regridding onto the SpectrumSet grid exactly
-   as ingest does.
+   counts per PI channel (the 0.5-7 keV channels share out the totals drawn at detection),
+   and count-conserving regridding onto the SpectrumSet grid exactly as ingest does.
 """
 
 from __future__ import annotations
@@ -29,37 +30,38 @@ import pandas as pd
 from xlatent.core.grid import EnergyGrid
 from xlatent.core.spectrumset import SpectrumSet
 from xlatent.core.split import split_column
-from xlatent.instrument import ARF, Response, default_response
-from xlatent.instrument.family import energy_bins, response_id
+from xlatent.instrument import ARF, Response
+from xlatent.instrument.family import energy_bins
 from xlatent.physics import models as m
 from xlatent.physics import variability as pv
 from xlatent.physics.absorption import DEFAULT_ABUNDANCES
-from xlatent.physics.digest import response_digest, simulation_digest
-from xlatent.physics.observation import (
-    aperture_area_arcsec2,
-    check_instrument,
-    date_obs,
-    draw_instrument,
+from xlatent.physics.brightness import SNR_MIN, brightness_model
+from xlatent.physics.detect import (
+    SLOT_BLOCK,
+    Plan,
+    fill,
+    in_band_draws,
+    plan_observations,
+    source_channels,
 )
+from xlatent.physics.digest import response_digest, simulation_digest
+from xlatent.physics.observation import check_instrument, date_obs
+from xlatent.physics.pileup import pileup_fraction
 from xlatent.physics.priors import (
     CLASSES,
     COMPONENTS,
     PRIORS,
     TD_CLASS_COUNTS,
-    sample_parameters,
 )
-from xlatent.physics.responses import (
-    ResponseGroup,
-    chip_group,
-    response_context,
-    response_label,
-)
+from xlatent.physics.responses import response_ids, response_label
 from xlatent.physics.spectra import BAND_CODES, PARTICLE_RATE, SKY_RATE
 
 #: ACIS pixel size (arcsec); BACKSCAL is written in pixels^2 like CIAO region areas.
 ACIS_PIXEL_ARCSEC = 0.492
 SOURCES_PER_OBSID = 20
 INSTRUMENT_COLUMNS = ("detector", "ccd_id", "chip_type", "epoch_year", "theta_arcmin")
+#: Exposure range (s, log-uniform per observation) of ``brightness="counts"``.
+COUNTS_MODE_EXPOSURE_S = (1.0e4, 1.5e5)
 
 
 def class_fractions(
@@ -81,58 +83,6 @@ def class_fractions(
     return {c: counts[c] / total for c in CLASSES}
 
 
-def _assign_responses(
-    obs_index: np.ndarray,
-    rng_obs: np.random.Generator,
-    response: Response | None,
-    responses: Sequence[Response] | None,
-    real_fraction: float,
-    instrument: dict[str, Any] | None,
-    grid: EnergyGrid,
-    n_sub: int,
-    abundances: str,
-) -> tuple[list[Any], np.ndarray, dict[str, np.ndarray], list[tuple[str, str | None]]]:
-    """Folding groups, each source's group, its instrument columns (``detector``, ``ccd_id``,
-    ``chip_type``, ``epoch_year``, ``theta_arcmin``, ``date_obs``, ``response_id``) and each
-    group's PHA file names (RMF, and a shared ARF or None for one ARF per spectrum)."""
-    n = obs_index.size
-    cols = draw_instrument(obs_index, rng_obs, instrument)
-    cols = {k: v.astype(object) if v.dtype.kind == "U" else v for k, v in cols.items()}
-    cols["date_obs"] = date_obs(cols["epoch_year"])
-    if response is not None:
-        ctx = response_context(response)
-        cols = {k: np.array([ctx[k]] * n, dtype=object if isinstance(ctx[k], str) else None)
-                for k in (*INSTRUMENT_COLUMNS, "date_obs")}  # fmt: skip
-        label = (
-            "builtin:acis-s"
-            if response is default_response()
-            else str(response.arf.path if response.arf is not None else response.rmf.path)
-        )
-        cols["response_id"] = np.array([label] * n, dtype=object)
-        return [ResponseGroup(response, grid, n_sub, abundances)], np.zeros(n, np.int64), cols, []
-    groups: list[Any] = [chip_group(c, grid, n_sub, abundances) for c in ("FI", "BI")]
-    names: list[tuple[str, str | None]] = [("acis-FI.rmf", None), ("acis-BI.rmf", None)]
-    gidx = np.where(cols["chip_type"] == "BI", 1, 0)
-    rid = response_id(cols["chip_type"].astype(str), cols["epoch_year"], cols["theta_arcmin"])
-    cols["response_id"] = rid.astype(object)
-    if responses:
-        n_obs = int(obs_index.max()) + 1
-        real = (rng_obs.random(n_obs) < real_fraction)[obs_index]
-        pick = rng_obs.integers(len(responses), size=n_obs)[obs_index]
-        for j, resp in enumerate(responses):
-            rows = real & (pick == j)
-            if not rows.any():
-                continue
-            groups.append(ResponseGroup(resp, grid, n_sub, abundances))
-            names.append((f"real{j}.rmf", f"real{j}.arf"))
-            gidx[rows] = len(groups) - 1
-            ctx = response_context(resp)
-            for k in (*INSTRUMENT_COLUMNS, "date_obs"):
-                cols[k][rows] = ctx[k]
-            cols["response_id"][rows] = response_label(resp)
-    return groups, gidx, cols, names
-
-
 def simulate(
     n: int,
     seed: int = 0,
@@ -140,8 +90,11 @@ def simulate(
     response: Response | None = None,
     grid: EnergyGrid | None = None,
     *,
+    brightness: str = "flux",
+    snr_min: float = SNR_MIN,
+    pileup: bool = True,
     counts_range: tuple[float, float] = (50.0, 20000.0),
-    exposure_range_s: tuple[float, float] = (1.0e4, 1.5e5),
+    exposure_range_s: tuple[float, float] | None = None,
     backscal_ratio: tuple[float, float] = (20.0, 50.0),
     src_area_arcsec2: tuple[float, float] | None = None,
     instrument: dict[str, Any] | None = None,
@@ -164,19 +117,24 @@ def simulate(
     ``chip_type`` / ``epoch_year`` / ``theta_arcmin`` for every source); ``responses`` (real
     ARF/RMF pairs) replace the family for a share ``real_fraction`` of the observations, each
     drawing one pair uniformly; ``response`` folds every source through that one response.
-    ``counts_range``: log-uniform expected 0.5-7 keV source counts *through the reference
-    (built-in on-axis ACIS-S) response* in the source's exposure; the flux follows, and the
-    counts through the source's own response are ``truth_counts_b``.
+    ``brightness="flux"`` (default): per-class absorbed 0.5-7 keV fluxes and exposures
+    (:mod:`xlatent.physics.brightness`, from ``td_path`` when given), folded through each
+    source's response, and only detections with ``snr_b >= snr_min`` kept (sources are
+    redrawn until one is detected). ``brightness="counts"``: no selection; expected 0.5-7 keV
+    counts *through the reference (built-in on-axis ACIS-S) response* log-uniform in
+    ``counts_range``, exposures log-uniform in ``exposure_range_s`` (default 10-150 ks) per
+    observation. ``exposure_range_s`` given with ``"flux"``: log-uniform per source.
+    ``pileup``: bright sources are piled up (:mod:`xlatent.physics.pileup`;
+    ``meta["pileup_fraction"]``); False leaves every spectrum as incident.
     ``src_area_arcsec2``: log-uniform source-region areas instead of the PSF-sized aperture.
     ``write_pha``: also write OGIP PHA/ARF/RMF files there (ingesting them gives this set).
-    ``test_fraction``: the share of each class in ``meta["split"] == "test"`` (the rest
-    ``"train"``, drawn from ``seed``): ``xlatent train`` fits only the train rows and
-    ``evaluate`` scores on the test rows, so every command-line run is held out by construction.
-    The same ``seed`` gives the same set, whatever ``chunk_size``; the same ``seed`` with
-    another ``instrument`` gives the same sources (``truth_*`` parameters and fluxes).
+    ``test_fraction``: the share of each class in ``meta["split"] == "test"`` (drawn from
+    ``seed``). The same ``seed`` gives the same set, whatever ``chunk_size``.
     """
     if n < 1:
         raise ValueError("n must be at least 1")
+    if brightness not in ("flux", "counts"):
+        raise ValueError(f"brightness must be 'flux' or 'counts', not {brightness!r}")
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), not {test_fraction}")
     if response is not None and (instrument or responses):
@@ -189,40 +147,37 @@ def simulate(
     fixed = check_instrument(instrument)
     grid = EnergyGrid.default() if grid is None else grid
     ss = np.random.SeedSequence(seed)
-    # Stream 4 (observations) is new: streams 1-3, hence every source, are as they were.
-    rng_pop, rng_src, rng_bkg, rng_obs = (np.random.default_rng(s) for s in ss.spawn(4))
-
+    streams = ss.spawn(10)
+    rng_pop, rng_src, rng_bkg, rng_obs, _, rng_src_in, rng_bkg_in, rng_var = (
+        np.random.default_rng(s) for s in streams[:8]
+    )
+    rng_src_many, rng_bkg_many = (np.random.default_rng(s) for s in streams[8:])
     frac = class_fractions(class_mix, td_path)
     classes = rng_pop.choice(np.array(CLASSES), size=n, p=[frac[c] for c in CLASSES])
-    params = sample_parameters(classes, rng_pop, priors)
     n_obs = -(-n // SOURCES_PER_OBSID)
-    obs_exposure = np.exp(rng_pop.uniform(*np.log(exposure_range_s), n_obs))
     obs_index = np.arange(n) // SOURCES_PER_OBSID
-    exposure_s = obs_exposure[obs_index]
-    # Variability (own stream): intrinsic light curves first, as flares heat and dips absorb
-    rng_var_src, rng_var_lc = pv.variability_rngs(ss.entropy)  # the spectra (then its photons)
-    intrinsic = pv.draw_variability(classes, exposure_s, rng_var_src)
-    pv.apply_to_parameters(params, intrinsic)
-    target_counts = np.exp(rng_pop.uniform(*np.log(counts_range), n))
-    ratio = rng_pop.uniform(*backscal_ratio, n)
-    u_area = rng_pop.random(n)  # drawn whether used or not, so the draws after it keep values
-    sky_scale = np.exp(rng_pop.normal(0.0, 0.3, n))  # field-to-field sky brightness
-    groups, gidx, cols, pha_names = _assign_responses(
+    obs_exposure = None
+    if brightness == "counts":
+        lo_hi = np.log(exposure_range_s or COUNTS_MODE_EXPOSURE_S)
+        obs_exposure = np.exp(rng_pop.uniform(*lo_hi, n_obs))[obs_index]
+    groups, slot_group, context, acis_i, epoch, pha_names = plan_observations(
         obs_index, rng_obs, response, responses, real_fraction, fixed, grid, n_sub, abundances
     )
-    if src_area_arcsec2 is None:
-        area = aperture_area_arcsec2(np.nan_to_num(cols["theta_arcmin"].astype(float), nan=0.0))
-    else:
-        lo, hi = np.log(src_area_arcsec2)
-        area = np.exp(lo + (hi - lo) * u_area)
-
+    plan = Plan(
+        classes, acis_i, epoch, slot_group, context, obs_exposure, groups, brightness, priors,
+        brightness_model(td_path), counts_range, exposure_range_s, backscal_ratio,
+        src_area_arcsec2, fixed, snr_min, pileup, streams[4].spawn(-(-n // SLOT_BLOCK)),
+    )  # fmt: skip
     m_bins = grid.n_bins
     counts, background, expected, eff_area = (np.empty((n, m_bins)) for _ in range(4))
     fluxes = {k: np.empty((n, 4)) for k in ("flux_abs", "flux_unabs")}
     fracs = {c: np.empty(n) for c in COMPONENTS}
     prefix = simulation_digest(
         entropy=ss.entropy, n=n, fractions=frac, response=response, grid=grid,
-        counts_range=counts_range, exposure_range_s=exposure_range_s,
+        counts_range=counts_range if brightness == "counts" else None,
+        exposure_range_s=exposure_range_s, brightness=brightness,
+        snr_min=snr_min if brightness == "flux" else None, pileup=pileup,
+        flux_model=plan.flux_model if brightness == "flux" else None,
         backscal_ratio=backscal_ratio, src_area_arcsec2=src_area_arcsec2,
         abundances=abundances, priors=priors, n_sub=n_sub, instrument=fixed,
         responses=None if responses is None else [response_digest(r) for r in responses],
@@ -238,57 +193,95 @@ def simulate(
     n_chan = np.array([g.n_channels for g in groups])
     # One width for every response (the usual case): rows of a 2-D view, cheaper to index.
     width = int(n_chan[0]) if np.all(n_chan == n_chan[0]) else 0
-    starts = range(0, n, chunk_size)
+    step = max(1, round(chunk_size / SLOT_BLOCK)) * SLOT_BLOCK  # whole blocks per batch
+    starts = range(0, n, step)
     if progress:
         from tqdm import tqdm
 
-        starts = tqdm(starts, total=-(-n // chunk_size), desc="simulate", unit="chunk")
+        starts = tqdm(starts, total=-(-n // step), desc="simulate", unit="batch")
+    kept: dict[str, dict[str, np.ndarray]] = {"params": {}, "src": {}, "cols": {}, "var": {}}
     for a in starts:
-        g_chunk = gidx[a : min(a + chunk_size, n)]
-        # Channels of every source one after the other: one Poisson call per chunk draws the
-        # same numbers whatever the chunking, and responses may differ in channel count
-        # (then one row holds them all, indexed element by element).
+        f = fill(plan, a, min(a + step, n))
+        f.cols["date_obs"] = date_obs(f.cols["epoch_year"].astype(np.float64))
+        for part in kept:
+            for k, v in getattr(f, part).items():
+                if k not in kept[part]:  # (n,), or (n, N_FINE) for light curves
+                    kept[part][k] = np.empty((n, *v.shape[1:]), dtype=v.dtype)
+                kept[part][k][f.slots] = v
+        sv = f.src
+        g_chunk = sv["gidx"]
+        # Out-of-band channels of every source one after the other: one Poisson call per
+        # batch draws the same numbers whatever the batching; the 0.5-7 keV channels share
+        # out the band totals drawn at detection (multinomial).
         off = np.concatenate([[0], np.cumsum(n_chan[g_chunk])])
         lam_src, lam_bkg = (np.empty(off[-1]).reshape(-1, width or off[-1]) for _ in "sb")
-        parts = []
-        for gi in np.unique(g_chunk):
-            rows = np.flatnonzero(g_chunk == gi)
-            r = a + rows
-            fd = groups[gi].fold(
-                rows, {k: v[r] for k, v in params.items()},
-                epoch_year=cols["epoch_year"][r], theta_arcmin=cols["theta_arcmin"][r],
-            )  # fmt: skip
-            scale = target_counts[r] / (exposure_s[r] * fd.rate_ref)
-            exp_chan = fd.chan_unit * (scale * exposure_s[r])[:, None]
-            bkg_chan = (area[r] * exposure_s[r])[:, None] * (
+        parts: list[Any] = []
+        n_band = sorted({int(g.band.sum()) for g in groups})  # one width: 2-D, else lists
+        band_src, band_bkg = (
+            (np.zeros((f.slots.size, n_band[0])) for _ in "sb")
+            if len(n_band) == 1
+            else ([None] * f.slots.size for _ in "sb")
+        )
+        for gi, (pos, res, area) in sorted(f.models.items()):
+            g, r = groups[gi], a + pos
+            fd = g.fold_model(pos, res, area)
+            theta = np.nan_to_num(f.cols["theta_arcmin"][pos].astype(float), nan=0.0)
+            known = [f.piled.get(p) for p in pos]  # piled at detection
+            exp_chan = source_channels(g, fd, sv["scale"][pos], sv["exposure_s"][pos],
+                                       sv["lam"][pos], theta, known)  # fmt: skip
+            bkg_chan = (sv["area_arcsec2"][pos] * sv["exposure_s"][pos])[:, None] * (
                 PARTICLE_RATE * fd.particle[None, :]
-                + SKY_RATE * sky_scale[r, None] * np.atleast_2d(fd.sky_chan)
+                + SKY_RATE * sv["sky_scale"][pos, None] * np.atleast_2d(fd.sky_chan)
             )
-            idx = rows if width else (0, off[rows][:, None] + np.arange(n_chan[gi]))
-            lam_src[idx] = exp_chan + bkg_chan
-            lam_bkg[idx] = bkg_chan * ratio[r, None]
-            parts.append((gi, r, idx, fd, exp_chan, scale))
+            idx = pos if width else (0, off[pos][:, None] + np.arange(n_chan[gi]))
+            out_band = ~g.band
+            lam_src[idx] = (exp_chan + bkg_chan) * out_band
+            lam_bkg[idx] = bkg_chan * sv["ratio"][pos, None] * out_band
+            for j, p in enumerate(pos) if isinstance(band_src, list) else [(slice(None), pos)]:
+                band_src[p] = (exp_chan[j] + bkg_chan[j])[..., g.band]
+                band_bkg[p] = bkg_chan[j][..., g.band]
+            parts.append((gi, pos, r, idx, fd, exp_chan))
         src_flat, bkg_flat = rng_src.poisson(lam_src), rng_bkg.poisson(lam_bkg)
-        for gi, r, idx, fd, exp_chan, scale in parts:
+        in_src = in_band_draws(rng_src_in, rng_src_many, sv["n_src_b"], band_src)
+        in_bkg = in_band_draws(rng_bkg_in, rng_bkg_many, sv["n_bkg_b"], band_bkg)
+        for gi, pos, r, idx, fd, exp_chan in parts:
             src_obs, bkg_obs = src_flat[idx], bkg_flat[idx]
+            src_obs[:, groups[gi].band] = (
+                in_src[pos]
+                if isinstance(in_src, np.ndarray)
+                else np.stack([in_src[p] for p in pos])
+            )
+            bkg_obs[:, groups[gi].band] = (
+                in_bkg[pos]
+                if isinstance(in_bkg, np.ndarray)
+                else np.stack([in_bkg[p] for p in pos])
+            )
+            ratio = sv["ratio"][pos, None]
             counts[r] = src_obs @ fd.w_grid
-            background[r] = (bkg_obs @ fd.w_grid) / ratio[r, None]
+            background[r] = (bkg_obs @ fd.w_grid) / ratio
             expected[r] = exp_chan @ fd.w_grid
             eff_area[r] = fd.area_grid
             for k in fluxes:
-                fluxes[k][r] = fd.res[k] * scale[:, None] * m.KEV_TO_ERG
+                fluxes[k][r] = fd.res[k] * sv["scale"][pos, None] * m.KEV_TO_ERG
             for c in COMPONENTS:
                 fracs[c][r] = fd.res[f"frac_{c}"]
             if writer is not None:
                 _write_rows(
                     writer, r, src_obs, bkg_obs, fd, groups[gi],
                     pha_names[gi] if pha_names else None, spec_ids=spec_ids,
-                    exposure_s=exposure_s, px2=area / ACIS_PIXEL_ARCSEC**2, ratio=ratio,
-                    obsid=90000 + obs_index, cols=cols,
+                    exposure_s=kept["src"]["exposure_s"],
+                    px2=kept["src"]["area_arcsec2"] / ACIS_PIXEL_ARCSEC**2,
+                    ratio=kept["src"]["ratio"], obsid=90000 + obs_index, cols=kept["cols"],
                 )  # fmt: skip
 
+    src, params, cols = kept["src"], kept["params"], kept["cols"]
+    cols["response_id"] = response_ids(cols, slot_group, groups, response)
+    # The detected sources' photons spread over their intrinsic light curves (drawn, and
+    # applied to their spectra, with each candidate): CSC Gregory-Loredo var_prob_b/index.
+    intrinsic = pv.IntrinsicVariability(**kept["var"])
     broad = grid.band_mask(0.5, 7.0)
-    var_prob, var_index = pv.observe(intrinsic, counts, expected, background, broad, rng_var_lc)
+    var_prob, var_index = pv.observe(intrinsic, counts, expected, background, broad, rng_var)
+    exposure_s = src["exposure_s"]
     meta = pd.DataFrame(
         {
             "spec_id": spec_ids,
@@ -310,6 +303,8 @@ def simulate(
             "var_prob_b": var_prob,
             "var_index_b": var_index,
             "exposure_s": exposure_s,
+            "snr_b": src["snr_b"],
+            "pileup_fraction": pileup_fraction(src["lam"]),
         }
     )
     truth = {
@@ -317,8 +312,7 @@ def simulate(
         "truth_nh_gal_1e22": params["nh_gal_1e22"],
         "truth_nh_int_1e22": params["nh_int_1e22"],
     }
-    for name in ("gamma", "kt_kev", "kt2_kev", "kt_in_kev", "kt_bb_kev", "abundance", "redshift",
-                 "pc_frac", "nh_pc_1e22"):  # fmt: skip
+    for name in ("gamma", "kt_kev", "kt2_kev", "kt_in_kev", "kt_bb_kev", "abundance"):
         truth[f"truth_{name}"] = params[name]
     truth["truth_fe_ka_ew_kev"] = params["fe_ka_ew_kev"]
     truth["truth_fe_ka_sigma_kev"] = params["fe_ka_sigma_kev"]
@@ -329,11 +323,11 @@ def simulate(
     for j, band in enumerate(BAND_CODES):
         truth[f"truth_uflux_{band}"] = fluxes["flux_unabs"][:, j]
     truth["truth_counts_b"] = expected @ grid.band_mask(0.5, 7.0).astype(np.float64)
-    truth["truth_counts_ref_b"] = target_counts
+    truth["truth_counts_ref_b"] = src["counts_ref_b"]
     truth["truth_var_model"] = intrinsic.model.astype(str)
     truth["truth_var_amplitude"] = intrinsic.amplitude
-    truth["truth_backscal_ratio"] = ratio
-    truth["truth_src_area_arcsec2"] = area
+    truth["truth_backscal_ratio"] = src["ratio"]
+    truth["truth_src_area_arcsec2"] = src["area_arcsec2"]
     truth["truth_model"] = [
         "+".join(c for c in COMPONENTS if fracs[c][i] > 0)
         + ("+feka" if params["fe_ka_ew_kev"][i] > 0 else "")
@@ -361,8 +355,11 @@ def simulate(
         responses=[] if responses is None else [response_label(r) for r in responses],
         real_fraction=real_fraction if responses else 0.0,
         abundances=abundances,
-        counts_range=list(counts_range),
-        exposure_range_s=list(exposure_range_s),
+        brightness=brightness,
+        snr_min=snr_min if brightness == "flux" else None,
+        pileup=pileup,
+        counts_range=list(counts_range) if brightness == "counts" else None,
+        exposure_range_s=None if exposure_range_s is None else list(exposure_range_s),
         test_fraction=test_fraction,
         priors="default" if priors is None or priors is PRIORS else "custom",
         spec_id_prefix=f"sim-{prefix}-",
