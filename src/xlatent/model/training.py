@@ -4,7 +4,8 @@
 split with early stopping on the validation deviance, gradient clipping, a wall-clock budget,
 a progress bar and a per-epoch callback; the best-validation weights are kept. With
 ``consistency`` > 0 each batch also trains on an augmented copy (another instrument, fewer
-photons) whose latent is pulled towards the original's (:mod:`xlatent.model.augment`).
+photons) whose latent, decoded through the original's area, must reconstruct the original's
+counts (:mod:`xlatent.model.augment`).
 
 The resumable state of a run (:class:`TrainState`, ``train_state.pt``) is
 :mod:`xlatent.model.train_state`.
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xlatent.model.augment import augment, consistency_ramp, consistency_term, step_generator
+from xlatent.model.augment import augment, consistency_ramp, step_generator
 from xlatent.model.checkpoint import TrainingError
 from xlatent.model.network import SpectralTransformerAE, autocast, torch_poisson_deviance
 from xlatent.model.options import TrainConfig
@@ -110,36 +111,44 @@ class Trainer:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss, per-spectrum deviance per bin, latents) of one batch of tensors."""
         z = net.encode(b["feats"], b["glob"])
+        loss, dev = self.reconstruction_loss(net, z, b)
+        return loss, dev, z
+
+    def reconstruction_loss(
+        self, net: SpectralTransformerAE, z: torch.Tensor, b: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, per-spectrum deviance per bin) of latents ``z`` decoded through the area of
+        the batch ``b`` and compared with its counts."""
         log_p = net.log_shape(z.float(), b["log_area"])
         m = log_p.shape[1]
         dev = torch_poisson_deviance(
             log_p, b["log_amp"], b["counts"], b["log_bkg"], b["clogc"]
         ) / m  # fmt: skip
         if self.cfg.loss == "poisson":
-            return dev.mean(), dev, z
+            return dev.mean(), dev
         mse = ((m * torch.exp(log_p) - b["mse_target"]) ** 2).mean()
-        return mse, dev, z
+        return mse, dev
 
     def step_loss(
         self, net: SpectralTransformerAE, data: dict[str, torch.Tensor], idx: torch.Tensor,
         epoch: int, step: int,
     ) -> torch.Tensor:  # fmt: skip
         """The training loss of one step: the batch's, plus with ``consistency`` > 0 its
-        augmented copy's reconstruction loss and the weighted consistency term."""
+        augmented copy's reconstruction loss and the weighted consistency term (the copy's
+        latent decoded through the original's area, scored on the original's counts)."""
         if self.cfg.consistency == 0:
             return self.batch_loss(net, data, idx)[0]
-        # Ramped up from 0: a random encoder's copies are far apart, and the term would
-        # otherwise drown the reconstruction before the latent means anything.
         w = self.cfg.consistency * consistency_ramp(
             epoch * self.steps_per_epoch + step, self.total_steps
         )
         b = {k: v[idx] for k, v in data.items()}
-        loss, _, z = self.loss_on(net, b)
+        loss, _, _ = self.loss_on(net, b)
         gen = step_generator(self.cfg.seed, epoch, step, idx.device)
         with torch.no_grad():
             copy_batch = augment(b, gen)
         loss_copy, _, z_copy = self.loss_on(net, copy_batch)
-        return loss + loss_copy + w * consistency_term(z_copy, z)
+        cross, _ = self.reconstruction_loss(net, z_copy, b)
+        return loss + loss_copy + w * cross
 
     def eval_deviance(
         self, net: SpectralTransformerAE, data: dict, idx: torch.Tensor, chunk: int = 4096
