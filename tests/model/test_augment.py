@@ -153,11 +153,11 @@ def _through_other_areas(s: SpectrumSet, seed: int) -> tuple[SpectrumSet, Spectr
 def test_consistency_training_pulls_instrument_swapped_copies_together() -> None:
     # The same small run without and with the consistency term; the distance between each
     # held-out source's noiseless spectrum and the same source through another area curve,
-    # in units of the latents' spread, must fall by a tenth (measured: 0.110 without, 0.092
-    # with; a small effect at this size, as on the simulated sky: see the README).
-    train = _tilted(400, seed=21)
+    # in units of the latents' spread, must fall by a tenth (measured: 0.130 without, 0.100
+    # with; a modest effect, as on the simulated sky: see the README).
+    train = _tilted(300, seed=21)
     own, other = _through_other_areas(_tilted(200, seed=22), seed=0)
-    opts = dict(latent_dim=4, epochs=15, batch_size=50, val_fraction=0.0, patience=100, seed=3)
+    opts = dict(latent_dim=4, epochs=12, batch_size=50, val_fraction=0.0, patience=100, seed=3)
     dist = {}
     for w in (0.0, 1.0):
         m = SpectralAutoencoder(consistency=w, **opts, **FAST).fit(train)
