@@ -15,7 +15,8 @@ sky in within-class spread units beside the photon-noise floor and the same dist
 noiseless spectra (:mod:`xlatent.analysis.invariance`). ``--train`` simulates a training
 set (``--train-n``, seed ``--train-seed``; ``--single-response``: through the built-in
 response only, the sky before issue 12) and trains ``SpectralAutoencoder(latent_dim=8,
-seed=0)`` on its 'train' rows first, as the demo does (``--threads 1`` on a shared machine).
+seed=0)`` on its 'train' rows first, as the demo does (``--threads 1`` on a shared machine;
+``--consistency W``: the consistency weight, :mod:`xlatent.model.augment`).
 Figures are printed (and written to ``--out``), not asserted.
 """
 
@@ -74,12 +75,15 @@ def train(args: argparse.Namespace) -> tuple[Path, Path]:
     kw = {} if args.epochs is None else {"epochs": args.epochs}
     if args.threads is not None:  # on a shared machine one thread avoids OpenMP contention
         kw["num_threads"] = args.threads
+    if args.consistency is not None:
+        kw["consistency"] = args.consistency
     model = SpectralAutoencoder(latent_dim=8, seed=0, **kw).fit(s[rows])
     model_dir = args.out / "model"
     model.save(model_dir)
     sky = "single-response (built-in ACIS-S)" if args.single_response else "default"
     print(f"trained on {rows.size} of {args.train_n} {sky}-sky spectra (seed "
-          f"{args.train_seed}) in {time.perf_counter() - t0:.0f} s -> {model_dir}")  # fmt: skip
+          f"{args.train_seed}, consistency {model.consistency:g}) in "
+          f"{time.perf_counter() - t0:.0f} s -> {model_dir}")  # fmt: skip
     return model_dir, Path(set_path)
 
 
@@ -94,6 +98,8 @@ def main() -> dict:
                    help="with --train: the old one-response sky (built-in response)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=None, help="with --train: maximum epochs")
     p.add_argument("--threads", type=int, default=None, help="with --train: torch threads")
+    p.add_argument("--consistency", type=float, default=None,
+                   help="with --train: the consistency weight (default: the model's)")  # fmt: skip
     p.add_argument("--n", type=int, default=2000, help="fresh sources per response")
     p.add_argument("--seed", type=int, default=None, help="their seed (default: fresh)")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/real_spectra")

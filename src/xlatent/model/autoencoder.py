@@ -137,6 +137,7 @@ class SpectralAutoencoder(LatentModel):
         patience: int = 8,
         grad_clip: float = 1.0,
         seed: int = 0,
+        consistency: float = 0.0,
         device: str = "auto",
         max_time_s: float | None = None,
         num_threads: int | None = None,

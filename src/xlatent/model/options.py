@@ -146,6 +146,8 @@ class TrainConfig:
     patience: int = 8
     grad_clip: float = 1.0
     seed: int = 0
+    #: Weight of the consistency term (0: off; see :mod:`xlatent.model.augment`).
+    consistency: float = 0.0
 
 
 #: Types and ranges of the :class:`ArchConfig` fields.
@@ -200,6 +202,7 @@ TRAIN_OPTIONS: dict[str, Opt] = {
     "patience": Opt("int", lo=1),
     "grad_clip": Opt("float", lo=0.0, lo_open=True),
     "seed": Opt("int", lo=0, hi=2**63 - 1),
+    "consistency": Opt("float", lo=0.0),
 }
 
 #: Types and ranges of the autoencoder's run options (``None``: no budget / torch's choice).

@@ -1,53 +1,50 @@
-"""The autoencoder's training loop and its resumable state (``train_state.pt``).
+"""The autoencoder's training loop.
 
 :class:`Trainer`: AdamW, linear warm-up then cosine decay over ``epochs``, a seeded validation
 split with early stopping on the validation deviance, gradient clipping, a wall-clock budget,
-a progress bar and a per-epoch callback; the best-validation weights are kept.
+a progress bar and a per-epoch callback; the best-validation weights are kept. With
+``consistency`` > 0 each batch also trains on an augmented copy (another instrument, fewer
+photons) whose latent, decoded through the original's area, must reconstruct the original's
+counts (:mod:`xlatent.model.augment`).
 
-:class:`TrainState`: everything needed to continue an interrupted run exactly (weights,
-optimizer, scheduler, RNG states, epoch, best weights, history). It is saved after every epoch
-and read back as data only (:func:`~xlatent.model.checkpoint.torch_load`), every entry checked
-against this run before anything is restored (one-line :class:`CheckpointError`).
+The resumable state of a run (:class:`TrainState`, ``train_state.pt``) is
+:mod:`xlatent.model.train_state`.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from xlatent.core import EnergyGrid, SpectrumSet
-from xlatent.model.checkpoint import (
-    CheckpointError,
-    TrainingError,
-    check_grid,
-    check_header,
-    check_like,
-    check_state_dict,
-    torch_load,
-    torch_save,
-)
+from xlatent.model.augment import augment, consistency_ramp, step_generator
+from xlatent.model.checkpoint import TrainingError
 from xlatent.model.network import SpectralTransformerAE, autocast, torch_poisson_deviance
 from xlatent.model.options import TrainConfig
 from xlatent.model.preprocess import Prepared
+from xlatent.model.train_state import (
+    STATE_FILE,
+    Checkpointing,
+    TrainState,
+    set_digest,
+)
 
-STATE_FILE = "train_state.pt"
+__all__ = [
+    "STATE_FILE",
+    "Callback",
+    "Checkpointing",
+    "TrainState",
+    "Trainer",
+    "set_digest",
+    "training_tensors",
+    "validation_size",
+]
 Callback = Callable[[int, dict[str, float]], None]
-
-
-def set_digest(s: SpectrumSet) -> str:
-    """A short hash of a set's spectrum ids and counts (a resume must use the same set)."""
-    h = hashlib.sha256("\n".join(s.meta["spec_id"]).encode())
-    h.update(np.ascontiguousarray(s.counts).tobytes())
-    return h.hexdigest()[:16]
 
 
 def training_tensors(p: Prepared, dev: torch.device) -> dict[str, torch.Tensor]:
@@ -67,6 +64,7 @@ def training_tensors(p: Prepared, dev: torch.device) -> dict[str, torch.Tensor]:
         "glob": t(p.global_features),
         "log_area": t(p.log_area),
         "counts": t(p.counts),
+        "background": t(p.background),
         "log_bkg": t(log_bkg),
         "clogc": t(np.where(p.counts > 0, p.counts * np.log(np.maximum(p.counts, 1)), 0.0)),
         "log_amp": t(np.log(p.amplitude)),
@@ -84,150 +82,6 @@ def validation_size(n: int, val_fraction: float) -> int:
     return n_val
 
 
-@dataclass
-class TrainState:
-    """The state of a run after an epoch, as saved in ``train_state.pt`` (same keys)."""
-
-    header: dict
-    set_digest: str
-    model: dict
-    optimizer: dict
-    scheduler: dict
-    generator: torch.Tensor
-    torch_rng: torch.Tensor
-    epoch: int
-    best_val: float
-    bad_epochs: int
-    elapsed_s: float
-    best_model: dict
-    history: list
-    finished: bool
-
-    def save(self, path: Path) -> None:
-        """Write atomically (plain containers and tensors only)."""
-        torch_save({f.name: getattr(self, f.name) for f in fields(self)}, path)
-
-    @classmethod
-    def load(cls, path: Path, *, header: dict, grid: EnergyGrid, digest: str) -> TrainState:
-        """Read ``path`` (data only) and check it belongs to this run: ``header`` (its model
-        config), ``grid`` and the training set's ``digest``. Tensors are checked by
-        :meth:`restore`."""
-        state = torch_load(path)
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{path}: not an xlatent training state")
-        for key in state:
-            if key not in _STATE_TYPES:
-                raise CheckpointError(f"{path}: unexpected entry {str(key)[:60]!r}")
-        for key, types in _STATE_TYPES.items():
-            if key not in state:
-                raise CheckpointError(f"{path}: no {key!r}; not a complete training state")
-            value = state[key]
-            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-                raise CheckpointError(
-                    f"{path}: {key!r} is a {type(value).__name__}, not a "
-                    f"{' or '.join(t.__name__ for t in types)}"
-                )
-        theirs = check_header(state["header"], path, kind="autoencoder")
-        check_grid(theirs, grid, path)
-        for part in ("arch", "train"):
-            mine, stored = header["config"][part], theirs["config"][part]
-            diff = [k for k in mine if mine[k] != stored.get(k)]
-            if diff:
-                k = diff[0]
-                raise CheckpointError(
-                    f"{path}: cannot resume, {k}={stored.get(k)!r} there but {mine[k]!r} now"
-                )
-        if state["set_digest"] != digest:
-            raise CheckpointError(f"{path}: cannot resume on a different training set")
-        epoch, bad = state["epoch"], state["bad_epochs"]
-        if not 0 <= epoch < header["config"]["train"]["epochs"]:
-            raise CheckpointError(f"{path}: epoch {epoch} out of range")
-        if not 0 <= bad <= epoch + 1:
-            raise CheckpointError(f"{path}: bad_epochs {bad} out of range")
-        if not math.isfinite(state["best_val"]):
-            raise CheckpointError(f"{path}: best_val {state['best_val']} is not finite")
-        if not (math.isfinite(state["elapsed_s"]) and state["elapsed_s"] >= 0):
-            raise CheckpointError(f"{path}: elapsed_s {state['elapsed_s']} out of range")
-        history = state["history"]
-        ok = len(history) == epoch + 1 and all(
-            isinstance(rec, dict)
-            and all(
-                isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
-                for k, v in rec.items()
-            )
-            for rec in history
-        )
-        if not ok:
-            raise CheckpointError(f"{path}: history is not one record of numbers per epoch")
-        return cls(**state)
-
-    def restore(
-        self, where: Path, net: SpectralTransformerAE, opt: Any, sched: Any, gen: torch.Generator
-    ) -> None:
-        """Check every tensor and structure against this run, then load them into it."""
-        reference = net.state_dict()
-        check_state_dict(self.model, reference, where, "model")
-        check_state_dict(self.best_model, reference, where, "best_model")
-        optim = self.optimizer
-        if set(optim) != {"state", "param_groups"}:
-            raise CheckpointError(f"{where}: optimizer is not an optimizer state")
-        check_like(
-            optim["param_groups"], opt.state_dict()["param_groups"], where, "optimizer groups"
-        )
-        params = net.ordered_parameters()
-        # AdamW keeps its step count as a float64 scalar under a float64 default, else float32.
-        step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-        scalar = torch.zeros((), dtype=step_dtype)
-        if not isinstance(optim["state"], dict):
-            raise CheckpointError(f"{where}: optimizer state is not a dict")
-        for idx, st in optim["state"].items():
-            if not isinstance(idx, int) or not 0 <= idx < len(params):
-                raise CheckpointError(f"{where}: optimizer state for unknown parameter {idx!r}")
-            p = params[idx].detach()
-            ref = {"step": scalar, "exp_avg": p, "exp_avg_sq": p}
-            check_like(st, ref, where, f"optimizer state {idx}")
-        check_like(self.scheduler, sched.state_dict(), where, "scheduler")
-        check_like(self.generator, gen.get_state(), where, "generator")
-        check_like(self.torch_rng, torch.get_rng_state(), where, "torch_rng")
-        try:
-            net.load_state_dict(self.model)
-            opt.load_state_dict(optim)
-            sched.load_state_dict(self.scheduler)
-            gen.set_state(self.generator)
-            torch.set_rng_state(self.torch_rng)
-        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
-            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            raise CheckpointError(f"{where}: cannot restore the training state ({msg})") from None
-
-
-#: What ``train_state.pt`` holds, and the types of its entries.
-_STATE_TYPES: dict[str, tuple[type, ...]] = {
-    "header": (dict,),
-    "set_digest": (str,),
-    "model": (dict,),
-    "optimizer": (dict,),
-    "scheduler": (dict,),
-    "generator": (torch.Tensor,),
-    "torch_rng": (torch.Tensor,),
-    "epoch": (int,),
-    "best_val": (float, int),
-    "bad_epochs": (int,),
-    "elapsed_s": (float, int),
-    "best_model": (dict,),
-    "history": (list,),
-    "finished": (bool,),
-}
-
-
-@dataclass
-class Checkpointing:
-    """Where and as what to save the :class:`TrainState` after every epoch."""
-
-    path: Path
-    header: dict
-    digest: str
-
-
 class Trainer:
     """Runs the optimisation of ``cfg`` on a network and a prepared set (see module doc)."""
 
@@ -243,22 +97,58 @@ class Trainer:
         self.cfg, self.device = cfg, device
         self.max_time_s, self.progress, self.callback = max_time_s, progress, callback
         self.history: list[dict[str, float]] = []
+        self.steps_per_epoch, self.total_steps = 1, 1
 
     def batch_loss(
         self, net: SpectralTransformerAE, data: dict[str, torch.Tensor], idx: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(training loss, per-spectrum deviance per bin) on the spectra ``idx``."""
-        z = net.encode(data["feats"][idx], data["glob"][idx])
-        log_p = net.log_shape(z.float(), data["log_area"][idx])
+        loss, dev, _ = self.loss_on(net, {k: v[idx] for k, v in data.items()})
+        return loss, dev
+
+    def loss_on(
+        self, net: SpectralTransformerAE, b: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, per-spectrum deviance per bin, latents) of one batch of tensors."""
+        z = net.encode(b["feats"], b["glob"])
+        loss, dev = self.reconstruction_loss(net, z, b)
+        return loss, dev, z
+
+    def reconstruction_loss(
+        self, net: SpectralTransformerAE, z: torch.Tensor, b: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, per-spectrum deviance per bin) of latents ``z`` decoded through the area of
+        the batch ``b`` and compared with its counts."""
+        log_p = net.log_shape(z.float(), b["log_area"])
         m = log_p.shape[1]
         dev = torch_poisson_deviance(
-            log_p, data["log_amp"][idx], data["counts"][idx], data["log_bkg"][idx],
-            data["clogc"][idx],
+            log_p, b["log_amp"], b["counts"], b["log_bkg"], b["clogc"]
         ) / m  # fmt: skip
         if self.cfg.loss == "poisson":
             return dev.mean(), dev
-        mse = ((m * torch.exp(log_p) - data["mse_target"][idx]) ** 2).mean()
+        mse = ((m * torch.exp(log_p) - b["mse_target"]) ** 2).mean()
         return mse, dev
+
+    def step_loss(
+        self, net: SpectralTransformerAE, data: dict[str, torch.Tensor], idx: torch.Tensor,
+        epoch: int, step: int,
+    ) -> torch.Tensor:  # fmt: skip
+        """The training loss of one step: the batch's, plus with ``consistency`` > 0 its
+        augmented copy's reconstruction loss and the weighted consistency term (the copy's
+        latent decoded through the original's area, scored on the original's counts)."""
+        if self.cfg.consistency == 0:
+            return self.batch_loss(net, data, idx)[0]
+        w = self.cfg.consistency * consistency_ramp(
+            epoch * self.steps_per_epoch + step, self.total_steps
+        )
+        b = {k: v[idx] for k, v in data.items()}
+        loss, _, _ = self.loss_on(net, b)
+        gen = step_generator(self.cfg.seed, epoch, step, idx.device)
+        with torch.no_grad():
+            copy_batch = augment(b, gen)
+        loss_copy, _, z_copy = self.loss_on(net, copy_batch)
+        cross, _ = self.reconstruction_loss(net, z_copy, b)
+        return loss + loss_copy + w * cross
 
     def eval_deviance(
         self, net: SpectralTransformerAE, data: dict, idx: torch.Tensor, chunk: int = 4096
@@ -292,6 +182,7 @@ class Trainer:
         train_idx = torch.as_tensor(np.sort(perm[n_val:]), device=dev)
         steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
         total = max(cfg.epochs * steps_per_epoch, 1)
+        self.steps_per_epoch, self.total_steps = steps_per_epoch, total
         warm = max(1, int(cfg.warmup_frac * total))
 
         def schedule(step: int) -> float:
@@ -333,7 +224,7 @@ class Trainer:
                 for k in range(steps_per_epoch):
                     idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
                     with autocast(dev):
-                        loss, _ = self.batch_loss(net, data, idx)
+                        loss = self.step_loss(net, data, idx, epoch, k)
                     if not torch.isfinite(loss):
                         raise TrainingError(
                             f"training loss became {loss.item()} at epoch {epoch + 1}, step "
