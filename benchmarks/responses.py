@@ -34,7 +34,7 @@ from xlatent.analysis.invariance import NOISE_TWIN, response_invariance
 from xlatent.core import SpectrumSet
 from xlatent.instrument import Response
 from xlatent.io.ogip_response import read_arf, read_rmf
-from xlatent.pipeline import fresh_seed, poisson_twin, simulate_through
+from xlatent.pipeline import detected_rows, fresh_seed, poisson_twin, simulate_through
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The four real ARF/RMF pairs (file names in the real-spectra folder).
@@ -119,11 +119,14 @@ def main() -> dict:
     pairs = {DEFAULT_SKY: simulate_through(args.n, seed, None, reference.grid)}
     for name, response in real_responses(args.data).items():
         pairs[name] = simulate_through(args.n, seed, None, reference.grid, response=response)
+    pairs = detected_rows(pairs, DEFAULT_SKY)  # the default sky's detections, in every set
     pairs[NOISE_TWIN] = poisson_twin(pairs[DEFAULT_SKY], seed)
     t_sim = time.perf_counter() - t0
     inv = response_invariance(model, pairs, reference, seed=0)
     ref = inv["reference"]
-    print(f"\n{args.n} fresh sources (seed {seed}) per response; model {args.model}; probe "
+    n_kept = len(pairs[DEFAULT_SKY])
+    print(f"\n{n_kept} of {args.n} fresh sources (seed {seed}; those the default sky "
+          f"detects) per response; model {args.model}; probe "
           f"fitted on {ref['n_probe_train']} 'train' latents of {args.set}, "
           f"{ref['probe_bacc_8class']:.3f} on its {ref['n_test']} 'test' latents")  # fmt: skip
     head = (f"{'response':<24} {'counts':>7} {'dev ratio':>9} {'loss (truth)':>14} "

@@ -115,7 +115,8 @@ def test_cli_path_scores_only_spectra_the_model_never_saw(sim: Path, tmp_path: P
     # A simulated set and a model: response invariance on fresh sources, the probe fitted on
     # the set's own training rows and scored on the rows the model never saw.
     inv = metrics["response_invariance"]
-    assert inv["n_sources"] == 80 and inv["reference"]["n_test"] == 200 - n_train
+    # (of the 80 fresh sources drawn, those the first response detects)
+    assert 40 < inv["n_sources"] < 80 and inv["reference"]["n_test"] == 200 - n_train
     assert inv["noise_floor"]["median"] > 0 and len(inv["pairs"]) == 2
 
 

@@ -47,9 +47,11 @@ def test_run_demo_end_to_end(tmp_path: Path) -> None:
         for key in ("clustering_bacc_8class", "probe_bacc_8class"):
             assert row.get(key) is None or 0.0 <= row[key] <= 1.0
     assert "data:image/png;base64" in r.report_path.read_text()
-    # Response invariance on 240 fresh sources through the fixed responses, in the report.
+    # Response invariance on the fresh sources (240 drawn) that the first response detects,
+    # through the fixed responses, in the report.
     inv = written["response_invariance"]
-    assert inv["n_sources"] == 240 and inv["responses"] == [x["name"] for x in INVARIANCE_RESPONSES]
+    assert 100 < inv["n_sources"] < 240
+    assert inv["responses"] == [x["name"] for x in INVARIANCE_RESPONSES]
     assert inv["noise_floor"]["median"] > 0
     assert 'id="invariance"' in r.report_path.read_text()
 

@@ -146,18 +146,32 @@ def simulate_through(
     member of the ACIS response family (``instrument``: ``chip_type``, ``epoch_year``,
     ``theta_arcmin``), through ``response`` (e.g. real ARF/RMF files), or through the
     default sky's responses (neither given).
+
+    The default sky's fluxes and exposures, with no detection step (``snr_min=-inf``: every
+    drawn source is kept, whatever its S/N under this response), so the same ``seed`` gives
+    the same sources under every response; :func:`detected_rows` then keeps the ones the
+    default sky detects, in every set alike.
     """
     from xlatent.physics.simulator import simulate
 
     if instrument is not None and response is not None:
         raise ValueError("give instrument or response, not both")
-    # brightness="counts": no detection step, so the sources do not depend on the response.
+    kw: dict[str, Any] = {"seed": seed, "grid": grid, "snr_min": -np.inf}
+    if response is not None:
+        return simulate(n, response=response, **kw)
     if instrument is None:
-        if response is not None:
-            return simulate(n, seed=seed, grid=grid, response=response, brightness="counts")
-        return simulate(n, seed=seed, grid=grid, brightness="counts")
+        return simulate(n, **kw)
     inst = {k: instrument[k] for k in ("chip_type", "epoch_year", "theta_arcmin")}
-    return simulate(n, seed=seed, grid=grid, instrument=inst, brightness="counts")
+    return simulate(n, instrument=inst, **kw)
+
+
+def detected_rows(sets: dict[str, SpectrumSet], first: str) -> dict[str, SpectrumSet]:
+    """Every set cut to the rows whose source ``first`` detects (``snr_b`` >= the simulator's
+    threshold): the same sources as the default sky's detections, like the training set."""
+    from xlatent.physics.brightness import SNR_MIN
+
+    keep = np.flatnonzero(sets[first].meta["snr_b"].to_numpy() >= SNR_MIN)
+    return {name: s[keep] for name, s in sets.items()}
 
 
 def poisson_twin(s: SpectrumSet, seed: int) -> SpectrumSet:
@@ -205,13 +219,15 @@ def invariance_pairs(
     grid: EnergyGrid | None = None,
     responses: tuple[dict[str, Any], ...] = INVARIANCE_RESPONSES,
 ) -> dict[str, SpectrumSet]:
-    """The same ``n`` fresh sources (``seed``: one the model never trained on) folded through
-    each of ``responses`` (by name), plus ``noise_twin``: the first one redrawn
+    """The same fresh sources (``n`` drawn, ``seed``: one the model never trained on; those
+    the first response detects kept) folded through each of ``responses`` (by name), plus
+    ``noise_twin``: the first one redrawn
     (:func:`poisson_twin`). What :func:`xlatent.analysis.evaluate` takes as
     ``invariance_pairs``."""
     from xlatent.analysis.invariance import NOISE_TWIN
 
     sets = {r["name"]: simulate_through(n, seed, r, grid) for r in responses}
+    sets = detected_rows(sets, responses[0]["name"])
     sets[NOISE_TWIN] = poisson_twin(sets[responses[0]["name"]], seed)
     return sets
 

@@ -61,7 +61,12 @@ def evaluate(
         ),
     ] = True,
     invariance_n: Annotated[
-        int, typer.Option("--invariance-n", min=10, help="Fresh sources per response.")
+        int,
+        typer.Option(
+            "--invariance-n",
+            min=10,
+            help="Fresh sources drawn (those the first response detects are kept).",
+        ),
     ] = 2000,
 ) -> None:
     """Compare latents with hardness ratios, PCA and true parameters; write metrics.json.
