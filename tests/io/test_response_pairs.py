@@ -31,6 +31,14 @@ def test_the_real_spectra_pair_by_their_pha_keywords(real_spectra_dir: Path) -> 
     ]
     assert all(pha is not None for _, _, pha in found.paths)
     assert len(found.responses) == 4
+    # Each response keeps its spectrum: 1575's ARF spans CCDs 6 and 7 (DETNAM ACIS-67), and
+    # only the PHA's source GTI says the source was on S3 (back-illuminated) 3.4' off-axis.
+    assert [Path(r.pha_path).name for r in found.responses] == [p.name for _, _, p in found.paths]
+    from xlatent.physics.responses import response_context
+
+    ctx = response_context(found.responses[2])
+    assert (ctx["ccd_id"], ctx["chip_type"], ctx["detector"]) == (7, "BI", "ACIS-S")
+    assert abs(ctx["theta_arcmin"] - 3.38) < 0.01
 
 
 def test_stems_lone_rmf_and_a_damaged_file(real_spectra_dir: Path, tmp_path: Path) -> None:

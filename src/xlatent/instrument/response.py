@@ -48,10 +48,15 @@ class RMF:
 
 @dataclass(frozen=True, eq=False)
 class Response:
-    """An ARF on an RMF's energy grid: folds photon fluxes into expected channel counts."""
+    """An ARF on an RMF's energy grid: folds photon fluxes into expected channel counts.
+
+    ``pha_path``: the spectrum the response was made for, when known (its headers say which
+    CCD the source fell on and where, which a multi-chip ARF does not).
+    """
 
     arf: ARF | None
     rmf: RMF
+    pha_path: str = ""
 
     def __post_init__(self) -> None:
         if self.arf is not None and self.arf.specresp.size != self.rmf.energ_lo.size:

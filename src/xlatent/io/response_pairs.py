@@ -127,7 +127,7 @@ def find_response_pairs(folder: str | Path) -> ResponsePairs:
         found.skipped.append((p, "no matching ARF/RMF (by PHA keywords or file stem)"))
     for arf, rmf, pha in pairs:
         try:
-            response = Response(read_arf(arf), read_rmf(rmf))
+            response = Response(read_arf(arf), read_rmf(rmf), "" if pha is None else str(pha))
         except InputError as exc:
             found.skipped.append((Path(exc.path), exc.reason))
             continue

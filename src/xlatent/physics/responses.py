@@ -205,9 +205,10 @@ def response_context(response: Response) -> dict[str, Any]:
     """Detector, CCD, chip type, date and off-axis angle of a response, where known.
 
     The built-in response is ObsID 1575's on-axis ACIS-S3 (2001.76). A real response's ARF
-    headers are read by :func:`xlatent.io.response_context.response_context` (no PHA here,
-    so the off-axis angle is NaN unless the ARF names the target); an unreadable ARF or one
-    without keywords leaves the columns unknown."""
+    headers, and those of its spectrum (``response.pha_path``) when known, are read by
+    :func:`xlatent.io.response_context.response_context`: without the spectrum a multi-chip
+    ARF leaves the chip unknown and the off-axis angle is NaN unless the ARF names the
+    target; an unreadable file or one without keywords leaves the columns unknown."""
     if response is default_response():
         return {"detector": "ACIS-S", "ccd_id": 7, "chip_type": "BI",
                 "epoch_year": BUILTIN_EPOCH_YEAR,
@@ -218,7 +219,8 @@ def response_context(response: Response) -> dict[str, Any]:
     if path is None or not path.is_file():
         return out
     try:
-        ctx = read_response_context(path)
+        pha = Path(response.pha_path) if response.pha_path else None
+        ctx = read_response_context(path, pha if pha is not None and pha.is_file() else None)
     except (OSError, ValueError, InputError):
         return out
     out.update({k: ctx[k] for k in out if k in ctx})
