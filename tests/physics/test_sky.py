@@ -10,10 +10,10 @@ import pytest
 from xlatent.instrument import Response, default_response, gaussian_rmf
 from xlatent.instrument.family import response_id
 from xlatent.io.ogip_response import read_arf, read_rmf
+from xlatent.io.response_context import decimal_year
 from xlatent.physics.observation import (
     date_obs,
     draw_instrument,
-    epoch_from_date_obs,
     epoch_from_uniform,
     theta_from_uniform,
 )
@@ -55,7 +55,7 @@ def test_default_sky_spans_chips_dates_and_angles(sky) -> None:  # noqa: ANN001
     expected_ids = response_id(m["chip_type"].to_numpy(), m["epoch_year"], m["theta_arcmin"])
     assert list(m["response_id"]) == list(expected_ids)
     assert all(
-        abs(epoch_from_date_obs(d) - y) < 1e-6
+        abs(decimal_year(d) - y) < 1e-6
         for d, y in zip(m["date_obs"][:50], m["epoch_year"][:50], strict=True)
     )
     # Per-spectrum effective areas (not one response for all).

@@ -31,6 +31,9 @@ from xlatent.instrument.acis_calib import (
 from xlatent.instrument.response import ARF, RMF, Response
 
 CHIP_TYPES: tuple[str, ...] = ("FI", "BI")
+#: ACIS CCD_ID -> chip type: I0-I3, S0, S2, S4, S5 front-illuminated; S1, S3 back-illuminated.
+CCD_CHIP_TYPE: dict[int, str] = {0: "FI", 1: "FI", 2: "FI", 3: "FI", 4: "FI", 5: "BI",
+                                 6: "FI", 7: "BI", 8: "FI", 9: "FI"}  # fmt: skip
 #: Range of observation dates the family covers (decimal years).
 EPOCH_RANGE_YEAR: tuple[float, float] = (1999.6, 2025.9)
 #: Largest off-axis angle (arcmin) the family covers.

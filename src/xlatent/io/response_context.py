@@ -13,11 +13,8 @@ from pathlib import Path
 
 from astropy.io import fits
 
+from xlatent.instrument.family import CCD_CHIP_TYPE
 from xlatent.io.ogip_response import _find_hdu, _open
-
-#: ACIS CCD_ID -> chip type: I0-I3, S0, S2, S4, S5 front-illuminated; S1, S3 back-illuminated.
-CCD_CHIP_TYPE: dict[int, str] = {0: "FI", 1: "FI", 2: "FI", 3: "FI", 4: "FI", 5: "BI",
-                                 6: "FI", 7: "BI", 8: "FI", 9: "FI"}  # fmt: skip
 
 
 def decimal_year(date_obs: str) -> float:

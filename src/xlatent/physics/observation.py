@@ -23,7 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from xlatent.instrument.family import CHIP_TYPES, EPOCH_RANGE_YEAR, THETA_MAX_ARCMIN, psf_r90_arcsec
+from xlatent.instrument.family import (
+    CCD_CHIP_TYPE,
+    CHIP_TYPES,
+    EPOCH_RANGE_YEAR,
+    THETA_MAX_ARCMIN,
+    psf_r90_arcsec,
+)
 
 #: Share of synthetic observations made with ACIS-I (the rest ACIS-S).
 P_ACIS_I = 0.45
@@ -39,7 +45,7 @@ APERTURE_R90_FACTOR = 1.5
 #: CCD numbers (ACIS CCD_ID) and their chip types.
 ACIS_I_CCDS = (0, 1, 2, 3)
 CCD_S2, CCD_S3 = 6, 7
-BI_CCDS = (5, 7)
+BI_CCDS = tuple(ccd for ccd, chip in CCD_CHIP_TYPE.items() if chip == "BI")
 INSTRUMENT_KEYS = ("chip_type", "epoch_year", "theta_arcmin")
 
 
@@ -166,17 +172,3 @@ def date_obs(epoch_year: np.ndarray) -> np.ndarray:
         t = start + timedelta(seconds=round((y - year) * days))
         out.append(t.strftime("%Y-%m-%dT%H:%M:%S"))
     return np.array(out, dtype=object)[inverse.ravel()]
-
-
-def epoch_from_date_obs(text: str) -> float:
-    """Decimal year of a FITS DATE-OBS (``YYYY-MM-DD[Thh:mm:ss[.s]]``); NaN when unreadable."""
-    text = str(text).strip()
-    for fmt in ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
-        try:
-            t = datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-        start = datetime(t.year, 1, 1)
-        days = (datetime(t.year + 1, 1, 1) - start).total_seconds()
-        return t.year + (t - start).total_seconds() / days
-    return float("nan")
