@@ -311,6 +311,16 @@ def in_band_draws(
     return out
 
 
+def _put(
+    dst: dict[str, np.ndarray], key: str, v: np.ndarray, pos: np.ndarray, take: np.ndarray, n: int
+) -> None:
+    """``dst[key][pos] = v[take]``, allocating ``dst[key]`` for ``n`` slots on first use (rows
+    of ``v``'s trailing shape; strings as objects, as their lengths differ between draws)."""
+    if key not in dst:
+        dst[key] = np.empty((n, *v.shape[1:]), dtype=object if v.dtype.kind == "U" else v.dtype)
+    dst[key][pos] = v[take]
+
+
 def _keep(
     plan: Plan, c: dict[str, Any], ev: dict[str, Any], n_src: np.ndarray, n_bkg: np.ndarray,
     lo: int, done: np.ndarray, params: dict[str, np.ndarray], src: dict[str, np.ndarray],
@@ -336,14 +346,9 @@ def _keep(
     for key, v in c["params"].items():
         params.setdefault(key, np.full(n, np.nan))[pos] = v[take]
     for key, v in c["cols"].items():
-        if key not in cols:
-            cols[key] = np.empty(n, dtype=v.dtype if v.dtype.kind != "U" else object)
-        cols[key][pos] = v[take]
+        _put(cols, key, v, pos, take, n)
     for f in fields(c["var"]):
-        v = getattr(c["var"], f.name)
-        if f.name not in var:
-            var[f.name] = np.empty((n, *v.shape[1:]), dtype=v.dtype)
-        var[f.name][pos] = v[take]
+        _put(var, f.name, getattr(c["var"], f.name), pos, take, n)
     for j in take:
         if int(j) in ev["piled"]:
             piled[int(c["slots"][j]) - lo] = ev["piled"][int(j)]
