@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xlatent.analysis._common import safe_log10
+from xlatent.analysis._common import safe_log10, single_thread
 from xlatent.analysis.outliers import unusual_scores
 from xlatent.core import InputError
 from xlatent.core.vocabulary import CLASSES, latent_columns
@@ -207,17 +207,20 @@ def explore(
     if not ok.all():
         notes.append(f"{int((~ok).sum()):,} rows with non-finite latents left out")
         cat, z = cat[ok].reset_index(drop=True), z[ok]
-    score, score_name, score_desc = unusual_scores(cat, seed=seed, z=z)
-    rows, n_out = pick_rows(score, max_points, seed)
-    timings["score"] = time.perf_counter() - t0
-    sub, zs = cat.iloc[rows].reset_index(drop=True), z[rows]
-    method, why = resolve_projection(projection, len(rows))
-    sd = zs.std(axis=0)
-    try:
-        xy, method = embed(zs / np.where(sd > 0, sd, 1.0), method, seed)
-    except Exception as exc:  # noqa: BLE001 - e.g. numba trouble in umap: PCA, and say so
-        why = f"{method} failed ({type(exc).__name__}); fell back to PCA"
-        xy, method = embed(zs / np.where(sd > 0, sd, 1.0), "pca", seed)
+    # One thread: on busy cores OpenMP spin-waits cost more than it saves (t-SNE of 240
+    # points: 19 s with two threads, 2.5 s with one, on the 2-core development machine).
+    with single_thread():
+        score, score_name, score_desc = unusual_scores(cat, seed=seed, z=z)
+        rows, n_out = pick_rows(score, max_points, seed)
+        timings["score"] = time.perf_counter() - t0
+        sub, zs = cat.iloc[rows].reset_index(drop=True), z[rows]
+        method, why = resolve_projection(projection, len(rows))
+        sd = zs.std(axis=0)
+        try:
+            xy, method = embed(zs / np.where(sd > 0, sd, 1.0), method, seed)
+        except Exception as exc:  # noqa: BLE001 - e.g. numba trouble in umap: PCA, say so
+            why = f"{method} failed ({type(exc).__name__}); fell back to PCA"
+            xy, method = embed(zs / np.where(sd > 0, sd, 1.0), "pca", seed)
     timings["embed"] = time.perf_counter() - t0 - timings["score"]
     payload = None
     if spectrum_set is not None:

@@ -99,5 +99,19 @@ def unusual_summary(catalog: pd.DataFrame, n: int = 20, seed: int = 0,
     return {"score": name, "description": desc, "n_scored": int(len(catalog)), "rows": rows}
 
 
-__all__ = ["DENSITY_SCORE", "OOD_COLUMN", "density_score", "most_unusual", "unusual_scores",
-           "unusual_summary"]  # fmt: skip
+def evaluated_unusual(meta: pd.DataFrame, latents: pd.DataFrame, z: np.ndarray, seed: int = 0,
+                      n: int = 20) -> dict[str, Any]:  # fmt: skip
+    """:func:`unusual_summary` of the evaluated rows (``meta``, latents ``z`` aligned with it),
+    taking ``ood_score`` from the catalogue ``latents`` (matched on ``spec_id``) when it has
+    one; what ``evaluate`` writes as ``metrics["unusual"]``."""
+    cat = meta[[c for c in LISTED_COLUMNS if c in meta]].reset_index(drop=True)
+    if OOD_COLUMN in latents and "spec_id" in latents:
+        ids = latents["spec_id"].astype(str)
+        first = ~ids.duplicated().to_numpy()  # align() refuses repeats; be safe anyway
+        ood = pd.Series(latents[OOD_COLUMN].to_numpy()[first], index=ids.to_numpy()[first])
+        cat[OOD_COLUMN] = ood.reindex(cat["spec_id"].astype(str)).to_numpy()
+    return unusual_summary(cat, n=n, seed=seed, z=z)
+
+
+__all__ = ["DENSITY_SCORE", "OOD_COLUMN", "density_score", "evaluated_unusual", "most_unusual",
+           "unusual_scores", "unusual_summary"]  # fmt: skip
