@@ -94,8 +94,11 @@ def test_explorer_in_headless_chromium(page_path: Path, tmp_path: Path) -> None:
             page.on("request", lambda r: None if r.url.startswith(("file:", "data:", "blob:"))
                     else remote.append(r.url))  # fmt: skip
             page.goto(page_path.as_uri())
-            page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && "
-                                   "Object.keys(Bokeh.index).length > 0", timeout=60_000)  # fmt: skip
+            page.wait_for_function(
+                "() => window.Bokeh && Bokeh.documents.length > 0 && "
+                "Object.keys(Bokeh.index).length > 0",
+                timeout=60_000,
+            )
             _check_page(page, tmp_path)
             if os.environ.get("XLATENT_SCREENSHOT"):  # tools/screenshot_explore.py does it well
                 page.screenshot(path=os.environ["XLATENT_SCREENSHOT"])
@@ -138,8 +141,10 @@ def _check_page(page: Any, tmp_path: Path) -> None:
 
     # The selector recolours: c becomes the chosen option's values, the colour bar appears.
     page.select_option("select", "hardness HS")
-    page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('points').data.c[0] "
-                           "=== Bokeh.documents[0].get_model_by_name('values').data.v1[0]")  # fmt: skip
+    page.wait_for_function(
+        "() => Bokeh.documents[0].get_model_by_name('points').data.c[0] "
+        "=== Bokeh.documents[0].get_model_by_name('values').data.v1[0]"
+    )
 
     # A lasso (the default drag) around a rectangle selects exactly the points inside it
     # (edges drawn at least 4 px from any point: the mouse moves in whole pixels). The

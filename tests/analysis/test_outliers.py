@@ -50,10 +50,10 @@ def test_ood_score_is_preferred_when_the_catalogue_has_it() -> None:
 
 def test_evaluated_unusual_matches_ood_score_by_spec_id() -> None:
     z = blobs(100)
-    meta = pd.DataFrame({"spec_id": [f"s{i}" for i in range(100)],
-                         "source_class": ["AGN"] * 100, "net_counts_b": np.arange(100.0)})  # fmt: skip
-    lat = pd.DataFrame({"spec_id": meta["spec_id"][::-1].to_numpy(),
-                        "ood_score": np.arange(100.0)})  # reversed order: s0 has score 99  # fmt: skip
+    ids = [f"s{i}" for i in range(100)]
+    meta = pd.DataFrame({"spec_id": ids, "source_class": "AGN", "net_counts_b": np.arange(100.0)})
+    # the catalogue in reversed order: s0 has score 99
+    lat = pd.DataFrame({"spec_id": ids[::-1], "ood_score": np.arange(100.0)})
     u = evaluated_unusual(meta, lat, z, n=3)
     assert u["score"] == "ood_score" and u["n_scored"] == 100
     assert [r["spec_id"] for r in u["rows"]] == ["s0", "s1", "s2"]

@@ -37,7 +37,9 @@ function decode(arr, i, nb, lo, hi) {
 }
 """
 
-_SHOW_JS = _DECODE_JS + """
+_SHOW_JS = (
+    _DECODE_JS
+    + """
 const idx = points.selected.indices;
 selection.text = idx.length + " selected";
 if (idx.length === 0) { return; }
@@ -54,8 +56,11 @@ info.text = "<b>" + d.spec_id[i] + "</b>" + name + ": class " + d.cls[i] + ", " 
   (spectra ? "" : " (no spectra: run xlatent explore with --set)") +
   (idx.length > 1 ? " &mdash; first of " + idx.length + " selected" : "");
 """
+)
 
-_HOVER_JS = _DECODE_JS + """
+_HOVER_JS = (
+    _DECODE_JS
+    + """
 const hit = cb_data.index.indices;
 if (!hit.length) { return; }
 const i = hit[0];
@@ -65,6 +70,7 @@ const upd = Object.assign({}, spectrum.data);
 upd.hov = decode(spectra.data.obs, i, meta.nb, meta.lo, meta.hi);
 spectrum.data = upd;
 """
+)
 
 _COLOUR_JS = """
 const k = options.indexOf(colour.value);
@@ -103,13 +109,17 @@ def _option_meta(opt: Any) -> dict[str, Any]:
 
     if opt.kind == "class":
         present = [c for k, c in enumerate(CLASSES) if (opt.values == k).any()]
-        legend = " ".join(
-            f'<span style="color:{CLASS_PALETTE[CLASSES.index(c)]}">&#9679;</span> {c}'
-            for c in present) + f' <span style="color:{NAN_COLOUR}">&#9679;</span> unlabelled'
+        legend = (
+            " ".join(
+                f'<span style="color:{CLASS_PALETTE[CLASSES.index(c)]}">&#9679;</span> {c}'
+                for c in present
+            )
+            + f' <span style="color:{NAN_COLOUR}">&#9679;</span> unlabelled'
+        )
         return {"kind": "class", "label": opt.label, "low": -0.5, "high": len(CLASSES) - 0.5,
                 "palette": CLASS_PALETTE, "legend": legend}  # fmt: skip
     v = opt.values[np.isfinite(opt.values)]
-    lo, hi = (np.percentile(v, [1, 99]) if v.size else (0.0, 1.0))
+    lo, hi = np.percentile(v, [1, 99]) if v.size else (0.0, 1.0)
     hi = hi if hi > lo else lo + 1.0
     legend = f"colour: {html.escape(opt.label)} ({html.escape(opt.description)}); grey: no value"
     return {"kind": "linear", "label": opt.label, "low": float(lo), "high": float(hi),
@@ -147,9 +157,18 @@ def write_page(
     from bokeh.embed import file_html
     from bokeh.layouts import column, row
     from bokeh.models import (
-        Button, ColorBar, ColumnDataSource, CustomJS, Div, HoverTool, LassoSelectTool,
-        LinearColorMapper, Range1d, Select, TapTool,
-    )  # fmt: skip
+        Button,
+        ColorBar,
+        ColumnDataSource,
+        CustomJS,
+        Div,
+        HoverTool,
+        LassoSelectTool,
+        LinearColorMapper,
+        Range1d,
+        Select,
+        TapTool,
+    )
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
 
@@ -211,7 +230,8 @@ def write_page(
     lo, hi = (-3.0, 1.0) if payload is None else (payload["lo"], payload["hi"])
     view = (lo, hi) if payload is None else payload["view"]
     sfig = figure(width=500, height=380, x_axis_type="log", y_axis_type="log",
-                  x_range=Range1d(edges[0], edges[-1]), y_range=Range1d(10 ** view[0], 10 ** view[1]),
+                  x_range=Range1d(edges[0], edges[-1]),
+                  y_range=Range1d(10 ** view[0], 10 ** view[1]),
                   title="spectrum", x_axis_label="energy (keV)", tools="pan,wheel_zoom,reset",
                   y_axis_label="normalised photon flux density (1/keV)")  # fmt: skip
     sfig.line("x", "hov", source=spectrum, color="#999999", line_width=1, legend_label="hovered")

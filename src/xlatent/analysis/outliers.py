@@ -70,9 +70,13 @@ def unusual_scores(
     if z is None:
         z = catalog[latent_columns(catalog)].to_numpy(dtype=np.float64)
     ref = min(N_REFERENCE, len(z))
-    return density_score(z, seed=seed), DENSITY_SCORE, (
-        f"latent density: log10 distance to the {K_NEIGHBOURS}th nearest of {ref} reference "
-        "spectra (latents in standard deviations; larger = emptier neighbourhood)"
+    return (
+        density_score(z, seed=seed),
+        DENSITY_SCORE,
+        (
+            f"latent density: log10 distance to the {K_NEIGHBOURS}th nearest of {ref} reference "
+            "spectra (latents in standard deviations; larger = emptier neighbourhood)"
+        ),
     )
 
 

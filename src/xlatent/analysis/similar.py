@@ -227,8 +227,12 @@ def describe_metric(index: LatentIndex) -> str:
 def format_table(table: pd.DataFrame) -> str:
     """The table as ``xlatent similar`` prints it (no internal row numbers)."""
     shown = table.drop(columns=["catalog_row"], errors="ignore")
-    fmt: dict[str, Any] = {"distance": "{:.3f}".format, "distance_sigma": "{:.2f}".format,
-                           "p_consistent": "{:.3g}".format, "net_counts_b": "{:.0f}".format}  # fmt: skip
+    fmt: dict[str, Any] = {
+        "distance": "{:.3f}".format,
+        "distance_sigma": "{:.2f}".format,
+        "p_consistent": "{:.3g}".format,
+        "net_counts_b": "{:.0f}".format,
+    }
     return shown.to_string(index=False, formatters={k: v for k, v in fmt.items() if k in shown})
 
 

@@ -22,13 +22,16 @@ def similar(
     k: Annotated[int, typer.Option("--k", min=1, help="Number of neighbours.")] = 10,
     set_path: Annotated[
         Path | None,
-        typer.Option("--set", help="SpectrumSet (.h5) the catalogue came from: draws the "
-                     "spectra overlaid."),  # fmt: skip
+        typer.Option(
+            "--set", help="SpectrumSet (.h5) the catalogue came from: draws the spectra overlaid."
+        ),  # fmt: skip
     ] = None,
     figure: Annotated[
         Path | None,
-        typer.Option("--figure", help="Figure to write with --set (.png/.pdf/.svg; default "
-                     "similar_<spec_id>.png)."),  # fmt: skip
+        typer.Option(
+            "--figure",
+            help="Figure to write with --set (.png/.pdf/.svg; default similar_<spec_id>.png).",
+        ),  # fmt: skip
     ] = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV.")] = (
         None
@@ -78,25 +81,33 @@ def explore(
     latents: Annotated[Path, typer.Argument(metavar="LATENTS", help=_LATENTS_HELP)],
     set_path: Annotated[
         Path | None,
-        typer.Option("--set", help="SpectrumSet (.h5) the catalogue came from: spectra on "
-                     "hover and click (without it, the map only)."),  # fmt: skip
+        typer.Option(
+            "--set",
+            help="SpectrumSet (.h5) the catalogue came from: spectra on "
+            "hover and click (without it, the map only).",
+        ),  # fmt: skip
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="HTML page to write.")] = Path(
-        "explore.html"
-    ),
+    out: Annotated[Path, typer.Option("--out", help="HTML page to write.")] = Path("explore.html"),
     model_dir: Annotated[
         Path | None,
         typer.Option("--model", help="Model directory: overlay its reconstruction."),
     ] = None,
     max_points: Annotated[
         int,
-        typer.Option("--max-points", min=10, help="Most points shown; larger catalogues are "
-                     "subsampled, the most unusual spectra kept."),  # fmt: skip
+        typer.Option(
+            "--max-points",
+            min=10,
+            help="Most points shown; larger catalogues are "
+            "subsampled, the most unusual spectra kept.",
+        ),  # fmt: skip
     ] = 100_000,
     projection: Annotated[
         Literal["auto", "umap", "tsne", "pca"],
-        typer.Option("--projection", help="auto (UMAP if installed, else t-SNE up to 2,000 "
-                     "points, else PCA) | umap | tsne | pca."),  # fmt: skip
+        typer.Option(
+            "--projection",
+            help="auto (UMAP if installed, else t-SNE up to 2,000 "
+            "points, else PCA) | umap | tsne | pca.",
+        ),  # fmt: skip
     ] = "auto",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed (same seed, same page).")] = 0,
 ) -> None:

@@ -219,8 +219,11 @@ def _unusual(m: dict[str, Any], explorer: str | None) -> str:
     u = m.get("unusual") or {}
     rows = u.get("rows") or []
     if not rows:
-        return out + "<p>No list of unusual spectra in this evaluation.</p>" + _skipped_note(
-            m, "unusual")
+        return (
+            out
+            + "<p>No list of unusual spectra in this evaluation.</p>"
+            + _skipped_note(m, "unusual")
+        )
     cols = [c for c in ("spec_id", "name", "source_class", "net_counts_b")
             if any(str(r.get(c, "")).strip() for r in rows)]  # fmt: skip
     out += (f"<p>The {len(rows)} most unusual of {_fmt(u.get('n_scored'))} spectra, ranked by "
