@@ -121,3 +121,32 @@ def test_shapes_have_unit_integral_and_codes_round_trip() -> None:
     np.testing.assert_allclose(np.log10(decode_log(encode_log(v, -3, 1), -3, 1)),
                                np.log10(v), atol=4 / 254 / 2 + 1e-12)  # fmt: skip
     assert encode_log(np.array([0.0, -1.0, np.nan]), -3, 1).tolist() == [0, 0, 0]
+
+
+def test_cli_similar_and_explore(sim, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from xlatent.cli import app
+    from xlatent.model.catalog import write_latents
+
+    s, cat = sim
+    s.write(tmp_path / "s.h5")
+    write_latents(cat, tmp_path / "l.parquet")
+    run = CliRunner().invoke
+    r = run(app, ["similar", str(tmp_path / "l.parquet"), "x00007", "--k", "4", "--set",
+                  str(tmp_path / "s.h5"), "--figure", str(tmp_path / "f.png"), "--csv",
+                  str(tmp_path / "t.csv")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert table["spec_id"].tolist()[0] == "x00007" and len(table) == 5
+    # separated_latents: one blob per class, so the neighbours share the query's class
+    assert set(table["source_class"]) == {cat.source_class[7]}
+    assert "x00007" in r.output and "uncertainties not used" in r.output
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    r = run(app, ["similar", str(tmp_path / "l.parquet"), "nobody"])
+    assert r.exit_code == 1 and "no spectrum with spec_id or name 'nobody'" in r.stderr
+    r = run(app, ["explore", str(tmp_path / "l.parquet"), "--set", str(tmp_path / "s.h5"),
+                  "--out", str(tmp_path / "e.html"), "--projection", "pca"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "300 of 300 spectra, PCA map, spectra: observed + noiseless truth" in r.output
+    assert page_models(tmp_path / "e.html")["points"]
