@@ -80,6 +80,9 @@ class LatentIndex:
         self.tree_scale = np.nanmedian(self.err[ok], axis=0) if self.err is not None else (
             self.scale_sd)  # fmt: skip
         self.tree = KDTree(z[ok] / self.tree_scale)
+        self._by_id: dict[str, int] | None = None
+        self._by_name: dict[str, list[int]] | None = None
+        self._shown: list[str] | None = None
 
     def _errors(self) -> np.ndarray | None:
         """The 1-sigma latent errors (n, d), or None; unusable entries get their column's
@@ -102,15 +105,14 @@ class LatentIndex:
         """Catalogue row of ``ident`` (a ``spec_id``, else a CSC ``name``, with or without the
         ``2CXO`` prefix, any case) and a note ("" or which of several rows was taken)."""
         ident = str(ident).strip()
-        ids = self.catalog["spec_id"].astype(str).to_numpy()
-        hit = np.flatnonzero(ids == ident)
-        if hit.size:
-            return int(hit[0]), ""
-        if "name" in self.catalog:
-            names = self.catalog["name"].fillna("").astype(str).str.strip().str.upper()
-            want = ident.upper()
-            want_full = want if want.startswith(CSC_PREFIX) else CSC_PREFIX + want
-            hit = np.flatnonzero(((names == want) | (names == want_full)).to_numpy() & (want != ""))
+        if self._by_id is None:  # built on the first query, then each lookup is a dict's
+            ids = self.catalog["spec_id"].astype(str).str.strip().to_numpy()
+            self._by_id = {}
+            for row, sid in enumerate(ids):
+                self._by_id.setdefault(sid, row)
+        if ident in self._by_id:
+            return self._by_id[ident], ""
+        hit = self._rows_named(ident)
         if not hit.size:
             raise InputError(self.source, f"no spectrum with spec_id or name {ident!r}")
         if hit.size == 1:
@@ -119,9 +121,24 @@ class LatentIndex:
         counts = self._column("net_counts_b", hit)
         pick = int(hit[np.nanargmax(counts)]) if np.isfinite(counts).any() else int(hit[0])
         return pick, (
-            f"{ident} has {hit.size} spectra; using {ids[pick]}"
+            f"{ident} has {hit.size} spectra; using {self.catalog['spec_id'].iloc[pick]}"
             + (" (the most broad-band net counts)" if np.isfinite(counts).any() else "")
         )
+
+    def _rows_named(self, ident: str) -> np.ndarray:
+        """Rows whose CSC ``name`` is ``ident`` (any case, the ``2CXO`` prefix optional)."""
+        if "name" not in self.catalog or not ident:
+            return np.array([], dtype=np.int64)
+        if self._by_name is None:
+            names = self.catalog["name"].fillna("").astype(str).str.strip().str.upper()
+            self._by_name = {}
+            for row, name in enumerate(names.to_numpy()):
+                if name:
+                    self._by_name.setdefault(name, []).append(row)
+        want = ident.upper()
+        want = want if want.startswith(CSC_PREFIX) else CSC_PREFIX + want
+        rows = self._by_name.get(ident.upper()) or self._by_name.get(want) or []
+        return np.asarray(rows, dtype=np.int64)
 
     def _column(self, name: str, rows: np.ndarray) -> np.ndarray:
         if name not in self.catalog:
@@ -164,9 +181,14 @@ class LatentIndex:
 
     def _table(self, row: int, cand: np.ndarray, sigma: np.ndarray | None) -> pd.DataFrame:
         rows = np.concatenate([[row], cand]).astype(np.int64)
-        shown = [c for c in SHOWN_COLUMNS if c in self.catalog and (
-            c == "spec_id" or self.catalog[c].astype(str).str.strip().ne("").any())]  # fmt: skip
-        out = self.catalog.iloc[rows][shown].reset_index(drop=True)
+        if self._shown is None:  # the identifying columns, less those empty everywhere
+            cat = self.catalog
+            self._shown = [
+                c
+                for c in SHOWN_COLUMNS
+                if c in cat and (c == "spec_id" or cat[c].astype(str).str.strip().ne("").any())
+            ]
+        out = self.catalog.iloc[rows][self._shown].reset_index(drop=True)
         out.insert(0, "rank", np.arange(rows.size))
         diff = (self.z[rows] - self.z[row][None, :]) / self.scale_sd
         out["distance"] = np.sqrt((diff**2).sum(axis=1))
@@ -177,8 +199,8 @@ class LatentIndex:
             out["distance_sigma"] = d_sig
             out["p_consistent"] = chi2.sf(d_sig**2, df=len(self.columns))
         if "name" in self.catalog and str(self.catalog["name"].iloc[row]).strip():
-            names = self.catalog["name"].fillna("").astype(str).str.strip().to_numpy()
-            out["same_source"] = names[rows] == names[row]
+            names = self.catalog["name"].iloc[rows].fillna("").astype(str).str.strip()
+            out["same_source"] = (names == names.iloc[0]).to_numpy()
         out["catalog_row"] = rows
         return out
 
