@@ -203,7 +203,7 @@ def write_page(
                  y_axis_label=f"{info['projection'].upper()} 2")  # fmt: skip
     renderer = fig.scatter("x", "y", source=points, size=4, line_color=None, alpha=0.75,
                            fill_color={"field": "c", "transform": cmap}, name="map",
-                           nonselection_alpha=0.15, selection_alpha=0.95)  # fmt: skip
+                           nonselection_alpha=0.25, selection_alpha=0.95)  # fmt: skip
     fig.add_tools(lasso, TapTool(renderers=[renderer]))
     fig.toolbar.active_drag = lasso
     bar = ColorBar(color_mapper=cmap, title=labels[0], visible=metas[0]["kind"] != "class",
@@ -239,8 +239,10 @@ def write_page(
     if payload is not None and payload["rec"] is not None:
         sfig.line("x", "rec", source=spectrum, color="#d62728", line_width=2, line_dash="dashed",
                   legend_label=payload["rec_label"])  # fmt: skip
-    sfig.legend.location = "bottom_left"
+    # Above the plot, in a row: inside it would hide the soft end of an absorbed spectrum.
+    sfig.legend.orientation = "horizontal"
     sfig.legend.label_text_font_size = "8pt"
+    sfig.add_layout(sfig.legend[0], "above")
     info_div = Div(text="click a point to show its spectrum", name="info", width=500)
     hovered = Div(text="", name="hovered", width=500)
     selection = Div(text="0 selected", name="selection", width=500)

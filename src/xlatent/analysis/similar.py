@@ -284,16 +284,21 @@ def plot_similar(s: Any, table: pd.DataFrame, out: str | Path) -> tuple[Path, li
     fig, ax = plt.subplots(figsize=(7.0, 4.6))
     cmap = plt.get_cmap("viridis")
     rank = dict(zip(ids, table["rank"].tolist(), strict=True))
+    # Legend entries say what each spectrum is, where the table knows: class, counts.
+    extra = {sid: ", ".join(x for x in (
+        str(table["source_class"].iloc[k]) if "source_class" in table else "",
+        f"{table['net_counts_b'].iloc[k]:.0f} counts" if "net_counts_b" in table else "",
+    ) if x.strip()) for k, sid in enumerate(ids)}  # fmt: skip
     n_nb = max(1, len(ids) - 1)
     for sid, y in zip(drawn, shape, strict=True):
         r = rank[sid]
         y = np.where(y > 0, y, np.nan)
         if r == 0:
-            ax.step(centers, y, where="mid", color="black", lw=2.2, label=f"{sid} (query)",
-                    zorder=3)  # fmt: skip
+            ax.step(centers, y, where="mid", color="black", lw=2.2, zorder=3,
+                    label=f"{sid} (query{'; ' + extra[sid] if extra[sid] else ''})")  # fmt: skip
         else:
             ax.step(centers, y, where="mid", color=cmap((r - 1) / n_nb), lw=1.0, alpha=0.8,
-                    label=f"{r}: {sid}")  # fmt: skip
+                    label=f"{r}: {sid}" + (f" ({extra[sid]})" if extra[sid] else ""))  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     ticks = [e for e in (0.5, 1.0, 2.0, 5.0, 8.0, 10.0) if edges[0] <= e <= edges[-1]]
@@ -303,7 +308,7 @@ def plot_similar(s: Any, table: pd.DataFrame, out: str | Path) -> tuple[Path, li
     ax.set_ylabel("normalised photon flux density (keV$^{-1}$)")
     ax.set_title(f"{ids[0]} and its {len(ids) - 1} nearest neighbours in latent space",
                  fontsize=10)  # fmt: skip
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    ax.legend(fontsize=6.5, ncol=2, loc="best")
     fig.tight_layout()
     out = Path(out)
     with atomic_path(out) as tmp:
