@@ -93,6 +93,10 @@ def test_a_catalogue_with_latents_only(tmp_path: Path) -> None:
     assert m["colour"]["options"] == ["unusualness (latent density)"]
     with pytest.raises(ValueError, match="max_points must be at least 10"):
         explore(cat, tmp_path / "x.html", max_points=5)
+    # one or two spectra: nothing to project, the first two latents are the map
+    one = explore(cat.iloc[:1], tmp_path / "one.html", model=OracleModel())
+    assert one.projection == "latents" and one.n_shown == 1
+    assert one.notes == ["a model was given without its SpectrumSet: no spectra to reconstruct"]
 
 
 def test_pick_rows_and_projection_choice(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -216,11 +216,16 @@ def explore(
         sub, zs = cat.iloc[rows].reset_index(drop=True), z[rows]
         method, why = resolve_projection(projection, len(rows))
         sd = zs.std(axis=0)
-        try:
-            xy, method = embed(zs / np.where(sd > 0, sd, 1.0), method, seed)
-        except Exception as exc:  # noqa: BLE001 - e.g. numba trouble in umap: PCA, say so
-            why = f"{method} failed ({type(exc).__name__}); fell back to PCA"
-            xy, method = embed(zs / np.where(sd > 0, sd, 1.0), "pca", seed)
+        if len(rows) < 3:  # nothing to project: the first two latents as they are
+            xy = np.zeros((len(rows), 2))
+            xy[:, : min(2, zs.shape[1])] = zs[:, :2]
+            method, why = "latents", "fewer than 3 spectra: latent_0 and latent_1"
+        else:
+            try:
+                xy, method = embed(zs / np.where(sd > 0, sd, 1.0), method, seed)
+            except Exception as exc:  # noqa: BLE001 - e.g. numba trouble in umap: PCA, say so
+                why = f"{method} failed ({type(exc).__name__}); fell back to PCA"
+                xy, method = embed(zs / np.where(sd > 0, sd, 1.0), "pca", seed)
     timings["embed"] = time.perf_counter() - t0 - timings["score"]
     payload = None
     if spectrum_set is not None:
@@ -234,6 +239,8 @@ def explore(
         elif payload["n_with_spectrum"] < len(rows):
             notes.append(f"{len(rows) - payload['n_with_spectrum']:,} shown points have no "
                          "spectrum in the set")  # fmt: skip
+    elif model is not None:
+        notes.append("a model was given without its SpectrumSet: no spectra to reconstruct")
     timings["spectra"] = time.perf_counter() - t0 - sum(timings.values())
     sampling = "all spectra" if len(rows) == len(cat) else (
         f"{len(rows):,} of {len(cat):,} spectra: the {n_out:,} most unusual (by {score_name}) "
