@@ -205,6 +205,13 @@ def _link(target: str | Path | None, report: Path) -> str | None:
     return Path(rel).as_posix()
 
 
+def _cell(v: Any, column: str) -> Any:
+    """Counts as whole numbers; everything else as it is."""
+    if column == "net_counts_b" and isinstance(v, float) and v == v:
+        return f"{v:,.0f}"
+    return v
+
+
 def _unusual(m: dict[str, Any], explorer: str | None) -> str:
     """A link to the explorer page (when one was made) and the most unusual spectra."""
     if explorer:
@@ -230,7 +237,7 @@ def _unusual(m: dict[str, Any], explorer: str | None) -> str:
             f"{_esc(u.get('description', u.get('score', '')))}; <code>xlatent similar "
             "LATENTS ID</code> shows what each one resembles most.</p>")  # fmt: skip
     return out + _table(["rank", *cols, str(u.get("score", "score"))],
-                        [[i + 1, *[r.get(c) for c in cols], r.get("score")]
+                        [[i + 1, *[_cell(r.get(c), c) for c in cols], r.get("score")]
                          for i, r in enumerate(rows)])  # fmt: skip
 
 
