@@ -8,10 +8,10 @@ model that ships in the package (``xlatent.model.pretrained``) is the ``default`
 output, rebuilt by ``make pretrained`` (``tools/build_pretrained.py``).
 
 Reproducible: the recipe fixes the device (CPU) and torch's thread count (1), so the same
-xlatent on the same CPU gives the same weights bit for bit (another CPU type or library
-build may round differently). Options a recipe leaves out take the estimator's defaults, so
-the ``default`` recipe trains what ``xlatent demo`` trains; the full configuration is in
-``model.json`` (``config``).
+xlatent on the same CPU gives the same weights bit for bit (``tests/test_recipes.py`` checks
+it on a small recipe; another CPU type or library build may round differently). Options a
+recipe leaves out take the estimator's defaults, so the ``default`` recipe trains what
+``xlatent demo`` trains; the full configuration is in ``model.json`` (``config``).
 
 This module sits beside :mod:`xlatent.pipeline` (it simulates, so it is above physics and
 model) and imports them only when a recipe runs, so the CLI can list recipes cheaply.

@@ -30,7 +30,8 @@ def pretrained_summary() -> str:
     header = read_header(pretrained_dir())
     recipe = header.get("recipe")
     made = (
-        f"recipe {recipe['name']!r}: {recipe['n']} simulated spectra, seed {recipe['seed']}; "
+        f"recipe {recipe['name']!r}: the 'train' split of {recipe['n']} simulated spectra, "
+        f"seed {recipe['seed']}; "
         f"`{recipe['command']}`"
         if recipe
         else "no recipe recorded"
