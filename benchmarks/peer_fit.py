@@ -3,9 +3,9 @@ latents + gradient boosting, on the same simulated spectra.
 
     PYTHONPATH=src python benchmarks/peer_fit.py [--n-fit 250] [--model DIR] [--out peer.json]
 
-Optional: prints ``skipped: Sherpa not installed`` and exits 0 without Sherpa
-(``pip install 'xlatent[peer]'``; Sherpa builds from source once the Debian packages byacc,
-flex, libfftw3-dev and pkg-config are installed).
+Optional: without Sherpa (``pip install 'xlatent[peer]'``; it builds from source once the
+Debian packages byacc, flex, libfftw3-dev and pkg-config are installed) it prints
+``skipped: Sherpa not installed`` and exits 0.
 
 1. The test sky: ``simulate(..., responses=[ObsID 1575's ARF/RMF], real_fraction=1)`` (seed
    ``--seed``) writes every spectrum as OGIP PHA files with a background PHA and the real
@@ -25,10 +25,9 @@ flex, libfftw3-dev and pkg-config are installed).
    scikit-learn ``HistGradientBoostingRegressor`` (log10 N_H, Gamma) trained on the latents
    of *other* simulated spectra with a power-law component (default sky, ``--train-seed``).
 
-Metrics: median |delta log10 N_H| (dex) and the share off by more than 1 dex, median
-|delta Gamma|, time per spectrum (fit; encode + predict), failed fits. Caveat: the fitted
-model is simpler than the simulated truth (multi-component sources, lines, partial covering,
-AGN absorbers at their redshift, pile-up), so part of Sherpa's error is model mismatch.
+Metrics: median |dlog10 N_H| (dex), share off by > 1 dex, median |dGamma|, time per spectrum,
+failed fits. Caveat: the fitted model is simpler than the simulated truth (multi-component
+sources, lines, partial covering, AGN absorbers at their redshift, pile-up).
 """
 
 from __future__ import annotations
@@ -59,13 +58,12 @@ REDSHIFTED = ("AGN",)
 def sherpa_ui() -> ModuleType | None:
     """``sherpa.astro.ui`` with its chatter silenced, or None when Sherpa is not installed."""
     try:
-        import sherpa  # noqa: F401
+        import sherpa  # noqa: F401  (sets up the "sherpa" logger, which the next line quiets)
     except ImportError:
         return None
-    logging.getLogger("sherpa").setLevel(logging.ERROR)  # ds9/XSPEC import warnings
+    logging.getLogger("sherpa").setLevel(logging.ERROR)  # no ds9/XSPEC notes, no "read ARF"
     from sherpa.astro import ui
 
-    logging.getLogger("sherpa").setLevel(logging.ERROR)
     return ui
 
 
@@ -115,6 +113,7 @@ class FitResult:
     fit_s: float
     load_s: float
     message: str = ""
+    improved_by_restart: bool = False
 
 
 def fit_pha(
@@ -123,9 +122,11 @@ def fit_pha(
     *,
     band_kev: tuple[float, float] = (0.5, 8.0),
     nh_min_1e22: float = 1e-3,
+    nh_restarts_1e22: tuple[float, ...] = (),
 ) -> FitResult:
     """Fit ``xabs * powlaw1d`` with W-stat to one PHA file (its background and response
-    from the header keywords); a failure is reported, not raised."""
+    from the header keywords); a failure is reported, not raised. ``nh_restarts_1e22``:
+    fit again from each of these N_H (Gamma 1.7) and keep the lowest statistic."""
     from sherpa.models.basic import PowLaw1D
 
     t0 = time.perf_counter()
@@ -149,6 +150,18 @@ def fit_pha(
         ok = bool(res.succeeded) and np.isfinite(absorber.nh.val) and np.isfinite(pl.gamma.val)
         msg = "" if ok else str(res.message)
         out = FitResult(float(absorber.nh.val), float(pl.gamma.val), ok, 0.0, t1 - t0, msg)
+        best = float(res.statval)
+        for nh0 in nh_restarts_1e22:
+            absorber.nh.val, pl.gamma.val = nh0, 1.7
+            try:
+                ui.fit(1)
+            except Exception:  # noqa: BLE001 - a failed restart leaves the best fit so far
+                continue
+            res = ui.get_fit_results()
+            if res.succeeded and res.statval < best - 0.5:  # a better minimum, not rounding
+                best = float(res.statval)
+                out.nh_1e22, out.gamma = float(absorber.nh.val), float(pl.gamma.val)
+                out.ok, out.message, out.improved_by_restart = True, "", True
     except Exception as exc:  # noqa: BLE001 - count it, keep going
         out = FitResult(np.nan, np.nan, False, 0.0, t1 - t0, f"{type(exc).__name__}: {exc}")
     out.fit_s = time.perf_counter() - t1
@@ -211,7 +224,7 @@ def latent_model(args: argparse.Namespace) -> tuple[Any, str]:
     return model, f"trained here: demo options, simulate({args.demo_n}, seed=0) ({took:.0f} s)"
 
 
-def power_law_rows(s: Any) -> np.ndarray:
+def power_law_rows(s: Any) -> np.ndarray:  # a finite truth_gamma: a power-law component
     return np.flatnonzero(np.isfinite(s.meta["truth_gamma"].to_numpy(dtype=float)))
 
 
@@ -231,16 +244,14 @@ def latents_side(model: Any, train: Any, test: Any, seed: int) -> dict[str, Any]
     for reg in regs:
         reg.predict(z_train)
     t_predict = time.perf_counter() - t0
-    t0 = time.perf_counter()
     z_test = model.transform(test)
     log_nh, gamma = (reg.predict(z_test) for reg in regs)
-    t_test = time.perf_counter() - t0
     return {
         "nh_1e22": 10.0**log_nh,
         "gamma": gamma,
         "per_spectrum_s": (t_encode + t_predict) / len(train),  # at batch scale
+        "encode_share": t_encode / (t_encode + t_predict),
         "n_timed": len(train),
-        "test_wall_s": t_test,
     }
 
 
@@ -257,6 +268,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--train-n", type=int, default=20000, help="regressor sky size (20000)")
     ap.add_argument("--train-seed", type=int, default=1, help="regressor sky seed (1)")
     ap.add_argument("--nh-min", type=float, default=1e-3, help="fit's N_H floor, 1e22 cm^-2")
+    ap.add_argument("--nh-restarts", type=float, nargs="*", default=[],
+                    help="also fit from these N_H (1e22 cm^-2), keep the best")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pha-dir", help="write the PHA files here (default: a temporary folder)")
     ap.add_argument("--out", help="also write the figures as JSON")
@@ -287,6 +300,7 @@ def compare(
         "LMXB, NS, HMXB": ~redshifted,
         "net counts < 100": net < 100,
         "net counts >= 100": net >= 100,
+        "Sherpa's N_H above its floor": fit_nh > nh_min_1e22 * 1.001,
     }
     out: dict[str, Any] = {}
     for name, sel in groups.items():
@@ -314,14 +328,13 @@ def run(args: argparse.Namespace, ui: ModuleType, pha_dir: Path) -> dict[str, An
     sky = simulate(n_sim, seed=args.seed, responses=responses, real_fraction=1.0,
                    write_pha=pha_dir)  # fmt: skip
     test = sky[power_law_rows(sky)[: args.n_fit]]
-    meta = test.meta
-    response_ids = sorted(set(meta["response_id"]))
-    took = time.perf_counter() - t0
-    print(
-        f"test sky: {len(test)} of {n_sim} spectra have a power law; {response_ids} ({took:.0f} s)"
-    )
+    meta, response_ids = test.meta, sorted(set(test.meta["response_id"]))
+    print(f"test sky: {len(test)} of {n_sim} with a power law, {response_ids} "
+          f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
     t0 = time.perf_counter()
-    fits = [fit_pha(ui, pha_dir / f"{sid}.pha", nh_min_1e22=args.nh_min) for sid in meta["spec_id"]]
+    restarts = tuple(args.nh_restarts)
+    fits = [fit_pha(ui, pha_dir / f"{sid}.pha", nh_min_1e22=args.nh_min,
+                    nh_restarts_1e22=restarts) for sid in meta["spec_id"]]  # fmt: skip
     print(f"Sherpa: {len(fits)} fits in {time.perf_counter() - t0:.0f} s")
     model, model_text = latent_model(args)
     print(f"model: {model_text}")
@@ -329,10 +342,8 @@ def run(args: argparse.Namespace, ui: ModuleType, pha_dir: Path) -> dict[str, An
     train = train[power_law_rows(train)]
     lat = latents_side(model, train, test, args.train_seed)
 
-    ok = np.array([f.ok for f in fits])
-    fit_s = np.array([f.fit_s for f in fits])
-    load_s = np.array([f.load_s for f in fits])
-    fit_nh = np.array([f.nh_1e22 for f in fits])
+    ok, fit_nh = np.array([f.ok for f in fits]), np.array([f.nh_1e22 for f in fits])
+    fit_s, load_s = np.array([f.fit_s for f in fits]), np.array([f.load_s for f in fits])
     result: dict[str, Any] = {
         "n_fit": len(test), "n_failed": int((~ok).sum()), "model": model_text,
         "responses": response_ids, "seed": args.seed, "nh_min_1e22": args.nh_min,
@@ -340,8 +351,11 @@ def run(args: argparse.Namespace, ui: ModuleType, pha_dir: Path) -> dict[str, An
         "sherpa_fit_s_mean": float(fit_s.mean()), "sherpa_fit_s_median": float(np.median(fit_s)),
         "sherpa_load_s_mean": float(load_s.mean()),
         "latent_per_spectrum_s": lat["per_spectrum_s"], "latent_timed_n": lat["n_timed"],
+        "latent_encode_share": lat["encode_share"],
         "regressor_train_n": len(train), "threads": args.threads,
         "failures": sorted({f.message for f in fits if not f.ok})[:10],
+        "nh_restarts_1e22": list(restarts),
+        "n_improved_by_restart": int(sum(f.improved_by_restart for f in fits)),
         "groups": compare(meta, fits, lat, args.nh_min),
     }  # fmt: skip
     print(f"\n{len(test)} spectra; {result['n_failed']} failed fits, left out of both rows")
@@ -358,6 +372,9 @@ def run(args: argparse.Namespace, ui: ModuleType, pha_dir: Path) -> dict[str, An
         print(_row("latents + gradient boosting", pair["latents_gb"], t_lat))
     floor = 100 * result["frac_at_nh_floor"]
     print(f"Sherpa fits at the N_H floor ({args.nh_min:g}e22 cm^-2): {floor:.0f}%")
+    if restarts:
+        print(f"restarts from N_H {restarts} lowered W-stat by > 0.5 in "
+              f"{result['n_improved_by_restart']} fits")  # fmt: skip
     return result
 
 
