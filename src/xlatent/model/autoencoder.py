@@ -38,6 +38,7 @@ from xlatent.model.checkpoint import (
     CheckpointError,
     check_grid,
     check_header,
+    check_recipe,
     check_state_dict,
     make_header,
     read_header,
@@ -65,6 +66,7 @@ from xlatent.model.preprocess import (
     log_relative_area,
     prepare,
 )
+from xlatent.model.pretrained import pretrained_dir
 from xlatent.model.training import (
     STATE_FILE,
     Callback,
@@ -107,7 +109,9 @@ class SpectralAutoencoder(LatentModel):
     validation share included; saved as ``training_ids.txt``, so evaluation can score only
     spectra the model never saw), ``grid_`` (the training set's energy grid), ``net_`` (the trained
     :class:`~xlatent.model.network.SpectralTransformerAE`, in eval mode) and ``history_`` (one
-    record per epoch: train loss, validation deviance per bin, lr, seconds).
+    record per epoch: train loss, validation deviance per bin, lr, seconds); a loaded model also
+    has ``recipe_`` (the training recipe its header records, else None), which a refit drops.
+    :meth:`pretrained` loads the model shipped with xlatent.
     """
 
     kind = "autoencoder"
@@ -231,6 +235,7 @@ class SpectralAutoencoder(LatentModel):
         history = trainer.run(net, data, state=state, checkpoint=checkpoint)
         self.grid_, self.net_, self.history_ = grid, net, history
         self.training_ids_ = spectrum_set.meta["spec_id"].astype(str).tolist()
+        vars(self).pop("recipe_", None)  # a refitted model is no longer what a recipe made
         if checkpoint_dir is not None:
             self.save(checkpoint_dir)
         return self
@@ -315,13 +320,17 @@ class SpectralAutoencoder(LatentModel):
             return torch.exp(net.log_shape(z, log_area)).double().cpu().numpy()
 
     # ------------------------------------------------------------------- disk
-    def save(self, model_dir: str | Path) -> Path:
-        """Write ``model.json`` and ``weights.pt`` into ``model_dir`` (atomically each)."""
+    def save(self, model_dir: str | Path, *, recipe: dict | None = None) -> Path:
+        """Write ``model.json`` and ``weights.pt`` into ``model_dir`` (atomically each);
+        ``recipe`` (else ``recipe_``, kept from :meth:`load`): the training recipe to record."""
         grid, net = self._fitted("grid_", "net_")
         d = Path(model_dir)
         d.mkdir(parents=True, exist_ok=True)
         header = self._header(self._arch(grid.n_bins), grid)
         header["training"] = {"history": self.history_}
+        recipe = recipe if recipe is not None else getattr(self, "recipe_", None)
+        if recipe is not None:
+            header["recipe"] = check_recipe(recipe)
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         torch_save({"header": header, "model": state}, d / WEIGHTS_FILE)
         if getattr(self, "training_ids_", None) is not None:
@@ -374,4 +383,11 @@ class SpectralAutoencoder(LatentModel):
         model.grid_, model.net_ = grid, net
         model.history_ = header.get("training", {}).get("history", [])
         model.training_ids_ = read_training_ids(d)
+        model.recipe_ = header.get("recipe")
         return model
+
+    @classmethod
+    def pretrained(cls, device: str = "auto") -> SpectralAutoencoder:
+        """The model shipped with xlatent (``xlatent train --recipe default``; see
+        ``docs/model_card.md``), loaded like any model directory."""
+        return cls.load(pretrained_dir(), device=device)
