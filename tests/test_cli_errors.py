@@ -47,6 +47,8 @@ def sim_set(tmp_path_factory) -> Path:
 def no_work(monkeypatch):
     """Every command's implementation raises if reached: checks must come before any work."""
     import xlatent.analysis
+    import xlatent.analysis.explore
+    import xlatent.analysis.similar
     import xlatent.io.csc.download
     import xlatent.io.csc.query
     import xlatent.io.ingest
@@ -65,6 +67,8 @@ def no_work(monkeypatch):
         (xlatent.model, "load_model"),
         (xlatent.analysis, "evaluate"),
         (xlatent.analysis, "evaluate_table"),
+        (xlatent.analysis.explore, "explore"),
+        (xlatent.analysis.similar, "similar"),
         (xlatent.report, "render_report"),
         (xlatent.pipeline, "run_demo"),
         (xlatent.io.csc.query, "query_csc"),
@@ -124,6 +128,9 @@ USAGE = [  # exit 2: the value itself is wrong
     ("csc query --out {tmp}/c.fits --max-theta 0", "--max-theta"),
     ("csc download {reg} --dir {tmp}/d --workers 0", "--workers"),
     ("csc download {reg} --dir {tmp}/d --batch-size 0", "--batch-size"),
+    ("similar {reg} x --k 0", "--k"),
+    ("explore {reg} --max-points 9", "--max-points"),
+    ("explore {reg} --projection isomap", "--projection"),
 ]
 
 MISSING = [  # exit 1: an input that is not there
@@ -138,6 +145,12 @@ MISSING = [  # exit 1: an input that is not there
     ("reconstruct {set} --model {tmp}/m --out {tmp}/r.h5", "--model"),
     ("ingest {reg} --out {tmp}/i.h5 --catalog {tmp}/cat.fits", "--catalog"),
     ("ingest {reg} --out {tmp}/i.h5 --labels {dir}", "--labels"),
+    ("similar {tmp}/l.parquet x", "LATENTS"),
+    ("similar {reg} x --set {tmp}/s.h5", "--set"),
+    ("explore {tmp}/l.parquet", "LATENTS"),
+    ("explore {reg} --set {tmp}/s.h5", "--set"),
+    ("explore {reg} --model {tmp}/m", "--model"),
+    ("report {dir} --explorer {tmp}/e.html", "--explorer"),
 ]
 
 
@@ -167,6 +180,9 @@ FILE_OUTPUTS = [
     "reconstruct {set} --model {dir} --out {out}",
     "report {dir} --out {out}",
     "csc query --out {out}",
+    "explore {reg} --out {out}",
+    "similar {reg} x --csv {out}",
+    "similar {reg} x --set {reg} --figure {out}",
 ]
 DIR_OUTPUTS = [
     "simulate --out {tmp}/s.h5 --write-pha {out}",

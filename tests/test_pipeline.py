@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -19,9 +20,10 @@ def test_run_demo_end_to_end(tmp_path: Path) -> None:
 
     lines: list[str] = []
     r = run_demo(tmp_path / "demo", n=240, seed=1, epochs=1, log=lines.append)
-    assert [line[:5] for line in lines] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"]
-    assert list(r.timings_s) and len(r.timings_s) == 5
-    for path in (r.set_path, r.latents_path, r.report_path, r.eval_dir / "metrics.json"):
+    assert [line[:5] for line in lines] == [f"[{i}/6]" for i in range(1, 7)]
+    assert list(r.timings_s) and len(r.timings_s) == 6
+    for path in (r.set_path, r.latents_path, r.report_path, r.eval_dir / "metrics.json",
+                 r.explorer_path):  # fmt: skip
         assert path.is_file() and path.parent.is_relative_to(r.out_dir)
 
     # The set on disk is the simulated one, with the split the models were trained on.
@@ -54,6 +56,11 @@ def test_run_demo_end_to_end(tmp_path: Path) -> None:
     assert inv["responses"] == [x["name"] for x in INVARIANCE_RESPONSES]
     assert inv["noise_floor"]["median"] > 0
     assert 'id="invariance"' in r.report_path.read_text()
+    # The explorer page of every spectrum, linked from the report beside the unusual spectra.
+    assert 'href="explore.html"' in r.report_path.read_text()
+    assert written["unusual"]["score"] == "latent_knn_distance"
+    assert len(written["unusual"]["rows"]) == 20
+    assert "<b>240</b> points shown" in html.unescape(r.explorer_path.read_text())
 
 
 def test_invariance_pairs_are_the_same_sources_and_the_twin_is_a_fair_redraw() -> None:

@@ -1,4 +1,4 @@
-"""The one-command demo: simulate -> train -> encode -> evaluate -> report.
+"""The one-command demo: simulate -> train -> encode -> evaluate -> explore -> report.
 
 Each stage writes its file into the output directory, so the run can be inspected or resumed
 stage by stage with the individual commands.
@@ -51,6 +51,7 @@ class DemoResult:
     report_path: Path
     metrics: dict[str, Any]
     timings_s: dict[str, float] = field(default_factory=dict)
+    explorer_path: Path | None = None
 
 
 def run_demo(
@@ -74,6 +75,7 @@ def run_demo(
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be at least 1, not {epochs}")
     from xlatent.analysis import evaluate
+    from xlatent.analysis.explore import explore
     from xlatent.model import PCABaseline, SpectralAutoencoder
     from xlatent.model.catalog import latent_catalog, write_latents
     from xlatent.physics.simulator import simulate
@@ -84,7 +86,7 @@ def run_demo(
     timings: dict[str, float] = {}
 
     def stage(name: str) -> Callable[[], None]:
-        log(f"[{len(timings) + 1}/5] {name}")
+        log(f"[{len(timings) + 1}/6] {name}")
         t0 = time.perf_counter()
         return lambda: timings.__setitem__(name, round(time.perf_counter() - t0, 1))
 
@@ -117,8 +119,12 @@ def run_demo(
                        invariance_pairs=pairs)  # fmt: skip
     done()
 
+    done = stage("explore: the interactive latent map (explore.html)")
+    explorer = explore(latents_path, out / "explore.html", s, model, seed=seed).path
+    done()
+
     done = stage("write the HTML report")
-    report_path = render_report(eval_dir, out / "report.html")
+    report_path = render_report(eval_dir, out / "report.html", explorer=explorer)
     done()
     (out / "timings.json").write_text(json.dumps(timings, indent=2))
     return DemoResult(
@@ -131,6 +137,7 @@ def run_demo(
         Path(report_path),
         metrics,
         timings,
+        explorer,
     )
 
 

@@ -108,3 +108,24 @@ def test_cli_evaluate_and_report(tmp_path: Path) -> None:
     assert (tmp_path / "r.html").stat().st_size > 10_000
     r = runner.invoke(app, ["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
     assert r.exit_code != 0 and "metrics.json" in r.output
+
+
+def test_report_lists_unusual_spectra_and_links_the_explorer(eval_dir: Path, tmp_path: Path):
+    m = json.loads((eval_dir / "metrics.json").read_text())
+    top = m["unusual"]["rows"]
+    assert m["unusual"]["score"] == "latent_knn_distance" and len(top) == 20
+    assert top[0]["score"] >= top[-1]["score"]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "explore.html").write_text("<html></html>")
+    text = render_report(eval_dir, tmp_path / "sub" / "r.html",
+                         explorer=tmp_path / "explore.html").read_text()  # fmt: skip
+    assert '<a href="../explore.html"><b>Open the interactive latent map</b></a>' in text
+    assert top[0]["spec_id"] in text and "latent density" in text
+    text = render_report(eval_dir, tmp_path / "r.html").read_text()
+    assert "No interactive map was made" in text and top[0]["spec_id"] in text
+    # metrics from before the list: the section says so instead of failing
+    del m["unusual"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "metrics.json").write_text(json.dumps(m))
+    text = render_report(tmp_path / "old", tmp_path / "r2.html").read_text()
+    assert "No list of unusual spectra in this evaluation" in text

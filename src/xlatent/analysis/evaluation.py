@@ -31,6 +31,7 @@ from xlatent.analysis import (
 from xlatent.analysis._common import REFERENCE, Context, dumps, make_split, single_thread
 from xlatent.analysis.features import align, build_feature_sets, hardness_table
 from xlatent.analysis.invariance import response_invariance
+from xlatent.analysis.outliers import evaluated_unusual
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +333,8 @@ def evaluate(
         )
     with single_thread():
         _analyses(metrics, feature_sets, z, ctx, hard, projection, guarded, n_repeats)
+        with guarded("unusual"):  # the most unusual spectra, listed by the report
+            metrics["unusual"] = evaluated_unusual(meta, lat, z, seed=seed)
     if invariance_pairs is not None:
         with guarded("response_invariance"):
             inv = _invariance(invariance_pairs, s, z, model, ctx)

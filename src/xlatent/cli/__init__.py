@@ -3,7 +3,8 @@
 Each command imports its implementation lazily so ``xlatent --help`` stays fast. Option values
 are checked, and outputs probed for writability, before any work starts. The commands live by
 stage: :mod:`~xlatent.cli.data` (ingest, simulate), :mod:`~xlatent.cli.model` (train, encode,
-reconstruct), :mod:`~xlatent.cli.evaluation` (evaluate, evaluate-table, report, demo) and
+reconstruct), :mod:`~xlatent.cli.evaluation` (evaluate, evaluate-table, report, demo),
+:mod:`~xlatent.cli.explore` (similar, explore) and
 :mod:`xlatent.io.csc.cli` (the ``csc`` group); they are registered here, in ``--help`` order.
 
 Exit status (see :mod:`xlatent.clitools`, which runs every command inside one error handler)
@@ -21,7 +22,7 @@ from typing import Annotated
 
 import typer
 
-from xlatent.cli import data, evaluation, model
+from xlatent.cli import data, evaluation, explore, model
 from xlatent.clitools import (
     DEBUG_ENV,
     EXIT_CODES_HELP,
@@ -74,6 +75,8 @@ app.command()(model.reconstruct)
 app.command()(evaluation.evaluate)
 app.command("evaluate-table")(evaluation.evaluate_table)
 app.command()(evaluation.report)
+app.command()(explore.similar)
+app.command()(explore.explore)
 app.command()(evaluation.demo)
 app.add_typer(csc_app, name="csc")
 

@@ -156,12 +156,17 @@ def report(
         Path, typer.Argument(metavar="EVAL_DIR", help="Directory written by `xlatent evaluate`.")
     ],
     out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
+    explorer: Annotated[
+        Path | None,
+        typer.Option("--explorer", help="Page from `xlatent explore` to link from the report."),
+    ] = None,
 ) -> None:
     """Write one self-contained HTML report (figures embedded) of an evaluation."""
     check_output_file("--out", out)
+    check_input("--explorer", explorer)
     from xlatent.report import render_report
 
-    path = render_report(eval_dir, out)
+    path = render_report(eval_dir, out, explorer=explorer)
     typer.echo(f"wrote {path}")
 
 
@@ -199,9 +204,10 @@ def demo(
         typer.Option("--epochs", min=1, help="Maximum training epochs (default: model's)."),
     ] = None,
 ) -> None:
-    """simulate -> train -> encode -> evaluate -> report on the embedded default simulator.
+    """simulate -> train -> encode -> evaluate -> explore -> report on the embedded simulator.
 
-    Writes sim.h5, model/, pca/, latents.parquet, eval/ and report.html into --out, then prints
+    Writes sim.h5, model/, pca/, latents.parquet, eval/, explore.html (the interactive latent
+    map) and report.html into --out, then prints
     the headline table (balanced accuracies of latents vs hardness ratios vs PCA vs the true
     parameters, beside the reference study's 0.40 / 0.69).
     """

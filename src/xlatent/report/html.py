@@ -38,6 +38,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("interpretation", "What each latent dimension tracks"),
     ("variability", "Variability: mutual information"),
     ("maps", "Latent-space map"),
+    ("unusual", "Unusual spectra and the interactive explorer"),
     ("skipped", "Skipped analyses, notes and run details"),
 )
 
@@ -191,6 +192,55 @@ def _interpretation(m: dict[str, Any], figs: str) -> str:
     return out + _table(["latent", "expression", "Spearman ρ", "complexity"], rows) + figs
 
 
+def _link(target: str | Path | None, report: Path) -> str | None:
+    """``target`` as a link from ``report``: relative to the report's folder when possible."""
+    if target is None:
+        return None
+    import os
+
+    try:
+        rel = os.path.relpath(Path(target).absolute(), report.absolute().parent)
+    except ValueError:  # another drive (Windows)
+        rel = str(Path(target).absolute())
+    return Path(rel).as_posix()
+
+
+def _cell(v: Any, column: str) -> Any:
+    """Counts as whole numbers; everything else as it is."""
+    if column == "net_counts_b" and isinstance(v, float) and v == v:
+        return f"{v:,.0f}"
+    return v
+
+
+def _unusual(m: dict[str, Any], explorer: str | None) -> str:
+    """A link to the explorer page (when one was made) and the most unusual spectra."""
+    if explorer:
+        out = (f'<p><a href="{_esc(explorer)}"><b>Open the interactive latent map</b></a> '
+               f"(<code>{_esc(explorer)}</code>, made by <code>xlatent explore</code>): colour "
+               "by class, hardness, N<sub>H</sub> or unusualness, hover and click points for "
+               "their spectra, lasso a group and download its ids.</p>")  # fmt: skip
+    else:
+        out = ("<p class='muted'>No interactive map was made for this report; "
+               "<code>xlatent explore LATENTS --set SET --out explore.html</code> makes one, "
+               "<code>xlatent report --explorer explore.html</code> links it.</p>")  # fmt: skip
+    u = m.get("unusual") or {}
+    rows = u.get("rows") or []
+    if not rows:
+        return (
+            out
+            + "<p>No list of unusual spectra in this evaluation.</p>"
+            + _skipped_note(m, "unusual")
+        )
+    cols = [c for c in ("spec_id", "name", "source_class", "net_counts_b")
+            if any(str(r.get(c, "")).strip() for r in rows)]  # fmt: skip
+    out += (f"<p>The {len(rows)} most unusual of {_fmt(u.get('n_scored'))} spectra, ranked by "
+            f"{_esc(u.get('description', u.get('score', '')))}; <code>xlatent similar "
+            "LATENTS ID</code> shows what each one resembles most.</p>")  # fmt: skip
+    return out + _table(["rank", *cols, str(u.get("score", "score"))],
+                        [[i + 1, *[_cell(r.get(c), c) for c in cols], r.get("score")]
+                         for i, r in enumerate(rows)])  # fmt: skip
+
+
 def _details(m: dict[str, Any]) -> str:
     sk = m.get("skipped", [])
     out = (
@@ -210,12 +260,16 @@ def _details(m: dict[str, Any]) -> str:
     return out
 
 
-def render_report(eval_dir: str | Path, out_html: str | Path) -> Path:
+def render_report(
+    eval_dir: str | Path, out_html: str | Path, explorer: str | Path | None = None
+) -> Path:
     """Write one self-contained HTML report of the evaluation in ``eval_dir``; returns its path.
 
     Reads ``eval_dir/metrics.json`` (from :func:`xlatent.analysis.evaluate`) and embeds the
-    figures it lists. A file of another ``format`` or of a ``format_version`` not in
-    ``SUPPORTED_FORMAT_VERSIONS`` is refused with an ``InputError``. The write is atomic.
+    figures it lists. ``explorer``: the page of ``xlatent explore`` to link (relative to the
+    report when it is a path on this machine). A file of another ``format`` or of a
+    ``format_version`` not in ``SUPPORTED_FORMAT_VERSIONS`` is refused with an ``InputError``.
+    The write is atomic.
     """
     from xlatent.core import InputError, atomic_write_text
 
@@ -254,6 +308,7 @@ def render_report(eval_dir: str | Path, out_html: str | Path) -> Path:
         "interpretation": _interpretation(m, fig("interpretation")),
         "variability": _variability(m),
         "maps": (fig("maps") or "<p>No map.</p>") + _skipped_note(m, "maps"),
+        "unusual": _unusual(m, _link(explorer, Path(out_html))),
         "skipped": _details(m),
     }
     known = {s for s, _ in SECTIONS}
