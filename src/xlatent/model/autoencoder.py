@@ -33,6 +33,7 @@ import torch
 
 from xlatent.core import EnergyGrid, SpectrumSet
 from xlatent.model.base import LatentModel
+from xlatent.model.calibration import MIN_CALIBRATION_SPECTRA, fit_calibration, read_calibration
 from xlatent.model.checkpoint import (
     HEADER_FILE,
     CheckpointError,
@@ -72,6 +73,7 @@ from xlatent.model.training import (
     Trainer,
     TrainState,
     set_digest,
+    split_indices,
     training_tensors,
     validation_size,
 )
@@ -107,7 +109,9 @@ class SpectralAutoencoder(LatentModel):
     validation share included; saved as ``training_ids.txt``, so evaluation can score only
     spectra the model never saw), ``grid_`` (the training set's energy grid), ``net_`` (the trained
     :class:`~xlatent.model.network.SpectralTransformerAE`, in eval mode) and ``history_`` (one
-    record per epoch: train loss, validation deviance per bin, lr, seconds).
+    record per epoch: train loss, validation deviance per bin, lr, seconds) and
+    ``calibration_`` (:class:`~xlatent.model.calibration.Calibration` fitted on the validation
+    split: the latent error scale and the OOD threshold; None for an older model).
     """
 
     kind = "autoencoder"
@@ -231,6 +235,11 @@ class SpectralAutoencoder(LatentModel):
         history = trainer.run(net, data, state=state, checkpoint=checkpoint)
         self.grid_, self.net_, self.history_ = grid, net, history
         self.training_ids_ = spectrum_set.meta["spec_id"].astype(str).tolist()
+        self.calibration_ = None
+        val, rest = split_indices(len(spectrum_set), cfg)
+        if len(val) >= MIN_CALIBRATION_SPECTRA:  # error scale and OOD threshold (calibration)
+            sets = (spectrum_set[rest], spectrum_set[val])
+            self.calibration_ = fit_calibration(self, *sets, seed=self.seed)
         if checkpoint_dir is not None:
             self.save(checkpoint_dir)
         return self
@@ -326,6 +335,8 @@ class SpectralAutoencoder(LatentModel):
         torch_save({"header": header, "model": state}, d / WEIGHTS_FILE)
         if getattr(self, "training_ids_", None) is not None:
             write_training_ids(d, self.training_ids_)
+        if getattr(self, "calibration_", None) is not None:
+            self.calibration_.save(d)
         write_header(d, header)
         return d
 
@@ -374,4 +385,5 @@ class SpectralAutoencoder(LatentModel):
         model.grid_, model.net_ = grid, net
         model.history_ = header.get("training", {}).get("history", [])
         model.training_ids_ = read_training_ids(d)
+        model.calibration_ = read_calibration(d, latent_dim)
         return model
