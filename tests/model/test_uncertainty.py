@@ -181,3 +181,33 @@ def test_n_draws_checked(fitted: tuple) -> None:
     for bad in (1, -1, 2.5):
         with pytest.raises(ValueError, match="n_draws"):
             model.encode(s, bad)
+
+
+def test_cli_encode_writes_errors_and_ood(fitted: tuple, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from xlatent.cli import app
+
+    _, d = fitted
+    s = toy_spectrum_set(40, seed=51, grid=GRID)
+    s.write(tmp_path / "s.h5")
+
+    def run(*args: object) -> tuple[int, str]:
+        r = CliRunner().invoke(app, [str(a) for a in args])
+        return r.exit_code, r.output
+
+    code, out = run("encode", tmp_path / "s.h5", "--model", d, "--out", tmp_path / "a.parquet",
+                    "--error-draws", 4)  # fmt: skip
+    assert code == 0, out
+    df = read_latents(tmp_path / "a.parquet")
+    assert latent_err_columns(df) == [f"latent_{i}_err" for i in range(4)]
+    assert {"ood_score", "ood_flag"} <= set(df.columns) and "flagged" in out
+    code, out = run("encode", tmp_path / "s.h5", "--model", d, "--out", tmp_path / "b.parquet",
+                    "--error-draws", 0)  # fmt: skip
+    assert code == 0, out
+    assert not latent_err_columns(read_latents(tmp_path / "b.parquet"))
+    code, out = run("encode", tmp_path / "s.h5", "--model", d, "--out", tmp_path / "c.parquet",
+                    "--error-draws", 1)  # fmt: skip
+    assert code != 0 and "--error-draws" in out
+    code, out = run("encode", "--help")
+    assert "--error-draws" in out
