@@ -97,6 +97,12 @@ def train(
         f"{model}: fitted on {len(s)} spectra, mean Poisson deviance {dev.mean():.4g} "
         f"({dev.mean() / s.grid.n_bins:.4g} per bin)"
     )
+    cal = getattr(fitted, "calibration_", None)
+    if cal is not None:
+        typer.echo(
+            f"calibration ({cal.n_validation} validation spectra): latent error scale "
+            f"{cal.error_scale:.3f}, OOD threshold {cal.threshold:.3f} (flags 1% of them)"
+        )
     typer.echo(f"wrote {out}")
 
 
@@ -162,8 +168,9 @@ def encode(
     write_latents(catalog, out, fmt=fmt)
     if getattr(fitted, "calibration_", None) is None:
         typer.echo(
-            f"note: {model_dir} has no calibration.json (trained before it existed): errors "
-            "are uncalibrated, ood_score is the bare deviance z-score and there is no ood_flag"
+            f"note: {model_dir} has no calibration.json (a PCA model, or one trained before "
+            "calibration existed): errors are uncalibrated, ood_score is the bare deviance "
+            "z-score and there is no ood_flag"
         )
     elif len(catalog):
         typer.echo(f"ood_flag: {int(catalog['ood_flag'].sum())} of {len(s)} spectra flagged")

@@ -11,7 +11,8 @@ def _quintile_rows(values: list[Any], ranges: list[Any]) -> list[list[Any]]:
     rows = []
     for i, v in enumerate(values):
         lo, hi = ranges[i] if i < len(ranges) and ranges[i] else (None, None)
-        rows.append([f"Q{i + 1}", f"{_fmt(lo, 0)}–{_fmt(hi, 0)}", v])
+        rng = "–" if lo is None or hi is None else f"{_fmt(round(lo))}–{_fmt(round(hi))}"
+        rows.append([f"Q{i + 1}", rng, v])
     return rows
 
 
@@ -60,7 +61,7 @@ def errors_and_ood(m: dict[str, Any]) -> str:
         top = o.get("top") or []
         if top:
             out.append(f"<p>The {len(top)} scored spectra with the highest ood_score:</p>")
-            rows = [[t["spec_id"], t.get("source_class", ""), t.get("counts"),
+            rows = [[t["spec_id"], t.get("source_class", ""), round(t.get("counts") or 0),
                      t.get("ood_score"), t.get("ood_flag")] for t in top]  # fmt: skip
             out.append(_table(["spec_id", "class", "counts", "ood_score", "flagged"], rows))
     out.append(_skipped_note(m, "ood"))
