@@ -104,11 +104,12 @@ def run(
     guarded: Any,
     metrics: dict[str, Any],
 ) -> None:
-    """Add ``latent_errors`` and ``ood`` to ``metrics`` (skipped, with the reason, when the
-    model cannot encode with errors or the set has no twin)."""
+    """Add ``latent_errors`` and ``ood`` to ``metrics``: nothing for a model that cannot
+    encode with errors (none given, or a stand-in), and ``latent_errors`` skipped, with the
+    reason, when a twin was asked for and cannot be had."""
     if model is None or not hasattr(model, "encode"):
-        ctx.skip("latent_errors", "no model object with .encode()")
-        ctx.skip("ood", "no model object with .encode()")
+        if twin_of is not None:
+            ctx.skip("latent_errors", "no model object with .encode()")
         return
     scored = ~ctx.is_train
     with guarded("ood"):
