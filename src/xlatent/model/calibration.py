@@ -181,6 +181,9 @@ class Calibration:
         return path
 
 
+#: Training spectra whose latents fit the mixture (8 components in 8-d need a few thousand;
+#: more cost seconds of EM for nothing).
+MAX_DENSITY_SPECTRA = 5000
 #: Fewer validation spectra than this: no calibration (a 1% threshold needs a few hundred).
 MIN_CALIBRATION_SPECTRA = 50
 #: Validation spectra used for the error scale (each is encoded 2 x (n_draws + 1) times).
@@ -195,7 +198,7 @@ def fit_calibration(
     seed: int = 0,
 ) -> Calibration:
     """Fit the error scale and the OOD score on ``validation`` (held out from the fit) and
-    the latent density on ``train`` (subsampled to 20,000 rows)."""
+    the latent density on ``train`` (at most :data:`MAX_DENSITY_SPECTRA` of its rows)."""
     from xlatent.model.uncertainty import encode_with_errors, resampled_set
 
     if len(validation) < MIN_CALIBRATION_SPECTRA:
@@ -214,7 +217,7 @@ def fit_calibration(
     )
     r = np.abs(e1.latents - e2.latents) / np.sqrt(e1.errors**2 + e2.errors**2 + 1e-300)
 
-    pick = np.sort(rng.permutation(len(train))[:20000])
+    pick = np.sort(rng.permutation(len(train))[:MAX_DENSITY_SPECTRA])
     density = GaussianMixtureDensity.fit(model.transform(train[pick]), seed=seed)
     counts = validation.counts.sum(axis=1)
     nld = -density.log_density(enc.latents)
