@@ -8,8 +8,10 @@ catalogues.
 Modules: ``options`` (option groups, tables, validation), ``network`` (torch modules),
 ``training`` (the training loop and its resumable state), ``checkpoint`` (model-directory
 schema and safe loading), ``autoencoder`` and ``pca`` (the estimators), ``base`` (their
-scikit-learn-style contract), ``preprocess``, ``catalog``. Nothing in the package imports
-this module, so loading by kind needs no import cycle.
+scikit-learn-style contract), ``preprocess``, ``catalog``, ``uncertainty`` (latent errors by
+Poisson resampling: ``model.encode(s)``, ``model.encode_catalog(s)``) and ``calibration`` (the
+error scale and OOD threshold a model directory keeps in ``calibration.json``). Nothing in the
+package imports this module, so loading by kind needs no import cycle.
 """
 
 from __future__ import annotations

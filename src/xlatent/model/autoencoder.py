@@ -203,7 +203,8 @@ class SpectralAutoencoder(LatentModel):
         after each epoch (record: train/val loss, lr, seconds). ``loss="poisson"`` refuses a
         set with ``effective_area_known`` or ``background_known`` False on any row
         (:func:`~xlatent.model.preprocess.check_loss_inputs`). Only the fitted attributes
-        (``grid_``, ``net_``, ``history_``) change, and only when training succeeds.
+        (``grid_``, ``net_``, ``history_``, ``calibration_``: fitted on the validation split
+        after training) change, and only when training succeeds.
         """
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
