@@ -27,6 +27,8 @@ LAYERS: dict[str, set[str]] = {
         "xlatent.core", "xlatent.instrument", "xlatent.physics", "xlatent.model",
         "xlatent.analysis", "xlatent.report",
     },
+    # recipes: simulate a set (physics) and train on it (model)
+    "xlatent.recipes": {"xlatent.core", "xlatent.physics", "xlatent.model"},
 }  # fmt: skip
 
 

@@ -122,3 +122,17 @@ def test_priors_redshift_obscuration_and_covering() -> None:
     cv_pc = np.isfinite(p["pc_frac"][4000:5000])
     assert abs(cv_pc.mean() - PRIORS["CV"]["partial_cover"]["p"]) < 0.05
     assert np.all((p["pc_frac"][4000:5000][cv_pc] >= 0.5) & (p["pc_frac"][4000:5000][cv_pc] <= 0.9))
+
+
+def test_simulated_set_records_redshift_and_partial_covering_truth() -> None:
+    from xlatent import simulate
+
+    meta = simulate(400, seed=1, progress=False).meta
+    agn = (meta["source_class"] == "AGN").to_numpy()
+    z = meta["truth_redshift"].to_numpy()
+    assert np.isfinite(z[agn]).all() and np.isnan(z[~agn]).all()
+    assert ((z[agn] >= 0.05) & (z[agn] <= 4.5)).all()
+    covered = np.isfinite(meta["truth_pc_frac"].to_numpy())
+    assert covered.any()
+    assert set(meta.loc[covered, "source_class"]) <= {"CV", "HMXB"}
+    assert np.isfinite(meta.loc[covered, "truth_nh_pc_1e22"]).all()

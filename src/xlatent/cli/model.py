@@ -14,14 +14,30 @@ from xlatent.clitools import (
     check_positive,
     fail,
     removed_if_empty_on_error,
+    usage_error,
 )
 
 
+def _recipes_help() -> str:
+    from xlatent.recipes import RECIPES
+
+    listed = "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())
+    return (
+        "Train by a named, reproducible recipe that simulates its own training set (give no "
+        f"SET, and none of the options it fixes). Recipes: {listed}."
+    )
+
+
 def train(
-    set_path: Annotated[Path, typer.Argument(metavar="SET", help="Training SpectrumSet (.h5).")],
+    ctx: typer.Context,
     out: Annotated[
         Path, typer.Option("--out", help="Model directory to write (checkpoints go there too).")
     ],
+    set_path: Annotated[
+        Path | None,
+        typer.Argument(metavar="[SET]", help="Training SpectrumSet (.h5); not with --recipe."),
+    ] = None,
+    recipe: Annotated[str | None, typer.Option("--recipe", help=_recipes_help())] = None,
     model: Annotated[
         Literal["autoencoder", "pca"],
         typer.Option("--model", help="autoencoder (transformer) | pca (baseline)."),
@@ -68,9 +84,16 @@ def train(
     When the set has a 'split' column (`xlatent simulate` and `xlatent ingest` write one), only
     its 'train' rows are fitted, so `evaluate` can score spectra the model never saw; the model
     directory records every spectrum it was fitted on (training_ids.txt).
+
+    `xlatent train --recipe default --out DIR` rebuilds the pretrained model that ships with
+    xlatent (docs/model_card.md).
     """
     check_positive("--max-time", max_time)
     check_output_dir("--out", out)
+    if recipe is not None:
+        return _train_recipe(ctx, recipe, out)
+    if set_path is None:
+        usage_error("SET", "give the training SET, or --recipe NAME to simulate a recipe's set")
     if model == "autoencoder" and device == "cuda":
         import torch
 
@@ -106,6 +129,24 @@ def train(
     typer.echo(f"wrote {out}")
 
 
+def _train_recipe(ctx: typer.Context, name: str, out: Path) -> None:
+    """``xlatent train --recipe NAME``: refuse the options the recipe fixes, then run it."""
+    from xlatent.recipes import FIXED_BY_RECIPE, get_recipe, run_recipe
+
+    # Given on the command line, even at its default value (Typer's ParameterSource, by name).
+    sources = {p: getattr(ctx.get_parameter_source(p), "name", None) for p in FIXED_BY_RECIPE}
+    given = [FIXED_BY_RECIPE[p] for p, src in sources.items() if src not in (None, "DEFAULT")]
+    if given:
+        usage_error("--recipe", f"{name} fixes {', '.join(given)}; give --recipe and --out only")
+    try:
+        chosen = get_recipe(name)
+    except ValueError as exc:
+        usage_error("--recipe", str(exc))
+    with removed_if_empty_on_error(out):
+        run_recipe(chosen, out, log=typer.echo)
+    typer.echo(f"wrote {out} (recipe {chosen.name!r})")
+
+
 def train_rows(s: Any, all_rows: bool) -> Any:
     """The rows ``xlatent train`` fits: the 'train' rows of a set with a 'split' column."""
     if all_rows or "split" not in s.meta:
@@ -119,11 +160,27 @@ def train_rows(s: Any, all_rows: bool) -> Any:
     return s[train]
 
 
+#: ``--model`` of encode and reconstruct.
+MODEL_HELP = (
+    "Model directory from `xlatent train` (default: the pretrained model shipped with "
+    "xlatent, made by `xlatent train --recipe default`; see docs/model_card.md)."
+)
+
+
+def _load(model_dir: Path | None) -> Any:
+    """The model in ``model_dir``, else the shipped pretrained one (named in one line)."""
+    from xlatent.model import load_model
+
+    if model_dir is None:
+        from xlatent.model.pretrained import pretrained_summary
+
+        typer.echo(pretrained_summary())
+    return load_model(model_dir)
+
+
 def encode(
     set_path: Annotated[Path, typer.Argument(metavar="SET", help="SpectrumSet (.h5) to encode.")],
-    model_dir: Annotated[
-        Path, typer.Option("--model", help="Model directory from `xlatent train`.")
-    ],
+    model_dir: Annotated[Path | None, typer.Option("--model", help=MODEL_HELP)] = None,
     out: Annotated[Path, typer.Option("--out", help="Latent catalogue to write.")] = Path(
         "latents.parquet"
     ),
@@ -153,22 +210,24 @@ def encode(
     predict, and latent density); ood_flag: above the model's threshold, which flags 1% of
     in-distribution spectra. A model trained before calibration existed writes no ood_flag and
     uncalibrated errors.
+
+    Without --model, the pretrained model shipped with xlatent encodes (docs/model_card.md).
     """
     check_input("--model", model_dir, kind="dir")
     check_output_file("--out", out)
     if error_draws == 1:
         fail("--error-draws 1 gives no spread; use 0 (no errors) or at least 2")
     from xlatent.core import SpectrumSet
-    from xlatent.model import load_model
     from xlatent.model.catalog import write_latents
 
-    fitted = load_model(model_dir)
+    fitted = _load(model_dir)
     s = SpectrumSet.read(set_path)
     catalog = fitted.encode_catalog(s, n_draws=error_draws, seed=seed)
     write_latents(catalog, out, fmt=fmt)
     if getattr(fitted, "calibration_", None) is None:
         typer.echo(
-            f"note: {model_dir} has no calibration.json (a PCA model, or one trained before "
+            f"note: {model_dir or 'the pretrained model'} has no calibration.json (a PCA model, "
+            "or one trained before "
             "calibration existed): errors are uncalibrated, ood_score is the bare deviance "
             "z-score and there is no ood_flag"
         )
@@ -181,9 +240,7 @@ def reconstruct(
     set_path: Annotated[
         Path, typer.Argument(metavar="SET", help="SpectrumSet (.h5) to reconstruct.")
     ],
-    model_dir: Annotated[
-        Path, typer.Option("--model", help="Model directory from `xlatent train`.")
-    ],
+    model_dir: Annotated[Path | None, typer.Option("--model", help=MODEL_HELP)] = None,
     out: Annotated[Path, typer.Option("--out", help="Output SpectrumSet (.h5).")] = Path(
         "recon.h5"
     ),
@@ -193,18 +250,21 @@ def reconstruct(
     counts, background, exposure and meta are copied; the input's own expected_counts
     (simulator truth), if any, are replaced (they stay in the input file). A `recon_deviance`
     meta column holds each spectrum's Poisson deviance given reconstruction + background.
+    Without --model, the pretrained model shipped with xlatent reconstructs.
     """
     check_input("--model", model_dir, kind="dir")
     check_output_file("--out", out)
     from xlatent.core import SpectrumSet
-    from xlatent.model import load_model, poisson_deviance
+    from xlatent.model import poisson_deviance
 
-    fitted = load_model(model_dir)
+    fitted = _load(model_dir)
     s = SpectrumSet.read(set_path)
     rec = fitted.reconstruct(s)
     s.expected_counts = rec
     s.meta["recon_deviance"] = poisson_deviance(s.counts, rec + s.background)
-    s.add_provenance("reconstruct", model=str(model_dir), kind=type(fitted).__name__)
+    s.add_provenance(
+        "reconstruct", model=str(model_dir or "pretrained"), kind=type(fitted).__name__
+    )
     s.write(out)
     typer.echo(
         f"wrote {out}: mean Poisson deviance {s.meta['recon_deviance'].mean():.4g} "

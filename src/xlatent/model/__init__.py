@@ -2,16 +2,18 @@
 
 ``SpectralAutoencoder(latent_dim=8).fit(s)``, ``.transform(s)``, ``.reconstruct(s)``,
 ``.save(dir)``; ``PCABaseline(n_components=8)`` has the same API; ``load_model(dir)`` loads
-either (by :data:`MODEL_KINDS`); :mod:`xlatent.model.catalog` writes and reads latent
-catalogues.
+either (by :data:`MODEL_KINDS`), and with no directory the pretrained model that ships in the
+package (``model/data/pretrained``, :mod:`xlatent.model.pretrained`);
+:mod:`xlatent.model.catalog` writes and reads latent catalogues.
 
 Modules: ``options`` (option groups, tables, validation), ``network`` (torch modules),
 ``training`` (the training loop and its resumable state), ``checkpoint`` (model-directory
-schema and safe loading), ``autoencoder`` and ``pca`` (the estimators), ``base`` (their
-scikit-learn-style contract), ``preprocess``, ``catalog``, ``uncertainty`` (latent errors by
-Poisson resampling: ``model.encode(s)``, ``model.encode_catalog(s)``) and ``calibration`` (the
-error scale and OOD threshold a model directory keeps in ``calibration.json``). Nothing in the
-package imports this module, so loading by kind needs no import cycle.
+schema and safe loading), ``pretrained`` (the shipped model), ``autoencoder`` and ``pca`` (the
+estimators), ``base`` (their scikit-learn-style contract), ``preprocess``, ``catalog``,
+``uncertainty`` (latent errors by Poisson resampling: ``model.encode(s)``,
+``model.encode_catalog(s)``) and ``calibration`` (the error scale and OOD threshold a model
+directory keeps in ``calibration.json``). Nothing in the package imports this module, so
+loading by kind needs no import cycle.
 """
 
 from __future__ import annotations
@@ -35,8 +37,12 @@ MODEL_KINDS: dict[str, type[LatentModel]] = {
 }
 
 
-def load_model(model_dir: str | Path) -> SpectralAutoencoder | PCABaseline:
-    """Load a saved :class:`SpectralAutoencoder` or :class:`PCABaseline` (by its header)."""
+def load_model(model_dir: str | Path | None = None) -> SpectralAutoencoder | PCABaseline:
+    """Load a saved :class:`SpectralAutoencoder` or :class:`PCABaseline` (by its header);
+    with no ``model_dir``, the pretrained model shipped with xlatent
+    (:meth:`SpectralAutoencoder.pretrained`)."""
+    if model_dir is None:
+        return SpectralAutoencoder.pretrained()
     header = read_header(model_dir)
     cls = MODEL_KINDS.get(header["kind"])
     if cls is None:

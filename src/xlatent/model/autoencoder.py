@@ -33,12 +33,13 @@ import torch
 
 from xlatent.core import EnergyGrid, SpectrumSet
 from xlatent.model.base import LatentModel
-from xlatent.model.calibration import MIN_CALIBRATION_SPECTRA, fit_calibration, read_calibration
+from xlatent.model.calibration import calibrate, read_calibration
 from xlatent.model.checkpoint import (
     HEADER_FILE,
     CheckpointError,
     check_grid,
     check_header,
+    check_recipe,
     check_state_dict,
     make_header,
     read_header,
@@ -66,6 +67,7 @@ from xlatent.model.preprocess import (
     log_relative_area,
     prepare,
 )
+from xlatent.model.pretrained import pretrained_dir
 from xlatent.model.training import (
     STATE_FILE,
     Callback,
@@ -109,9 +111,10 @@ class SpectralAutoencoder(LatentModel):
     validation share included; saved as ``training_ids.txt``, so evaluation can score only
     spectra the model never saw), ``grid_`` (the training set's energy grid), ``net_`` (the trained
     :class:`~xlatent.model.network.SpectralTransformerAE`, in eval mode) and ``history_`` (one
-    record per epoch: train loss, validation deviance per bin, lr, seconds) and
-    ``calibration_`` (:class:`~xlatent.model.calibration.Calibration` fitted on the validation
-    split: the latent error scale and the OOD threshold; None for an older model).
+    record per epoch: train loss, validation deviance per bin, lr, seconds), ``calibration_``
+    (:mod:`~xlatent.model.calibration`: error scale, OOD threshold; None for older models); a
+    loaded model also has ``recipe_`` (the training recipe its header records, else None),
+    which a refit drops. :meth:`pretrained` loads the model shipped with xlatent.
     """
 
     kind = "autoencoder"
@@ -203,8 +206,7 @@ class SpectralAutoencoder(LatentModel):
         after each epoch (record: train/val loss, lr, seconds). ``loss="poisson"`` refuses a
         set with ``effective_area_known`` or ``background_known`` False on any row
         (:func:`~xlatent.model.preprocess.check_loss_inputs`). Only the fitted attributes
-        (``grid_``, ``net_``, ``history_``, ``calibration_``: fitted on the validation split
-        after training) change, and only when training succeeds.
+        (``grid_``, ``net_``, ``history_``, ``calibration_``) change, and only on success.
         """
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
@@ -236,11 +238,8 @@ class SpectralAutoencoder(LatentModel):
         history = trainer.run(net, data, state=state, checkpoint=checkpoint)
         self.grid_, self.net_, self.history_ = grid, net, history
         self.training_ids_ = spectrum_set.meta["spec_id"].astype(str).tolist()
-        self.calibration_ = None
-        val, rest = split_indices(len(spectrum_set), cfg)
-        if len(val) >= MIN_CALIBRATION_SPECTRA:  # error scale and OOD threshold (calibration)
-            sets = (spectrum_set[rest], spectrum_set[val])
-            self.calibration_ = fit_calibration(self, *sets, seed=self.seed)
+        vars(self).pop("recipe_", None)  # a refitted model is no longer what a recipe made
+        self.calibration_ = calibrate(self, spectrum_set, *split_indices(len(spectrum_set), cfg))
         if checkpoint_dir is not None:
             self.save(checkpoint_dir)
         return self
@@ -325,13 +324,17 @@ class SpectralAutoencoder(LatentModel):
             return torch.exp(net.log_shape(z, log_area)).double().cpu().numpy()
 
     # ------------------------------------------------------------------- disk
-    def save(self, model_dir: str | Path) -> Path:
-        """Write ``model.json`` and ``weights.pt`` into ``model_dir`` (atomically each)."""
+    def save(self, model_dir: str | Path, *, recipe: dict | None = None) -> Path:
+        """Write ``model.json`` and ``weights.pt`` into ``model_dir`` (atomically each);
+        ``recipe`` (else ``recipe_``, kept from :meth:`load`): the training recipe to record."""
         grid, net = self._fitted("grid_", "net_")
         d = Path(model_dir)
         d.mkdir(parents=True, exist_ok=True)
         header = self._header(self._arch(grid.n_bins), grid)
         header["training"] = {"history": self.history_}
+        recipe = recipe if recipe is not None else getattr(self, "recipe_", None)
+        if recipe is not None:
+            header["recipe"] = check_recipe(recipe)
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         torch_save({"header": header, "model": state}, d / WEIGHTS_FILE)
         if getattr(self, "training_ids_", None) is not None:
@@ -386,5 +389,12 @@ class SpectralAutoencoder(LatentModel):
         model.grid_, model.net_ = grid, net
         model.history_ = header.get("training", {}).get("history", [])
         model.training_ids_ = read_training_ids(d)
+        model.recipe_ = header.get("recipe")
         model.calibration_ = read_calibration(d, latent_dim)
         return model
+
+    @classmethod
+    def pretrained(cls, device: str = "auto") -> SpectralAutoencoder:
+        """The model shipped with xlatent (``xlatent train --recipe default``; see
+        ``docs/model_card.md``), loaded like any model directory."""
+        return cls.load(pretrained_dir(), device=device)

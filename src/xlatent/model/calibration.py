@@ -33,6 +33,7 @@ __all__ = [
     "CALIBRATION_FILE",
     "MIN_CALIBRATION_SPECTRA",
     "Calibration",
+    "calibrate",
     "GaussianMixtureDensity",
     "fit_calibration",
     "read_calibration",
@@ -230,6 +231,16 @@ def fit_calibration(
     score = cal.ood_score(enc.latents, enc.deviance_z, counts)
     cal.threshold = float(np.quantile(score, 1 - FLAG_FRACTION))
     return cal
+
+
+def calibrate(
+    model: Any, s: SpectrumSet, val_idx: np.ndarray, train_idx: np.ndarray
+) -> Calibration | None:
+    """:func:`fit_calibration` on rows ``val_idx`` (held out from the fit) and ``train_idx``
+    of ``s``, or None when there are fewer than :data:`MIN_CALIBRATION_SPECTRA` of the first."""
+    if len(val_idx) < MIN_CALIBRATION_SPECTRA:
+        return None
+    return fit_calibration(model, s[train_idx], s[val_idx], seed=getattr(model, "seed", 0))
 
 
 def _number(v: Any, where: str, name: str, lo: float = -math.inf) -> float:

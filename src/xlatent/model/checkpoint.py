@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from xlatent.core import EnergyGrid, XlatentError, atomic_path, atomic_write_text
-from xlatent.model.options import PCA_OPTIONS, TRAIN_OPTIONS, check_arch, check_options
+from xlatent.model.options import PCA_OPTIONS, TRAIN_OPTIONS, Opt, check_arch, check_options
 from xlatent.model.preprocess import N_CHANNELS, N_GLOBAL
 
 FORMAT_NAME = "xlatent.model"
@@ -61,11 +61,15 @@ def make_header(kind: str, grid: EnergyGrid, config: dict, preprocessing: dict) 
     }
 
 
-#: Top-level fields of ``model.json`` (``training`` is optional).
+#: Top-level fields of ``model.json``; the last two are optional (``recipe``: the training
+#: recipe that made the model, see :data:`RECIPE_FIELDS`; absent in older directories).
 HEADER_FIELDS = (
     "format", "format_version", "kind", "xlatent_version", "grid_edges_kev", "config",
-    "preprocessing", "training",
+    "preprocessing", "training", "recipe",
 )  # fmt: skip
+#: ``recipe``: its name, the command that reruns it, the simulated set (size, seed) and the
+#: model options it fixes (plain JSON values).
+RECIPE_FIELDS = ("name", "command", "n", "seed", "options")
 #: The model kinds; :data:`xlatent.model.MODEL_KINDS` maps each to its estimator class.
 KINDS = ("autoencoder", "pca")
 #: A model.json larger than this is not one xlatent wrote (the training history is ~100 kB).
@@ -89,7 +93,7 @@ def check_header(header: Any, where: str | Path, kind: str | None = None) -> dic
     for key in header:
         if key not in HEADER_FIELDS:
             raise CheckpointError(f"{where}: unknown field {_short(key)}")
-    for key in HEADER_FIELDS[:-1]:
+    for key in HEADER_FIELDS[:-2]:
         if key not in header:
             raise CheckpointError(f"{where}: missing field {key!r}")
     if header["kind"] not in KINDS:
@@ -109,6 +113,8 @@ def check_header(header: Any, where: str | Path, kind: str | None = None) -> dic
                 _object(header["config"], "config"), PCA_OPTIONS, required=["n_components"]
             )
         history = _check_history(header.get("training", {"history": []}))
+        if "recipe" in header:
+            check_recipe(header["recipe"])
     except ValueError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
     out = dict(header)
@@ -135,6 +141,22 @@ def check_autoencoder_config(config: Any, n_bins: int) -> dict:
     # Optimisation options missing from an older file take their defaults.
     train = check_options(_object(config["train"], "config.train"), TRAIN_OPTIONS, prefix="train.")
     return {"arch": arch, "train": train}
+
+
+def check_recipe(recipe: Any) -> dict:
+    """A header's ``recipe``: exactly :data:`RECIPE_FIELDS`, plain values (ValueError)."""
+    if set(_object(recipe, "recipe")) != set(RECIPE_FIELDS):
+        raise ValueError(f"recipe must have exactly the keys {', '.join(RECIPE_FIELDS)}")
+    for key in ("name", "command"):
+        Opt("str").check(f"recipe.{key}", recipe[key] or None)
+    for key in ("n", "seed"):
+        Opt("int", lo=0).check(f"recipe.{key}", recipe[key])
+    for key, value in _object(recipe["options"], "recipe.options").items():
+        if not isinstance(value, str | int) and not (
+            isinstance(value, float) and math.isfinite(value)
+        ):
+            raise ValueError(f"recipe.options.{key} must be a finite number, string or bool")
+    return recipe
 
 
 def _object(value: Any, name: str) -> dict:

@@ -314,8 +314,8 @@ def simulate(
     }
     for name in ("gamma", "kt_kev", "kt2_kev", "kt_in_kev", "kt_bb_kev", "abundance"):
         truth[f"truth_{name}"] = params[name]
-    truth["truth_fe_ka_ew_kev"] = params["fe_ka_ew_kev"]
-    truth["truth_fe_ka_sigma_kev"] = params["fe_ka_sigma_kev"]
+    for name in ("fe_ka_ew_kev", "fe_ka_sigma_kev", "redshift", "pc_frac", "nh_pc_1e22"):
+        truth[f"truth_{name}"] = params[name]
     for c in COMPONENTS:
         truth[f"truth_frac_{c}"] = fracs[c]
     for j, band in enumerate(BAND_CODES):
