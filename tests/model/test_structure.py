@@ -70,7 +70,13 @@ def test_set_params_validates_and_fit_changes_only_fitted_state() -> None:
     s = make_tiny_set()
     m.fit(s)
     assert m.get_params() == before
-    assert {k for k in vars(m) if k.endswith("_")} == {"grid_", "net_", "history_", "training_ids_"}
+    assert {k for k in vars(m) if k.endswith("_")} == {
+        "grid_",
+        "net_",
+        "history_",
+        "training_ids_",
+        "calibration_",
+    }
     assert m.grid_ == s.grid and m.net is m.net_ and m.arch.n_bins == 32
     assert m.train_cfg.epochs == 2 and len(m.history_) == 2
     p = PCABaseline(3).fit(s)

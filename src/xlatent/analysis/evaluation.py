@@ -22,6 +22,7 @@ import pandas as pd
 
 from xlatent.analysis import (
     interpretation,
+    latent_errors,
     maps,
     protocols,
     reconstruction,
@@ -256,6 +257,7 @@ def evaluate(
     max_points: int = 5000,
     n_repeats: int = protocols.N_REPEATS,
     invariance_pairs: Mapping[str, Any] | Callable[[Any], Mapping[str, Any] | None] | None = None,
+    noise_twin: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate latents against hardness ratios, PCA and the true parameters.
 
@@ -281,6 +283,10 @@ def evaluate(
         SpectrumSet, optionally a ``noise_twin`` entry), or a function of the evaluated set
         returning them (so a caller can simulate them on the set's grid, or return None):
         adds ``response_invariance`` (:mod:`xlatent.analysis.invariance`; needs ``model``).
+    noise_twin : a function giving an independent Poisson redraw of a subset of the set (the
+        same sources; None when it cannot): adds ``latent_errors`` (coverage of the latent
+        errors, :mod:`xlatent.analysis.latent_errors`). ``ood`` (the flag rate on the scored
+        spectra) needs only ``model``.
 
     Returns the metrics dictionary also written to ``out_dir/metrics.json``. When the set has a
     ``split`` column ('train'/'test'), that split is used; otherwise a stratified 70/30 one.
@@ -340,6 +346,7 @@ def evaluate(
             inv = _invariance(invariance_pairs, s, z, model, ctx)
             if inv is not None:
                 metrics["response_invariance"] = inv
+    latent_errors.run(model, s, ctx, noise_twin, guarded, metrics)
     metrics["headline"] = headline_rows(metrics, list(feature_sets))
     metrics["reference"] = REFERENCE
     metrics["subsampling"] = {

@@ -74,7 +74,9 @@ def evaluate(
     On a simulated set (one with the noiseless truth) and with --model, also response
     invariance: --invariance-n fresh sources (a seed the set was not simulated from) folded
     through several fixed Chandra responses and encoded by the model (metrics
-    response_invariance).
+    response_invariance). With --model: the share of scored spectra the model's OOD threshold
+    flags (metrics ood) and, on a simulated set, the coverage of the latent errors on a Poisson
+    twin of up to 1000 scored spectra (metrics latent_errors).
     """
     check_input("--latents", latents)
     check_input("--model", model_dir, kind="dir")
@@ -93,6 +95,7 @@ def evaluate(
             set_path, latents, out, model=model, seed=seed, pca=pca,
             projection=projection, max_points=max_points,
             invariance_pairs=_simulated_pairs(invariance_n) if invariance else None,
+            noise_twin=_simulated_twin(seed),
         )  # fmt: skip
     _echo_headline(metrics)
     for item in metrics.get("skipped", []):
@@ -111,6 +114,19 @@ def _simulated_pairs(n: int) -> Callable[[Any], dict[str, Any] | None]:
         return invariance_pairs(n, fresh_seed(s), s.grid)
 
     return pairs
+
+
+def _simulated_twin(seed: int) -> Callable[[Any], Any]:
+    """For evaluate: a Poisson twin of a simulated set (None for any other set)."""
+
+    def twin(s: Any) -> Any:
+        if s.expected_counts is None:
+            return None
+        from xlatent.pipeline import poisson_twin
+
+        return poisson_twin(s, seed + 7)
+
+    return twin
 
 
 def evaluate_table(

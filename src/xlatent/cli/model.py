@@ -120,6 +120,12 @@ def train(
         f"{model}: fitted on {len(s)} spectra, mean Poisson deviance {dev.mean():.4g} "
         f"({dev.mean() / s.grid.n_bins:.4g} per bin)"
     )
+    cal = getattr(fitted, "calibration_", None)
+    if cal is not None:
+        typer.echo(
+            f"calibration ({cal.n_validation} validation spectra): latent error scale "
+            f"{cal.error_scale:.3f}, OOD threshold {cal.threshold:.3f} (flags 1% of them)"
+        )
     typer.echo(f"wrote {out}")
 
 
@@ -182,19 +188,51 @@ def encode(
         Literal["parquet", "fits"] | None,
         typer.Option("--format", help="parquet | fits (default: from the --out suffix)."),
     ] = None,
+    error_draws: Annotated[
+        int,
+        typer.Option(
+            "--error-draws",
+            min=0,
+            help="Poisson redraws per spectrum for the latent_<i>_err columns (each redraw is "
+            "encoded: K draws cost ~K times a plain encode); 0: no error columns.",
+        ),
+    ] = 16,  # xlatent.model.uncertainty.DEFAULT_N_DRAWS (not imported: it loads torch)
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Seed of the redraws (same seed, same errors).")
+    ] = 0,
 ) -> None:
-    """Write the latent catalogue: spec_id, the set's meta columns, latent_0..latent_{d-1}.
+    """Write the latent catalogue: spec_id, the set's meta columns, latent_0..latent_{d-1},
+    their errors latent_<i>_err, ood_score and ood_flag.
+
+    latent_<i>_err: the spread of the latents of --error-draws Poisson redraws of the model's
+    reconstruction of each spectrum, times the model's calibration scale. ood_score: how unlike
+    the training spectra a spectrum is (reconstruction deviance against what its counts
+    predict, and latent density); ood_flag: above the model's threshold, which flags 1% of
+    in-distribution spectra. A model trained before calibration existed writes no ood_flag and
+    uncalibrated errors.
 
     Without --model, the pretrained model shipped with xlatent encodes (docs/model_card.md).
     """
     check_input("--model", model_dir, kind="dir")
     check_output_file("--out", out)
+    if error_draws == 1:
+        fail("--error-draws 1 gives no spread; use 0 (no errors) or at least 2")
     from xlatent.core import SpectrumSet
-    from xlatent.model.catalog import latent_catalog, write_latents
+    from xlatent.model.catalog import write_latents
 
     fitted = _load(model_dir)
     s = SpectrumSet.read(set_path)
-    write_latents(latent_catalog(s, fitted.transform(s)), out, fmt=fmt)
+    catalog = fitted.encode_catalog(s, n_draws=error_draws, seed=seed)
+    write_latents(catalog, out, fmt=fmt)
+    if getattr(fitted, "calibration_", None) is None:
+        typer.echo(
+            f"note: {model_dir or 'the pretrained model'} has no calibration.json (a PCA model, "
+            "or one trained before "
+            "calibration existed): errors are uncalibrated, ood_score is the bare deviance "
+            "z-score and there is no ood_flag"
+        )
+    elif len(catalog):
+        typer.echo(f"ood_flag: {int(catalog['ood_flag'].sum())} of {len(s)} spectra flagged")
     typer.echo(f"wrote {len(s)} x {fitted.latent_dim} latents to {out}")
 
 

@@ -65,8 +65,28 @@ def latent_name(i: int) -> str:
     return f"{LATENT_PREFIX}{i}"
 
 
+#: Suffix of a latent's standard error column: ``latent_<i>_err``.
+LATENT_ERR_SUFFIX = "_err"
+#: The out-of-distribution score of a catalogue row and its flag (score above the model's
+#: threshold, which flags 1% of in-distribution spectra).
+OOD_SCORE = "ood_score"
+OOD_FLAG = "ood_flag"
+
+
+def latent_err_name(i: int) -> str:
+    """The catalogue column of latent ``i``'s standard error: ``latent_<i>_err``."""
+    return f"{latent_name(i)}{LATENT_ERR_SUFFIX}"
+
+
+def latent_err_columns(df: Any) -> list[str]:
+    """The ``latent_<i>_err`` columns of a table in index order (one per latent that has one)."""
+    names = [f"{c}{LATENT_ERR_SUFFIX}" for c in latent_columns(df)]
+    return [c for c in names if c in df.columns]
+
+
 def latent_columns(df: Any) -> list[str]:
-    """The ``latent_<i>`` columns of a table (anything with ``.columns``) in index order."""
+    """The ``latent_<i>`` columns of a table (anything with ``.columns``) in index order;
+    not ``latent_<i>_err`` nor any other ``latent_``-prefixed column."""
     n = len(LATENT_PREFIX)
     cols = [c for c in df.columns if c.startswith(LATENT_PREFIX) and c[n:].isdigit()]
     return sorted(cols, key=lambda c: int(c[n:]))
@@ -78,11 +98,16 @@ __all__ = [
     "COMPACT",
     "CSC_BANDS_KEV",
     "CSC_BAND_EDGES_KEV",
+    "LATENT_ERR_SUFFIX",
     "LATENT_PREFIX",
+    "OOD_FLAG",
+    "OOD_SCORE",
     "REFERENCE_BACC_8CLASS",
     "REFERENCE_BACC_AGN_VS_COMPACT",
     "REFERENCE_STUDY",
     "TD_CLASS_COUNTS",
     "latent_columns",
+    "latent_err_columns",
+    "latent_err_name",
     "latent_name",
 ]

@@ -9,8 +9,11 @@ package (``model/data/pretrained``, :mod:`xlatent.model.pretrained`);
 Modules: ``options`` (option groups, tables, validation), ``network`` (torch modules),
 ``training`` (the training loop and its resumable state), ``checkpoint`` (model-directory
 schema and safe loading), ``pretrained`` (the shipped model), ``autoencoder`` and ``pca`` (the
-estimators), ``base`` (their scikit-learn-style contract), ``preprocess``, ``catalog``. Nothing
-in the package imports this module, so loading by kind needs no import cycle.
+estimators), ``base`` (their scikit-learn-style contract), ``preprocess``, ``catalog``,
+``uncertainty`` (latent errors by Poisson resampling: ``model.encode(s)``,
+``model.encode_catalog(s)``) and ``calibration`` (the error scale and OOD threshold a model
+directory keeps in ``calibration.json``). Nothing in the package imports this module, so
+loading by kind needs no import cycle.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ import torch
 
 from xlatent.core import EnergyGrid, SpectrumSet
 from xlatent.model.base import LatentModel
+from xlatent.model.calibration import calibrate, read_calibration
 from xlatent.model.checkpoint import (
     HEADER_FILE,
     CheckpointError,
@@ -74,6 +75,7 @@ from xlatent.model.training import (
     Trainer,
     TrainState,
     set_digest,
+    split_indices,
     training_tensors,
     validation_size,
 )
@@ -109,9 +111,10 @@ class SpectralAutoencoder(LatentModel):
     validation share included; saved as ``training_ids.txt``, so evaluation can score only
     spectra the model never saw), ``grid_`` (the training set's energy grid), ``net_`` (the trained
     :class:`~xlatent.model.network.SpectralTransformerAE`, in eval mode) and ``history_`` (one
-    record per epoch: train loss, validation deviance per bin, lr, seconds); a loaded model also
-    has ``recipe_`` (the training recipe its header records, else None), which a refit drops.
-    :meth:`pretrained` loads the model shipped with xlatent.
+    record per epoch: train loss, validation deviance per bin, lr, seconds), ``calibration_``
+    (:mod:`~xlatent.model.calibration`: error scale, OOD threshold; None for older models); a
+    loaded model also has ``recipe_`` (the training recipe its header records, else None),
+    which a refit drops. :meth:`pretrained` loads the model shipped with xlatent.
     """
 
     kind = "autoencoder"
@@ -203,7 +206,7 @@ class SpectralAutoencoder(LatentModel):
         after each epoch (record: train/val loss, lr, seconds). ``loss="poisson"`` refuses a
         set with ``effective_area_known`` or ``background_known`` False on any row
         (:func:`~xlatent.model.preprocess.check_loss_inputs`). Only the fitted attributes
-        (``grid_``, ``net_``, ``history_``) change, and only when training succeeds.
+        (``grid_``, ``net_``, ``history_``, ``calibration_``) change, and only on success.
         """
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
@@ -236,6 +239,7 @@ class SpectralAutoencoder(LatentModel):
         self.grid_, self.net_, self.history_ = grid, net, history
         self.training_ids_ = spectrum_set.meta["spec_id"].astype(str).tolist()
         vars(self).pop("recipe_", None)  # a refitted model is no longer what a recipe made
+        self.calibration_ = calibrate(self, spectrum_set, *split_indices(len(spectrum_set), cfg))
         if checkpoint_dir is not None:
             self.save(checkpoint_dir)
         return self
@@ -335,6 +339,8 @@ class SpectralAutoencoder(LatentModel):
         torch_save({"header": header, "model": state}, d / WEIGHTS_FILE)
         if getattr(self, "training_ids_", None) is not None:
             write_training_ids(d, self.training_ids_)
+        if getattr(self, "calibration_", None) is not None:
+            self.calibration_.save(d)
         write_header(d, header)
         return d
 
@@ -384,6 +390,7 @@ class SpectralAutoencoder(LatentModel):
         model.history_ = header.get("training", {}).get("history", [])
         model.training_ids_ = read_training_ids(d)
         model.recipe_ = header.get("recipe")
+        model.calibration_ = read_calibration(d, latent_dim)
         return model
 
     @classmethod

@@ -11,12 +11,16 @@ checked, plain-Python one: a plain int/float/bool/str passes through as the same
 from __future__ import annotations
 
 import inspect
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
+import pandas as pd
 
 from xlatent.core import SpectrumSet
 from xlatent.model.preprocess import poisson_deviance
+
+if TYPE_CHECKING:
+    from xlatent.model.uncertainty import Encoded
 
 
 class Params:
@@ -48,7 +52,8 @@ class Params:
 
 
 class LatentModel(Params):
-    """Common interface: ``fit``, ``transform``, ``reconstruct``, ``save``/``load``."""
+    """Common interface: ``fit``, ``transform``, ``reconstruct``, ``save``/``load``;
+    ``encode`` / ``encode_catalog`` add latent errors and the OOD score."""
 
     #: The ``kind`` of its model directories (``model.json``).
     kind: str
@@ -67,3 +72,22 @@ class LatentModel(Params):
         if not all(hasattr(self, name) for name in names):
             raise RuntimeError("the model is not fitted; call fit() or load() first")
         return tuple(getattr(self, name) for name in names)
+
+    def encode(self, spectrum_set: SpectrumSet, n_draws: int = 16, seed: int = 0) -> Encoded:
+        """Latents with their errors (``n_draws`` Poisson redraws each, 0: none), the
+        reconstruction deviance and the OOD score and flag
+        (:func:`~xlatent.model.uncertainty.encode_with_errors`)."""
+        from xlatent.model.uncertainty import encode_with_errors
+
+        return encode_with_errors(self, spectrum_set, n_draws, seed=seed)
+
+    def encode_catalog(
+        self, spectrum_set: SpectrumSet, n_draws: int = 16, seed: int = 0
+    ) -> pd.DataFrame:
+        """The latent catalogue as ``xlatent encode`` writes it: meta, ``latent_<i>``,
+        ``latent_<i>_err`` (unless ``n_draws`` = 0), ``ood_score`` and, when the model has a
+        calibration, ``ood_flag``."""
+        from xlatent.model.catalog import latent_catalog
+
+        r = self.encode(spectrum_set, n_draws, seed)
+        return latent_catalog(spectrum_set, r.latents, r.errors, r.ood_score, r.ood_flag)

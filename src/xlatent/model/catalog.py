@@ -1,4 +1,5 @@
-"""Latent catalogues: ``spec_id`` + the set's meta columns + ``latent_0 ... latent_{d-1}``.
+"""Latent catalogues: ``spec_id`` + the set's meta columns + ``latent_0 ... latent_{d-1}``,
+then (when given) ``latent_0_err ... latent_{d-1}_err``, ``ood_score`` and ``ood_flag``.
 
 Parquet by default; FITS (binary table) when the path ends in ``.fits``/``.fit``/``.fits.gz``
 or ``fmt="fits"``. Writes are atomic (temporary file + ``os.replace``).
@@ -12,25 +13,53 @@ import numpy as np
 import pandas as pd
 
 from xlatent.core import InputError, SpectrumSet, atomic_path
-from xlatent.core.vocabulary import LATENT_PREFIX, latent_name
+from xlatent.core.vocabulary import (
+    LATENT_PREFIX,
+    OOD_FLAG,
+    OOD_SCORE,
+    latent_err_name,
+    latent_name,
+)
 from xlatent.core.vocabulary import latent_columns as latent_columns  # re-exported
 
 _FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz")
 
 
-def latent_catalog(spectrum_set: SpectrumSet, latents: np.ndarray) -> pd.DataFrame:
-    """One row per spectrum: ``spec_id``, the other meta columns, then the latents."""
+def latent_catalog(
+    spectrum_set: SpectrumSet,
+    latents: np.ndarray,
+    errors: np.ndarray | None = None,
+    ood_score: np.ndarray | None = None,
+    ood_flag: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """One row per spectrum: ``spec_id``, the other meta columns, the latents, then their
+    errors (``latent_<i>_err``), ``ood_score`` and ``ood_flag`` when given."""
+    n = len(spectrum_set)
     z = np.asarray(latents, dtype=np.float64)
-    if z.ndim != 2 or z.shape[0] != len(spectrum_set):
-        raise ValueError(f"latents must be (n={len(spectrum_set)}, d); got {z.shape}")
+    if z.ndim != 2 or z.shape[0] != n:
+        raise ValueError(f"latents must be (n={n}, d); got {z.shape}")
     meta = spectrum_set.meta.reset_index(drop=True)
+    ours = {OOD_SCORE, OOD_FLAG}
     cols = [
         "spec_id",
-        *[c for c in meta.columns if c != "spec_id" and not c.startswith(LATENT_PREFIX)],
-    ]
+        *[c for c in meta.columns
+          if c != "spec_id" and not c.startswith(LATENT_PREFIX) and c not in ours],
+    ]  # fmt: skip
     df = meta[cols].copy()
-    lat = pd.DataFrame(z, columns=[latent_name(i) for i in range(z.shape[1])])
-    return pd.concat([df, lat], axis=1)
+    d = z.shape[1]
+    parts = [df, pd.DataFrame(z, columns=[latent_name(i) for i in range(d)])]
+    if errors is not None:
+        e = np.asarray(errors, dtype=np.float64)
+        if e.shape != z.shape:
+            raise ValueError(f"errors must have the latents' shape {z.shape}; got {e.shape}")
+        parts.append(pd.DataFrame(e, columns=[latent_err_name(i) for i in range(d)]))
+    for name, col, dtype in ((OOD_SCORE, ood_score, np.float64), (OOD_FLAG, ood_flag, bool)):
+        if col is not None:
+            arr = np.asarray(col, dtype=dtype)
+            if arr.shape != (n,):
+                raise ValueError(f"{name} must have one value per spectrum ({n}); got {arr.shape}")
+            parts.append(pd.DataFrame({name: arr}))
+    return pd.concat(parts, axis=1)
 
 
 def _is_fits(path: Path, fmt: str | None) -> bool:

@@ -41,6 +41,7 @@ __all__ = [
     "TrainState",
     "Trainer",
     "set_digest",
+    "split_indices",
     "training_tensors",
     "validation_size",
 ]
@@ -80,6 +81,14 @@ def validation_size(n: int, val_fraction: float) -> int:
     if n - n_val < 1:
         raise ValueError(f"val_fraction={val_fraction:g} leaves no training spectra out of {n}")
     return n_val
+
+
+def split_indices(n: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The (validation, training) row indices of a set of ``n`` spectra, sorted: a seeded
+    permutation, so the calibration after training finds the same validation rows."""
+    n_val = validation_size(n, cfg.val_fraction)
+    perm = np.random.default_rng(cfg.seed).permutation(n)
+    return np.sort(perm[:n_val]), np.sort(perm[n_val:])
 
 
 class Trainer:
@@ -176,10 +185,10 @@ class Trainer:
         best-validation weights and returns the history (one record per epoch)."""
         cfg, dev = self.cfg, self.device
         n = len(data["feats"])
-        n_val = validation_size(n, cfg.val_fraction)
-        perm = np.random.default_rng(cfg.seed).permutation(n)
-        val_idx = torch.as_tensor(np.sort(perm[:n_val]), device=dev)
-        train_idx = torch.as_tensor(np.sort(perm[n_val:]), device=dev)
+        val_np, train_np = split_indices(n, cfg)
+        n_val = len(val_np)
+        val_idx = torch.as_tensor(val_np, device=dev)
+        train_idx = torch.as_tensor(train_np, device=dev)
         steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
         total = max(cfg.epochs * steps_per_epoch, 1)
         self.steps_per_epoch, self.total_steps = steps_per_epoch, total

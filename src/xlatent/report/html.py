@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from xlatent.report.ood import errors_and_ood
 from xlatent.report.sections import (
     _clustering,
     _esc,
@@ -33,6 +34,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("features", "Feature sets"),
     ("reconstruction", "Reconstruction quality"),
     ("invariance", "Response invariance: the same sources through other responses"),
+    ("errors", "Latent errors and out-of-distribution spectra"),
     ("clustering", "Clustering into source classes"),
     ("regression", "Physical parameters: regression and correlations"),
     ("interpretation", "What each latent dimension tracks"),
@@ -303,6 +305,7 @@ def render_report(
         "features": _features(m),
         "reconstruction": _reconstruction(m, fig("reconstruction")),
         "invariance": _invariance(m),
+        "errors": errors_and_ood(m),
         "clustering": _clustering(m, fig("clustering")),
         "regression": _regression(m, fig("regression")),
         "interpretation": _interpretation(m, fig("interpretation")),

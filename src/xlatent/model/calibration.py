@@ -1,0 +1,308 @@
+"""The calibration a model directory keeps beside its weights: error scale and OOD threshold.
+
+``calibration.json`` (plain JSON, checked field by field on load, never unpickled) is written
+by :meth:`SpectralAutoencoder.fit` from the training split's held-out *validation* spectra:
+
+- ``errors.scale``: one factor on the resampled latent spread (:mod:`~.uncertainty`). Two
+  independent Poisson draws of each validation spectrum's reconstruction N p + B are encoded
+  with their errors; the scale makes ``|z1 - z2| / sqrt(e1^2 + e2^2) < 1`` hold for 68% of
+  (spectrum, dimension) pairs. It needs no simulator truth, so it can be fitted on real data.
+- ``ood``: ``ood_score = max(a, b)`` with ``a`` the deviance z-score and ``b`` the negative
+  log density of the latent under a Gaussian mixture of the training latents (``gmm``:
+  weights, means, covariances), each standardised by its median and MAD on the validation
+  spectra; ``threshold`` is the validation quantile that flags ``flag_fraction`` (1%) of them.
+
+A model directory without the file (trained before it existed) still loads and encodes: its
+errors are uncalibrated (scale 1) and its ``ood_score`` is the bare deviance z-score, with no
+``ood_flag``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xlatent.core import SpectrumSet, atomic_write_text
+
+__all__ = [
+    "CALIBRATION_FILE",
+    "MIN_CALIBRATION_SPECTRA",
+    "Calibration",
+    "calibrate",
+    "GaussianMixtureDensity",
+    "fit_calibration",
+    "read_calibration",
+]
+
+CALIBRATION_FILE = "calibration.json"
+FORMAT_NAME = "xlatent.calibration"
+FORMAT_VERSION = 1
+#: Share of in-distribution (validation) spectra the OOD threshold flags.
+FLAG_FRACTION = 0.01
+_MAD_TO_SIGMA = 1.4826
+_MAX_BYTES = 16 * 2**20
+
+
+class GaussianMixtureDensity:
+    """A Gaussian mixture's log density, from plain arrays (no fitted sklearn object kept)."""
+
+    def __init__(self, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> None:
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.means = np.asarray(means, dtype=np.float64)
+        self.covariances = np.asarray(covariances, dtype=np.float64)
+        # Raises LinAlgError for a covariance that is not positive definite.
+        self._chol = np.linalg.cholesky(self.covariances)
+
+    @classmethod
+    def fit(cls, z: np.ndarray, n_components: int = 8, seed: int = 0) -> GaussianMixtureDensity:
+        """Fit a full-covariance mixture (scikit-learn) to latents ``z`` (n, d)."""
+        from sklearn.mixture import GaussianMixture
+
+        k = max(1, min(n_components, len(z) // (5 * z.shape[1] + 5)))
+        gm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=seed)
+        gm.fit(z)
+        return cls(gm.weights_, gm.means_, gm.covariances_)
+
+    def log_density(self, z: np.ndarray) -> np.ndarray:
+        """log p(z) per row of ``z`` (n, d)."""
+        from scipy.special import logsumexp
+
+        z = np.asarray(z, dtype=np.float64)
+        d = z.shape[1]
+        out = []
+        for w, mu, chol in zip(self.weights, self.means, self._chol, strict=True):
+            sol = np.linalg.solve(chol, (z - mu).T)
+            maha = np.sum(sol**2, axis=0)
+            logdet = 2 * np.sum(np.log(np.diag(chol)))
+            out.append(np.log(w) - 0.5 * (maha + logdet + d * math.log(2 * math.pi)))
+        return logsumexp(np.stack(out), axis=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "weights": self.weights.tolist(),
+            "means": self.means.tolist(),
+            "covariances": self.covariances.tolist(),
+        }
+
+
+def _robust(x: np.ndarray) -> tuple[float, float]:
+    """Median and MAD-sigma (floored so a constant column cannot divide by 0)."""
+    med = float(np.median(x))
+    return med, max(float(_MAD_TO_SIGMA * np.median(np.abs(x - med))), 1e-6)
+
+
+def _spread(x: np.ndarray) -> tuple[float, float]:
+    """Median and the upper spread q90 - q50 (the tail is what a threshold cuts)."""
+    q50, q90 = np.quantile(x, [0.5, 0.9])
+    return float(q50), max(float(q90 - q50), 1e-6)
+
+
+@dataclass
+class CountStandardiser:
+    """(x - c(n)) / s(n): median and MAD-sigma of x in count quantile bins of the validation
+    spectra, interpolated in log10 counts (constant beyond the end bins), so that a bright
+    spectrum is compared with bright ones: the model's small systematic misfit grows with the
+    counts while the Poisson expectation does not."""
+
+    log_counts: np.ndarray  # (k,) bin medians of log10 total counts
+    center: np.ndarray  # (k,)
+    scale: np.ndarray  # (k,)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, counts: np.ndarray, n_bins: int = 5) -> CountStandardiser:
+        lc = np.log10(np.maximum(np.asarray(counts, dtype=np.float64), 1.0))
+        n_bins = max(1, min(n_bins, len(x) // 40))
+        edges = np.quantile(lc, np.linspace(0, 1, n_bins + 1)[1:-1])
+        b = np.digitize(lc, edges)
+        rows = [(float(np.median(lc[b == i])), *_spread(x[b == i])) for i in range(n_bins)]
+        return cls(*(np.array(col) for col in zip(*rows, strict=True)))
+
+    def __call__(self, x: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        lc = np.log10(np.maximum(np.asarray(counts, dtype=np.float64), 1.0))
+        c = np.interp(lc, self.log_counts, self.center)
+        s = np.interp(lc, self.log_counts, self.scale)
+        return (np.asarray(x) - c) / s
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {k: getattr(self, k).tolist() for k in ("log_counts", "center", "scale")}
+
+
+@dataclass
+class Calibration:
+    """Error scale and OOD score parameters of one model (see the module docstring)."""
+
+    error_scale: float
+    n_draws: int
+    coverage_68_raw: float  # validation coverage before scaling
+    n_validation: int
+    density: GaussianMixtureDensity
+    deviance_std: CountStandardiser
+    density_std: CountStandardiser
+    threshold: float
+    flag_fraction: float = FLAG_FRACTION
+
+    def ood_score(
+        self, latents: np.ndarray, deviance_z: np.ndarray, counts: np.ndarray
+    ) -> np.ndarray:
+        """max(standardised deviance z-score, standardised negative log latent density);
+        ``counts``: each spectrum's total source-region counts."""
+        a = self.deviance_std(np.arcsinh(deviance_z), counts)
+        b = self.density_std(-self.density.log_density(latents), counts)
+        return np.maximum(a, b)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "errors": {
+                "method": "parametric",
+                "scale": self.error_scale,
+                "n_draws": self.n_draws,
+                "coverage_68_raw": self.coverage_68_raw,
+                "n_validation": self.n_validation,
+            },
+            "ood": {
+                "score": "max(std_a(deviance_z), std_b(-log p_gmm(latent)))",
+                "deviance": self.deviance_std.to_dict(),
+                "density": self.density_std.to_dict(),
+                "threshold": self.threshold,
+                "flag_fraction": self.flag_fraction,
+                "gmm": self.density.to_dict(),
+            },
+        }
+
+    def save(self, model_dir: str | Path) -> Path:
+        path = Path(model_dir) / CALIBRATION_FILE
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+
+#: Training spectra whose latents fit the mixture (8 components in 8-d need a few thousand;
+#: more cost seconds of EM for nothing).
+MAX_DENSITY_SPECTRA = 5000
+#: Fewer validation spectra than this: no calibration (a 1% threshold needs a few hundred).
+MIN_CALIBRATION_SPECTRA = 50
+#: Validation spectra used for the error scale (each is encoded 2 x (n_draws + 1) times).
+MAX_SCALE_SPECTRA = 1000
+
+
+def fit_calibration(
+    model: Any,
+    train: SpectrumSet,
+    validation: SpectrumSet,
+    n_draws: int = 16,
+    seed: int = 0,
+) -> Calibration:
+    """Fit the error scale and the OOD score on ``validation`` (held out from the fit) and
+    the latent density on ``train`` (at most :data:`MAX_DENSITY_SPECTRA` of its rows)."""
+    from xlatent.model.uncertainty import encode_with_errors, resampled_set
+
+    if len(validation) < MIN_CALIBRATION_SPECTRA:
+        raise ValueError(
+            f"calibration needs >= {MIN_CALIBRATION_SPECTRA} validation spectra, "
+            f"got {len(validation)}"
+        )
+    rng = np.random.default_rng([seed, 0xCA1])
+    enc = encode_with_errors(model, validation, 0, seed=seed, scale=1.0)
+    sub = validation[np.sort(rng.permutation(len(validation))[:MAX_SCALE_SPECTRA])]
+    mu = model.reconstruct(sub) + sub.background
+    pair = [resampled_set(sub, rng.poisson(mu).astype(np.float64), 1) for _ in range(2)]
+    e1, e2 = (
+        encode_with_errors(model, p, n_draws, seed=seed + 1 + i, scale=1.0)
+        for i, p in enumerate(pair)
+    )
+    r = np.abs(e1.latents - e2.latents) / np.sqrt(e1.errors**2 + e2.errors**2 + 1e-300)
+
+    pick = np.sort(rng.permutation(len(train))[:MAX_DENSITY_SPECTRA])
+    density = GaussianMixtureDensity.fit(model.transform(train[pick]), seed=seed)
+    counts = validation.counts.sum(axis=1)
+    nld = -density.log_density(enc.latents)
+    cal = Calibration(
+        error_scale=float(np.quantile(r, 0.68)), n_draws=n_draws,
+        coverage_68_raw=float(np.mean(r < 1)), n_validation=len(validation), density=density,
+        deviance_std=CountStandardiser.fit(np.arcsinh(enc.deviance_z), counts),
+        density_std=CountStandardiser.fit(nld, counts), threshold=math.inf,
+    )  # fmt: skip
+    score = cal.ood_score(enc.latents, enc.deviance_z, counts)
+    cal.threshold = float(np.quantile(score, 1 - FLAG_FRACTION))
+    return cal
+
+
+def calibrate(
+    model: Any, s: SpectrumSet, val_idx: np.ndarray, train_idx: np.ndarray
+) -> Calibration | None:
+    """:func:`fit_calibration` on rows ``val_idx`` (held out from the fit) and ``train_idx``
+    of ``s``, or None when there are fewer than :data:`MIN_CALIBRATION_SPECTRA` of the first."""
+    if len(val_idx) < MIN_CALIBRATION_SPECTRA:
+        return None
+    return fit_calibration(model, s[train_idx], s[val_idx], seed=getattr(model, "seed", 0))
+
+
+def _number(v: Any, where: str, name: str, lo: float = -math.inf) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
+        raise ValueError(f"{where}: {name} must be a finite number >= {lo:g}")
+    return float(v)
+
+
+def _standardiser(raw: Any, where: str, name: str) -> CountStandardiser:
+    arrs = [np.asarray(raw[k], dtype=np.float64) for k in ("log_counts", "center", "scale")]
+    k = arrs[0].shape
+    if (
+        len(k) != 1 or k[0] < 1 or any(a.shape != k or not np.isfinite(a).all() for a in arrs)
+        or (arrs[2] <= 0).any() or (np.diff(arrs[0]) < 0).any()
+    ):  # fmt: skip
+        raise ValueError(f"{where}: {name} must hold equal-length finite arrays (scale > 0)")
+    return CountStandardiser(*arrs)
+
+
+def read_calibration(model_dir: str | Path, latent_dim: int) -> Calibration | None:
+    """The model directory's calibration, or None when it has none (an older model).
+
+    Anything malformed is a one-line ``CheckpointError`` naming the file."""
+    from xlatent.model.checkpoint import CheckpointError
+
+    path = Path(model_dir) / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    where = str(path)
+    try:
+        if path.stat().st_size > _MAX_BYTES:
+            raise ValueError(f"{where}: larger than {_MAX_BYTES} bytes")
+        raw = json.loads(path.read_text())
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
+            raise ValueError(f"{where}: not an xlatent calibration file")
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{where}: calibration format version {raw.get('format_version')!r}")
+        err, ood = raw["errors"], raw["ood"]
+        gmm = ood["gmm"]
+        w = np.asarray(gmm["weights"], dtype=np.float64)
+        mu = np.asarray(gmm["means"], dtype=np.float64)
+        cov = np.asarray(gmm["covariances"], dtype=np.float64)
+        k = w.shape[0] if w.ndim == 1 else -1
+        if (
+            k < 1 or mu.shape != (k, latent_dim) or cov.shape != (k, latent_dim, latent_dim)
+            or not all(np.isfinite(a).all() for a in (w, mu, cov)) or (w <= 0).any()
+        ):  # fmt: skip
+            raise ValueError(f"{where}: gmm arrays do not fit a {latent_dim}-d latent")
+        n_draws = err["n_draws"]
+        if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 2:
+            raise ValueError(f"{where}: errors.n_draws must be an integer >= 2")
+        return Calibration(
+            error_scale=_number(err["scale"], where, "errors.scale", 1e-6),
+            n_draws=n_draws,
+            coverage_68_raw=_number(err["coverage_68_raw"], where, "coverage_68_raw", 0),
+            n_validation=int(_number(err["n_validation"], where, "n_validation", 0)),
+            density=GaussianMixtureDensity(w / w.sum(), mu, cov),
+            deviance_std=_standardiser(ood["deviance"], where, "ood.deviance"),
+            density_std=_standardiser(ood["density"], where, "ood.density"),
+            threshold=_number(ood["threshold"], where, "threshold"),
+            flag_fraction=_number(ood["flag_fraction"], where, "flag_fraction", 0),
+        )
+    except (ValueError, KeyError, TypeError, np.linalg.LinAlgError, OSError) as exc:
+        msg = str(exc) if str(exc).startswith(where) else f"{where}: {type(exc).__name__} {exc}"
+        raise CheckpointError(msg.splitlines()[0][:300]) from None
