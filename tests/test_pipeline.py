@@ -58,7 +58,9 @@ def test_run_demo_end_to_end(tmp_path: Path) -> None:
     assert 'id="invariance"' in r.report_path.read_text()
     # The explorer page of every spectrum, linked from the report beside the unusual spectra.
     assert 'href="explore.html"' in r.report_path.read_text()
-    assert written["unusual"]["score"] == "latent_knn_distance"
+    assert (
+        written["unusual"]["score"] == "ood_score"
+    )  # the demo catalogue carries the model's ood_score
     assert len(written["unusual"]["rows"]) == 20
     assert "<b>240</b> points shown" in html.unescape(r.explorer_path.read_text())
 
