@@ -108,3 +108,22 @@ def test_cli_evaluate_and_report(tmp_path: Path) -> None:
     assert (tmp_path / "r.html").stat().st_size > 10_000
     r = runner.invoke(app, ["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
     assert r.exit_code != 0 and "metrics.json" in r.output
+
+
+def test_report_lists_the_deviance_ratio_per_response_type(eval_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    d = tmp_path / "e"
+    shutil.copytree(eval_dir, d)
+    m = json.loads((d / "metrics.json").read_text())
+    m["reconstruction"] = {
+        "split": "held-out test rows",
+        "latent": {"n": 10, "mean_deviance_per_bin": 1.0, "deviance_ratio": 0.97,
+                   "per_class": {"AGN": 0.96},
+                   "per_response": {"chip_type": {"BI": 1.043, "FI": 0.951},
+                                    "detector": {"ACIS-I": 0.962}}},
+    }  # fmt: skip
+    (d / "metrics.json").write_text(json.dumps(m))
+    text = render_report(d, tmp_path / "r.html").read_text()
+    assert "Deviance ratio per response type" in text
+    assert "chip_type BI" in text and "1.043" in text and "detector ACIS-I" in text
