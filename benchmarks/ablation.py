@@ -4,6 +4,9 @@
         [--config NAME ...] [--seed 0] [--threads 1]
     PYTHONPATH=src python benchmarks/ablation.py --out ablation_out --table   # print only
 
+``--quick`` evaluates only what the table reads (see :func:`evaluate_config`);
+``--evaluate-only`` (re)evaluates the models already under ``OUT/<config>/model``.
+
 The set is the demo's (``xlatent simulate --n 20000 --seed 0 --out sim.h5``, what ``run_demo``
 simulates). For each named config (:data:`CONFIGS`: keyword overrides of
 ``SpectralAutoencoder``) it does what ``run_demo`` does: fit on the set's 'train' rows, save the
@@ -37,36 +40,78 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def run_config(name: str, s: Any, out: Path, seed: int, threads: int) -> dict[str, Any]:
-    """Train, save, encode and evaluate one config; returns its metrics.json."""
-    from xlatent.analysis import evaluate
-    from xlatent.model import PCABaseline, SpectralAutoencoder
-    from xlatent.model.catalog import latent_catalog, write_latents
+def train_config(name: str, s: Any, out: Path, seed: int, threads: int) -> Any:
+    """Fit one config on the set's 'train' rows (as ``run_demo``), save it and its run.json."""
+    from xlatent.model import SpectralAutoencoder
 
     d = out / name
     d.mkdir(parents=True, exist_ok=True)
     train = s[np.flatnonzero(s.meta["split"].to_numpy() == "train")]
+    t0 = time.perf_counter()
+    model = SpectralAutoencoder(
+        latent_dim=8, seed=seed, num_threads=threads, progress=False, **CONFIGS[name]
+    ).fit(
+        train,
+        callback=lambda e, r: print(
+            f"{name} epoch {e}: val {r['val_deviance_per_bin']:.4f}, {r['elapsed_s']:.0f} s",
+            flush=True,
+        ),
+    )
+    train_s = time.perf_counter() - t0
+    model.save(d / "model")
+    _write_run(d, name, model.history_, threads, train_s)
+    return model
+
+
+def _write_run(d: Path, name: str, history: list, threads: int, train_s: float) -> None:
+    n = len(history)
+    run = {"config": CONFIGS[name], "train_s": round(train_s, 1), "n_epochs": n,
+           "epoch_s": round(history[-1]["elapsed_s"] / n, 2) if n else None,
+           "threads": threads}  # fmt: skip
+    (d / "run.json").write_text(json.dumps(run, indent=2))
+
+
+def evaluate_config(
+    name: str, s: Any, out: Path, seed: int, model: Any = None, quick: bool = False
+) -> dict[str, Any]:
+    """Encode every spectrum and ``evaluate`` as ``run_demo`` does (no response invariance).
+
+    ``quick``: leave out the analyses that come after the clustering protocols and the probe
+    (regression, mutual information, interpretation, map). They draw their own random
+    streams and feed no column of the table, so its figures are the same either way.
+    """
+    from xlatent.analysis import evaluate, evaluation
+    from xlatent.model import PCABaseline, SpectralAutoencoder
+    from xlatent.model.catalog import latent_catalog, write_latents
+
+    d = out / name
+    if model is None:
+        model = SpectralAutoencoder.load(d / "model")
+        if not (d / "run.json").exists():  # training timed by its own history
+            h = model.history_
+            _write_run(d, name, h, 1, h[-1]["elapsed_s"] if h else 0.0)
     pca_dir = out / "pca"
     if (pca_dir / "model.json").exists():
         pca = PCABaseline.load(pca_dir)
     else:
+        train = s[np.flatnonzero(s.meta["split"].to_numpy() == "train")]
         pca = PCABaseline(n_components=8).fit(train)
         pca.save(pca_dir)
-    t0 = time.perf_counter()
-    model = SpectralAutoencoder(
-        latent_dim=8, seed=seed, num_threads=threads, progress=False, **CONFIGS[name]
-    ).fit(train)
-    train_s = time.perf_counter() - t0
-    model.save(d / "model")
     lat = d / "latents.parquet"
     write_latents(latent_catalog(s, model.transform(s)), lat)
-    metrics = evaluate(s, lat, d / "eval", model=model, pca=pca, seed=seed)
-    epochs = [h["elapsed_s"] for h in model.history_]
-    run = {"config": CONFIGS[name], "train_s": round(train_s, 1), "n_epochs": len(epochs),
-           "epoch_s": round(epochs[-1] / len(epochs), 2) if epochs else None,
-           "threads": threads}  # fmt: skip
-    (d / "run.json").write_text(json.dumps(run, indent=2))
-    return metrics
+    full = evaluation._analyses
+    if quick:
+
+        def clustering_only(metrics: dict, fs: dict, z: Any, ctx: Any, hard: Any,
+                            projection: str, guarded: Any, n_repeats: int) -> None:  # fmt: skip
+            with guarded("clustering"):
+                metrics.update(evaluation.protocols.run(fs, ctx, n_repeats))
+
+        evaluation._analyses = clustering_only
+    try:
+        return evaluate(s, lat, d / "eval", model=model, pca=pca, seed=seed)
+    finally:
+        evaluation._analyses = full
 
 
 def _diff(m: dict, protocol: str) -> str:
@@ -122,6 +167,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--table", action="store_true", help="only print the table")
+    ap.add_argument("--quick", action="store_true", help="evaluate only what the table reads")
+    ap.add_argument("--evaluate-only", action="store_true", help="evaluate OUT/<config>/model")
     args = ap.parse_args()
     out = Path(args.out)
     if not args.table:
@@ -131,7 +178,10 @@ def main() -> None:
 
         s = SpectrumSet.read(args.set)
         for name in args.config or list(CONFIGS):
-            run_config(name, s, out, args.seed, args.threads)
+            model = None
+            if not args.evaluate_only:
+                model = train_config(name, s, out, args.seed, args.threads)
+            evaluate_config(name, s, out, args.seed, model, quick=args.quick)
             print(table(out), flush=True)
     print(table(out))
 
