@@ -115,9 +115,9 @@ def evaluate_config(
 
 
 def _diff(m: dict, protocol: str) -> str:
-    d = m["differences"][protocol]["latent_minus_hardness"]["bacc_8class"]
-    lo, hi = d["ci95"]
-    return f"{d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    d = m["differences"][protocol]["latent_minus_hardness"]
+    lo, hi = d["bacc_8class_ci95"]
+    return f"{d['bacc_8class']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
 def _worst(r: dict) -> tuple[float, float, float]:
