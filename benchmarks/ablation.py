@@ -35,6 +35,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "consistency_0.3": {"consistency": 0.3},
     "thin_0.3": {"consistency": 0.3, "augment": "thin"},
     "latent_noise_0.3": {"latent_noise": 0.3},
+    "latent_noise_0.1": {"latent_noise": 0.1},
     "wide": {"d_model": 96, "ff_dim": 192},
     "epochs_60": {"epochs": 60},
 }
