@@ -19,6 +19,7 @@ from xlatent.analysis.features import (
     standardise,
 )
 from xlatent.analysis.probe import by_counts, probe_feature_set
+from xlatent.core import SpectrumSet
 
 from .synth import FlatModel, OracleModel, make_set
 
@@ -233,3 +234,28 @@ def test_catalogue_hardness_and_nh_units() -> None:
     q = regression.quantities(s.meta, h)
     assert q["catalog_log_nh"][1] == pytest.approx(20.0)
     assert q["catalog_log_nh"][0] == pytest.approx(np.log10(3e22))
+
+
+class _TruthOnFI:
+    """Reconstructs FI-chip rows as the truth, the others flat."""
+
+    latent_dim = 8
+
+    def reconstruct(self, s: SpectrumSet) -> np.ndarray:
+        fi = (s.meta["chip_type"] == "FI").to_numpy()[:, None]
+        return np.where(fi, OracleModel().reconstruct(s), FlatModel().reconstruct(s))
+
+
+def test_reconstruction_deviance_ratio_per_response_type(tmp_path: Path) -> None:
+    s = make_set(200)
+    s.meta["chip_type"] = np.where(np.arange(200) % 3 == 0, "BI", "FI")
+    s.meta["detector"] = np.where(np.arange(200) % 2 == 0, "ACIS-S", "ACIS-I")
+    s.meta.loc[5, "chip_type"] = ""  # unknown: left out of the breakdown
+    ctx = _ctx(s.meta, tmp_path)
+    counts_b = hardness_table(s)["net_counts_b"].to_numpy()
+    out = reconstruction.run(s, {"latent": _TruthOnFI()}, ctx, counts_b)
+    per = out["latent"]["per_response"]
+    assert set(per) == {"chip_type", "detector"} and set(per["chip_type"]) == {"BI", "FI"}
+    assert per["chip_type"]["FI"] == pytest.approx(1.0)
+    assert per["chip_type"]["BI"] > 2.0
+    assert 1.0 < per["detector"]["ACIS-S"] < per["chip_type"]["BI"]

@@ -165,3 +165,26 @@ def test_consistency_training_pulls_instrument_swapped_copies_together() -> None
         spread = np.sqrt(z.var(0).sum())
         dist[w] = float(np.median(np.linalg.norm(z - z_other, axis=1)) / spread)
     assert dist[1.0] < 0.9 * dist[0.0], dist
+
+
+def test_thin_mode_keeps_each_spectrums_own_area() -> None:
+    s = toy_spectrum_set(200, seed=7)
+    d = _tensors(s)
+    a = augment(d, step_generator(0, 1, 2, CPU), mode="thin")
+    assert torch.equal(a["log_area"], d["log_area"])
+    assert (a["counts"] <= torch.ceil(d["counts"])).all()  # thinning only, no added photons
+    assert 0.2 < float(a["counts"].sum() / d["counts"].sum()) < 0.6
+
+
+def test_latent_noise_changes_training_not_the_options_check() -> None:
+    with pytest.raises(ValueError, match="latent_noise"):
+        SpectralAutoencoder(latent_noise=-0.1)
+    with pytest.raises(ValueError, match="augment"):
+        SpectralAutoencoder(augment="rotate")
+    s = make_tiny_set()
+    opts = dict(latent_dim=3, epochs=2, batch_size=16, seed=1, **FAST)
+    z0 = SpectralAutoencoder(**opts).fit(s).transform(s)
+    z1 = SpectralAutoencoder(latent_noise=0.5, **opts).fit(s).transform(s)
+    z2 = SpectralAutoencoder(latent_noise=0.5, **opts).fit(s).transform(s)
+    assert not np.allclose(z0, z1)
+    np.testing.assert_array_equal(z1, z2)  # seeded: the noise is reproducible

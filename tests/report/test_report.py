@@ -129,3 +129,22 @@ def test_report_lists_unusual_spectra_and_links_the_explorer(eval_dir: Path, tmp
     (tmp_path / "old" / "metrics.json").write_text(json.dumps(m))
     text = render_report(tmp_path / "old", tmp_path / "r2.html").read_text()
     assert "No list of unusual spectra in this evaluation" in text
+
+
+def test_report_lists_the_deviance_ratio_per_response_type(eval_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    d = tmp_path / "e"
+    shutil.copytree(eval_dir, d)
+    m = json.loads((d / "metrics.json").read_text())
+    m["reconstruction"] = {
+        "split": "held-out test rows",
+        "latent": {"n": 10, "mean_deviance_per_bin": 1.0, "deviance_ratio": 0.97,
+                   "per_class": {"AGN": 0.96},
+                   "per_response": {"chip_type": {"BI": 1.043, "FI": 0.951},
+                                    "detector": {"ACIS-I": 0.962}}},
+    }  # fmt: skip
+    (d / "metrics.json").write_text(json.dumps(m))
+    text = render_report(d, tmp_path / "r.html").read_text()
+    assert "Deviance ratio per response type" in text
+    assert "chip_type BI" in text and "1.043" in text and "detector ACIS-I" in text

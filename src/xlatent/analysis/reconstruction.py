@@ -16,6 +16,9 @@ import numpy as np
 from xlatent.analysis._common import Context, save_figure, subsample
 from xlatent.core.vocabulary import CLASSES
 
+#: Response-type columns of ``meta`` over which the deviance ratio is also reported.
+RESPONSE_COLUMNS = ("chip_type", "detector")
+
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
     if num.size == 0 or den.mean() <= 0:
@@ -25,9 +28,10 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
 
 def deviance_summary(
     dev: np.ndarray, dev_true: np.ndarray | None, labels: np.ndarray, counts_b: np.ndarray,
-    n_bins: int,
+    n_bins: int, groups: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Mean deviance, and the ratio to the truth's overall, per class and per counts decile."""
+    """Mean deviance, and the ratio to the truth's overall, per class, per counts decile and
+    (``per_response``) per value of each array in ``groups`` (e.g. chip_type, detector)."""
     out: dict[str, Any] = {
         "n": int(dev.size),
         "mean_deviance": float(dev.mean()),
@@ -46,6 +50,10 @@ def deviance_summary(
          "ratio": _ratio(dev[dec == i], dev_true[dec == i])}
         for i in range(edges.size - 1)
     ]  # fmt: skip
+    out["per_response"] = {
+        col: {str(v): _ratio(dev[g == v], dev_true[g == v]) for v in np.unique(g) if v != ""}
+        for col, g in (groups or {}).items()
+    }
     return out
 
 
@@ -133,6 +141,8 @@ def run(s: Any, models: dict[str, Any], ctx: Context, counts_b: np.ndarray) -> d
     rows = subsample(rows, 4 * ctx.max_points, ctx.rng(29))
     sub = s[rows]
     labels = ctx.labels()[rows]
+    groups = {c: ctx.meta[c].fillna("").astype(str).to_numpy()[rows]
+              for c in RESPONSE_COLUMNS if c in ctx.meta}  # fmt: skip
     dev_true = None
     if sub.expected_counts is not None:
         dev_true = poisson_deviance(sub.counts, sub.expected_counts + sub.background)
@@ -148,7 +158,8 @@ def run(s: Any, models: dict[str, Any], ctx: Context, counts_b: np.ndarray) -> d
             ctx.skip(f"reconstruction.{name}", f"{type(exc).__name__}: {exc}")
             continue
         dev = poisson_deviance(sub.counts, rec + sub.background)
-        out[name] = deviance_summary(dev, dev_true, labels, counts_b[rows], s.grid.n_bins)
+        out[name] = deviance_summary(dev, dev_true, labels, counts_b[rows], s.grid.n_bins,
+                                     groups)  # fmt: skip
         recons[name] = rec
     if dev_true is not None:
         out["truth_mean_deviance_per_bin"] = float(dev_true.mean() / s.grid.n_bins)

@@ -125,12 +125,17 @@ def area_ratio(
     return r * scale
 
 
-def augment(batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """The augmented copy of a batch (entries as :func:`batch_tensors`): each spectrum through
-    another spectrum's effective area with a log-uniform fraction of its photons."""
+def augment(
+    batch: dict[str, torch.Tensor], gen: torch.Generator, mode: str = "area+thin"
+) -> dict[str, torch.Tensor]:
+    """The augmented copy of a batch (entries as :func:`batch_tensors`): each spectrum with a
+    log-uniform fraction of its photons, through another spectrum's effective area
+    (``mode="area+thin"``) or its own (``"thin"``)."""
     counts, background, log_area = batch["counts"], batch["background"], batch["log_area"]
     n, dev = counts.shape[0], counts.device
     perm = torch.randperm(n, generator=gen, device=dev)
+    if mode == "thin":
+        perm = torch.arange(n, device=dev)
     lo, hi = np.log(THIN_RANGE[0]), np.log(THIN_RANGE[1])
     factor = torch.exp(lo + (hi - lo) * torch.rand(n, generator=gen, device=dev))
     new_log_area = log_area[perm]

@@ -145,6 +145,8 @@ class SpectralAutoencoder(LatentModel):
         grad_clip: float = 1.0,
         seed: int = 0,
         consistency: float = 0.0,
+        augment: str = "area+thin",
+        latent_noise: float = 0.0,
         device: str = "auto",
         max_time_s: float | None = None,
         num_threads: int | None = None,

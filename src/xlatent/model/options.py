@@ -148,6 +148,12 @@ class TrainConfig:
     seed: int = 0
     #: Weight of the consistency term (0: off; see :mod:`xlatent.model.augment`).
     consistency: float = 0.0
+    #: The augmented copy of consistency training: "area+thin" (another spectrum's effective
+    #: area and fewer photons) or "thin" (fewer photons only).
+    augment: str = "area+thin"
+    #: Gaussian noise added to the latents in training, in units of each latent's batch
+    #: standard deviation (0: off): bounds what a latent direction can carry.
+    latent_noise: float = 0.0
 
 
 #: Types and ranges of the :class:`ArchConfig` fields.
@@ -203,6 +209,8 @@ TRAIN_OPTIONS: dict[str, Opt] = {
     "grad_clip": Opt("float", lo=0.0, lo_open=True),
     "seed": Opt("int", lo=0, hi=2**63 - 1),
     "consistency": Opt("float", lo=0.0),
+    "augment": Opt("str", choices=("area+thin", "thin")),
+    "latent_noise": Opt("float", lo=0.0),
 }
 
 #: Types and ranges of the autoencoder's run options (``None``: no budget / torch's choice).

@@ -118,9 +118,18 @@ class Trainer:
     def loss_on(
         self, net: SpectralTransformerAE, b: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, per-spectrum deviance per bin, latents) of one batch of tensors."""
+        """(loss, per-spectrum deviance per bin, latents) of one batch of tensors; in train
+        mode with ``latent_noise`` > 0 the decoder sees the latents plus Gaussian noise of
+        that many batch standard deviations (the latents returned are the clean ones)."""
         z = net.encode(b["feats"], b["glob"])
-        loss, dev = self.reconstruction_loss(net, z, b)
+        zd = z
+        if self.cfg.latent_noise > 0 and net.training and len(z) > 1:
+            # Scaled by the batch spread (no gradient through it), so the encoder cannot
+            # outgrow the noise by inflating the latents: each direction's signal-to-noise
+            # is bounded, and the reconstruction decides which directions are worth it.
+            sd = z.detach().float().std(0, keepdim=True)
+            zd = z + self.cfg.latent_noise * sd * torch.randn_like(z)
+        loss, dev = self.reconstruction_loss(net, zd, b)
         return loss, dev, z
 
     def reconstruction_loss(
@@ -154,7 +163,7 @@ class Trainer:
         loss, _, _ = self.loss_on(net, b)
         gen = step_generator(self.cfg.seed, epoch, step, idx.device)
         with torch.no_grad():
-            copy_batch = augment(b, gen)
+            copy_batch = augment(b, gen, self.cfg.augment)
         loss_copy, _, z_copy = self.loss_on(net, copy_batch)
         cross, _ = self.reconstruction_loss(net, z_copy, b)
         return loss + loss_copy + w * cross

@@ -147,6 +147,16 @@ def _reconstruction(m: dict[str, Any], figs: str) -> str:
         out += "<p>Deviance ratio per class:</p>" + _table(
             ["class", *models], [[c, *[per_class[k].get(c) for k in models]] for c in classes]
         )
+    # Deviance ratio per response type (chip_type, detector): a model that reconstructs one
+    # instrument worse than another shows here.
+    per_resp = {k: v.get("per_response", {}) or {} for k, v in models.items()}
+    keys = sorted({(col, val) for pr in per_resp.values() for col in pr for val in pr[col]})
+    if keys:
+        out += "<p>Deviance ratio per response type:</p>" + _table(
+            ["response", *models],
+            [[f"{col} {val}", *[per_resp[k].get(col, {}).get(val) for k in models]]
+             for col, val in keys],
+        )  # fmt: skip
     return out + _skipped_note(m, "reconstruction") + figs
 
 

@@ -1,0 +1,191 @@
+"""Ablation of the autoencoder's training options on the demo sky, scored as the demo scores.
+
+    PYTHONPATH=src python benchmarks/ablation.py --set sim.h5 --out ablation_out \\
+        [--config NAME ...] [--seed 0] [--threads 1]
+    PYTHONPATH=src python benchmarks/ablation.py --out ablation_out --table   # print only
+
+``--quick`` evaluates only what the table reads (see :func:`evaluate_config`);
+``--evaluate-only`` (re)evaluates the models already under ``OUT/<config>/model``.
+
+The set is the demo's (``xlatent simulate --n 20000 --seed 0 --out sim.h5``, what ``run_demo``
+simulates). For each named config (:data:`CONFIGS`: keyword overrides of
+``SpectralAutoencoder``) it does what ``run_demo`` does: fit on the set's 'train' rows, save the
+model, encode every spectrum, ``evaluate`` with the PCA baseline (fitted once, as in the demo);
+response invariance is left out (not a target here). ``OUT/<config>/eval/metrics.json`` is kept,
+so ``--table`` reprints the table of every config run so far. Columns: latent − hardness
+balanced accuracy (8 classes) with its paired 95% interval under both clustering protocols,
+the probe on the faintest count quintile (latent / hardness), the deviance ratio overall and
+its worst count decile, class and response type, training time and seconds per epoch.
+Figures are printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Named configurations: keyword overrides of the SpectralAutoencoder defaults.
+CONFIGS: dict[str, dict[str, Any]] = {
+    "baseline": {},
+    "consistency_0.3": {"consistency": 0.3},
+    "thin_0.3": {"consistency": 0.3, "augment": "thin"},
+    "latent_noise_0.3": {"latent_noise": 0.3},
+    "latent_noise_0.1": {"latent_noise": 0.1},
+    "wide": {"d_model": 96, "ff_dim": 192},
+    "epochs_60": {"epochs": 60},
+}
+
+
+def train_config(name: str, s: Any, out: Path, seed: int, threads: int) -> Any:
+    """Fit one config on the set's 'train' rows (as ``run_demo``), save it and its run.json."""
+    from xlatent.model import SpectralAutoencoder
+
+    d = out / name
+    d.mkdir(parents=True, exist_ok=True)
+    train = s[np.flatnonzero(s.meta["split"].to_numpy() == "train")]
+    t0 = time.perf_counter()
+    model = SpectralAutoencoder(
+        latent_dim=8, seed=seed, num_threads=threads, progress=False, **CONFIGS[name]
+    ).fit(
+        train,
+        callback=lambda e, r: print(
+            f"{name} epoch {e}: val {r['val_deviance_per_bin']:.4f}, {r['elapsed_s']:.0f} s",
+            flush=True,
+        ),
+    )
+    train_s = time.perf_counter() - t0
+    model.save(d / "model")
+    _write_run(d, name, model.history_, threads, train_s)
+    return model
+
+
+def _write_run(d: Path, name: str, history: list, threads: int, train_s: float) -> None:
+    n = len(history)
+    run = {"config": CONFIGS[name], "train_s": round(train_s, 1), "n_epochs": n,
+           "epoch_s": round(history[-1]["elapsed_s"] / n, 2) if n else None,
+           "threads": threads}  # fmt: skip
+    (d / "run.json").write_text(json.dumps(run, indent=2))
+
+
+def evaluate_config(
+    name: str, s: Any, out: Path, seed: int, model: Any = None, quick: bool = False
+) -> dict[str, Any]:
+    """Encode every spectrum and ``evaluate`` as ``run_demo`` does (no response invariance).
+
+    ``quick``: leave out the analyses that come after the clustering protocols and the probe
+    (regression, mutual information, interpretation, map). They draw their own random
+    streams and feed no column of the table, so its figures are the same either way.
+    """
+    from xlatent.analysis import evaluate, evaluation
+    from xlatent.model import PCABaseline, SpectralAutoencoder
+    from xlatent.model.catalog import latent_catalog, write_latents
+
+    d = out / name
+    if model is None:
+        model = SpectralAutoencoder.load(d / "model")
+        if not (d / "run.json").exists():  # training timed by its own history
+            h = model.history_
+            _write_run(d, name, h, 1, h[-1]["elapsed_s"] if h else 0.0)
+    pca_dir = out / "pca"
+    if (pca_dir / "model.json").exists():
+        pca = PCABaseline.load(pca_dir)
+    else:
+        train = s[np.flatnonzero(s.meta["split"].to_numpy() == "train")]
+        pca = PCABaseline(n_components=8).fit(train)
+        pca.save(pca_dir)
+    lat = d / "latents.parquet"
+    write_latents(latent_catalog(s, model.transform(s)), lat)
+    full = evaluation._analyses
+    if quick:
+
+        def clustering_only(metrics: dict, fs: dict, z: Any, ctx: Any, hard: Any,
+                            projection: str, guarded: Any, n_repeats: int) -> None:  # fmt: skip
+            with guarded("clustering"):
+                metrics.update(evaluation.protocols.run(fs, ctx, n_repeats))
+
+        evaluation._analyses = clustering_only
+    try:
+        return evaluate(s, lat, d / "eval", model=model, pca=pca, seed=seed)
+    finally:
+        evaluation._analyses = full
+
+
+def _diff(m: dict, protocol: str) -> str:
+    d = m["differences"][protocol]["latent_minus_hardness"]
+    lo, hi = d["bacc_8class_ci95"]
+    return f"{d['bacc_8class']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def _worst(r: dict) -> tuple[float, float, float]:
+    dec = max(x["ratio"] for x in r["per_counts_decile"] if x["ratio"] is not None)
+    cls = max(v for v in r["per_class"].values() if v is not None)
+    resp = max(
+        (v for col in r.get("per_response", {}).values() for v in col.values() if v is not None),
+        default=float("nan"),
+    )
+    return dec, cls, resp
+
+
+def row(name: str, d: Path) -> str:
+    """One table row from ``d/eval/metrics.json`` and ``d/run.json``."""
+    m = json.loads((d / "eval" / "metrics.json").read_text())
+    run = json.loads((d / "run.json").read_text())
+    faint = [m["probe"][f]["bacc_8class_by_counts"][0]["bacc"] for f in ("latent", "hardness")]
+    r = m["reconstruction"]["latent"]
+    dec, cls, resp = _worst(r)
+    k8 = m["clustering"]["latent"]["protocols"]["k8"]["bacc_8class"]
+    return (
+        f"| {name} | {k8:.3f} | {_diff(m, 'k8')} | {_diff(m, 'tuned')} | "
+        f"{m['probe']['latent']['bacc_8class']:.3f} | {faint[0]:.2f} / {faint[1]:.2f} | "
+        f"{r['deviance_ratio']:.3f} | {dec:.3f} | {cls:.3f} | {resp:.3f} | "
+        f"{run['train_s']:.0f} ({run['n_epochs']} × {run['epoch_s']}) |"
+    )
+
+
+def table(out: Path) -> str:
+    """The ablation table (markdown) of every config under ``out`` that has finished."""
+    head = (
+        "| config | latent k8 | latent − hardness, k8 | latent − hardness, tuned | probe | "
+        "faintest fifth, probe latent / hardness | deviance ratio | worst decile | "
+        "worst class | worst response type | train s (epochs × s) |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    rows = [row(p.name, p) for p in sorted(out.iterdir())
+            if (p / "run.json").exists() and (p / "eval" / "metrics.json").exists()]  # fmt: skip
+    return "\n".join([head, *rows])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", help="the demo set (xlatent simulate --n 20000 --seed 0)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--config", nargs="*", default=None, choices=sorted(CONFIGS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--table", action="store_true", help="only print the table")
+    ap.add_argument("--quick", action="store_true", help="evaluate only what the table reads")
+    ap.add_argument("--evaluate-only", action="store_true", help="evaluate OUT/<config>/model")
+    args = ap.parse_args()
+    out = Path(args.out)
+    if not args.table:
+        if not args.set:
+            ap.error("--set is needed to run configs")
+        from xlatent.core import SpectrumSet
+
+        s = SpectrumSet.read(args.set)
+        for name in args.config or list(CONFIGS):
+            model = None
+            if not args.evaluate_only:
+                model = train_config(name, s, out, args.seed, args.threads)
+            evaluate_config(name, s, out, args.seed, model, quick=args.quick)
+            print(table(out), flush=True)
+    print(table(out))
+
+
+if __name__ == "__main__":
+    main()
