@@ -64,7 +64,7 @@ from xlatent.model.preprocess import (
     N_CHANNELS,
     N_GLOBAL,
     check_loss_inputs,
-    log_relative_area,
+    decode_log_area,
     prepare,
 )
 from xlatent.model.pretrained import pretrained_dir
@@ -307,21 +307,8 @@ class SpectralAutoencoder(LatentModel):
                 f"latents must be finite, shape (n, {self.latent_dim}); got {lat.shape}"
             )
         z = torch.as_tensor(lat, dtype=torch.float32, device=dev)
-        if effective_area_cm2 is None:
-            log_area = torch.zeros(z.shape[0], n_bins, device=dev)
-        else:
-            area = np.atleast_2d(np.asarray(effective_area_cm2, dtype=np.float64))
-            if area.shape not in ((z.shape[0], n_bins), (1, n_bins)):
-                raise ValueError(
-                    f"effective_area_cm2 must be ({z.shape[0]}, {n_bins}) or "
-                    f"({n_bins},); got {np.shape(effective_area_cm2)}"
-                )
-            if not (np.isfinite(area).all() and (area >= 0).all()):
-                raise ValueError("effective_area_cm2 must be finite and >= 0")
-            la = np.array(  # a writable copy
-                np.broadcast_to(log_relative_area(area), (z.shape[0], n_bins))
-            )
-            log_area = torch.as_tensor(la, dtype=torch.float32, device=dev)
+        la = decode_log_area(effective_area_cm2, z.shape[0], n_bins)
+        log_area = torch.as_tensor(la, dtype=torch.float32, device=dev)
         with torch.inference_mode():
             return torch.exp(net.log_shape(z, log_area)).double().cpu().numpy()
 

@@ -177,3 +177,19 @@ def check_loss_inputs(spectrum_set: SpectrumSet, loss: str) -> None:
                 f"of {len(meta)} have {col} == False (first {first!r}; e.g. Multimodal Universe "
                 "spectra: background-subtracted, no ARF); train with loss='mse'"
             )
+
+
+def decode_log_area(effective_area_cm2: np.ndarray | None, n: int, n_bins: int) -> np.ndarray:
+    """log(A / mean A) (n, n_bins) for decoding ``n`` latents: zeros (a flat area) for None,
+    else an (n, n_bins) or (n_bins,) area in cm^2, checked (one-line ValueError)."""
+    if effective_area_cm2 is None:
+        return np.zeros((n, n_bins))
+    area = np.atleast_2d(np.asarray(effective_area_cm2, dtype=np.float64))
+    if area.shape not in ((n, n_bins), (1, n_bins)):
+        raise ValueError(
+            f"effective_area_cm2 must be ({n}, {n_bins}) or ({n_bins},); "
+            f"got {np.shape(effective_area_cm2)}"
+        )
+    if not (np.isfinite(area).all() and (area >= 0).all()):
+        raise ValueError("effective_area_cm2 must be finite and >= 0")
+    return np.array(np.broadcast_to(log_relative_area(area), (n, n_bins)))  # a writable copy
