@@ -36,6 +36,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "thin_0.3": {"consistency": 0.3, "augment": "thin"},
     "latent_noise_0.3": {"latent_noise": 0.3},
     "latent_noise_0.1": {"latent_noise": 0.1},
+    "noise_0.2_thin_0.3": {"latent_noise": 0.2, "consistency": 0.3, "augment": "thin"},
     "wide": {"d_model": 96, "ff_dim": 192},
     "epochs_60": {"epochs": 60},
 }
