@@ -9,8 +9,9 @@ by :meth:`SpectralAutoencoder.fit` from the training split's held-out *validatio
   (spectrum, dimension) pairs. It needs no simulator truth, so it can be fitted on real data.
 - ``ood``: ``ood_score = max(a, b)`` with ``a`` the deviance z-score and ``b`` the negative
   log density of the latent under a Gaussian mixture of the training latents (``gmm``:
-  weights, means, covariances), each standardised by its median and MAD on the validation
-  spectra; ``threshold`` is the validation quantile that flags ``flag_fraction`` (1%) of them.
+  weights, means, covariances), each standardised by its median and upper spread (q90 - q50)
+  among validation spectra of similar counts; ``threshold`` is the validation quantile that
+  flags ``flag_fraction`` (1%) of them.
 
 A model directory without the file (trained before it existed) still loads and encodes: its
 errors are uncalibrated (scale 1) and its ``ood_score`` is the bare deviance z-score, with no
@@ -44,7 +45,6 @@ FORMAT_NAME = "xlatent.calibration"
 FORMAT_VERSION = 1
 #: Share of in-distribution (validation) spectra the OOD threshold flags.
 FLAG_FRACTION = 0.01
-_MAD_TO_SIGMA = 1.4826
 _MAX_BYTES = 16 * 2**20
 
 
@@ -90,12 +90,6 @@ class GaussianMixtureDensity:
         }
 
 
-def _robust(x: np.ndarray) -> tuple[float, float]:
-    """Median and MAD-sigma (floored so a constant column cannot divide by 0)."""
-    med = float(np.median(x))
-    return med, max(float(_MAD_TO_SIGMA * np.median(np.abs(x - med))), 1e-6)
-
-
 def _spread(x: np.ndarray) -> tuple[float, float]:
     """Median and the upper spread q90 - q50 (the tail is what a threshold cuts)."""
     q50, q90 = np.quantile(x, [0.5, 0.9])
@@ -104,10 +98,10 @@ def _spread(x: np.ndarray) -> tuple[float, float]:
 
 @dataclass
 class CountStandardiser:
-    """(x - c(n)) / s(n): median and MAD-sigma of x in count quantile bins of the validation
-    spectra, interpolated in log10 counts (constant beyond the end bins), so that a bright
-    spectrum is compared with bright ones: the model's small systematic misfit grows with the
-    counts while the Poisson expectation does not."""
+    """(x - c(n)) / s(n): median and upper spread (q90 - q50) of x in count quantile bins of
+    the validation spectra, interpolated in log10 counts (constant beyond the end bins), so
+    that a bright spectrum is compared with bright ones: the model's small systematic misfit
+    grows with the counts while the Poisson expectation does not."""
 
     log_counts: np.ndarray  # (k,) bin medians of log10 total counts
     center: np.ndarray  # (k,)
