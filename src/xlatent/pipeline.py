@@ -76,6 +76,7 @@ def run_demo(
         raise ValueError(f"epochs must be at least 1, not {epochs}")
     from xlatent.analysis import evaluate
     from xlatent.analysis.explore import explore
+    from xlatent.core.split import train_indices
     from xlatent.model import PCABaseline, SpectralAutoencoder
     from xlatent.model.catalog import write_latents
     from xlatent.physics.simulator import simulate
@@ -96,7 +97,7 @@ def run_demo(
     done()
 
     done = stage("train the transformer autoencoder and the PCA baseline")
-    train = s[np.flatnonzero(s.meta["split"].to_numpy() == "train")]
+    train = s[train_indices(s.meta)]
     kwargs = {} if epochs is None else {"epochs": epochs}
     model = SpectralAutoencoder(latent_dim=8, seed=seed, **kwargs).fit(train)
     model_dir = out / "model"

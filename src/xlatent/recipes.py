@@ -96,9 +96,9 @@ def run_recipe(
     """Simulate the recipe's set, fit its 'train' split, save the model (with the recipe
     recorded) into ``out_dir``; returns the fitted model. torch's thread count is restored
     afterwards."""
-    import numpy as np
     import torch
 
+    from xlatent.core.split import train_indices
     from xlatent.model import SpectralAutoencoder
     from xlatent.physics.simulator import simulate
 
@@ -106,7 +106,7 @@ def run_recipe(
     model = SpectralAutoencoder(progress=progress, **recipe.model_options())  # checks options
     log(f"recipe {recipe.name!r}: simulate {recipe.n} default-sky spectra (seed {recipe.seed})")
     s = simulate(recipe.n, seed=recipe.seed)
-    train = s[np.flatnonzero(s.meta["split"].astype(str).to_numpy() == "train")]
+    train = s[train_indices(s.meta)]
     log(f"recipe {recipe.name!r}: fit the autoencoder on the {len(train)} 'train' spectra")
     threads = torch.get_num_threads()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from xlatent.core.split import split_column, stratified_pick
+from xlatent.core.split import split_column, stratified_pick, train_indices
 from xlatent.physics.simulator import simulate
 
 
@@ -39,3 +39,9 @@ def test_spectra_of_one_source_never_straddle_the_split() -> None:
         assert (sides == 1).all()
         share = (split == "test").mean()
         assert 0.15 < share < 0.45  # whole sources, so only roughly the fraction
+
+
+def test_train_indices_any_case_and_without_a_split_column() -> None:
+    meta = pd.DataFrame({"split": ["train", "test", "TRAIN", "Train ", None]})
+    np.testing.assert_array_equal(train_indices(meta), [0, 2])
+    assert train_indices(pd.DataFrame({"x": [1, 2]})).size == 0

@@ -151,9 +151,9 @@ def train_rows(s: Any, all_rows: bool) -> Any:
     """The rows ``xlatent train`` fits: the 'train' rows of a set with a 'split' column."""
     if all_rows or "split" not in s.meta:
         return s
-    import numpy as np
+    from xlatent.core.split import train_indices
 
-    train = np.flatnonzero(s.meta["split"].astype(str).str.lower().to_numpy() == "train")
+    train = train_indices(s.meta)
     if train.size == 0:
         fail("the set's 'split' column marks no row 'train'; use --all-rows to fit every row")
     typer.echo(f"fitting the {train.size} 'train' rows of {len(s)} (the set's split column)")

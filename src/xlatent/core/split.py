@@ -54,4 +54,12 @@ def split_column(
     return np.where(test_groups[rank[group]], "test", "train").astype(object)
 
 
-__all__ = ["split_column", "stratified_pick"]
+def train_indices(meta: pd.DataFrame) -> np.ndarray:
+    """Row indices of the spectra a ``split`` column marks 'train' (any case); empty when
+    the column is absent."""
+    if "split" not in meta:
+        return np.zeros(0, dtype=np.intp)
+    return np.flatnonzero(meta["split"].astype(str).str.lower().to_numpy() == "train")
+
+
+__all__ = ["split_column", "stratified_pick", "train_indices"]
