@@ -9,9 +9,11 @@ streaming training once they land). For each size N:
 - ingest: ``xlatent ingest BLOCK... --out F --workers W`` over N PHA files (+ shared ARF/RMF),
   written once into WORKDIR/pha by benchmarks/scale_pha.py in blocks of --block spectra (the
   set of size N is the first N/block folders) and reused by later runs when kept (--keep);
-- train: ``xlatent train SET --epochs 1``; the epoch's seconds are the ``elapsed_s`` that the
-  model's history records (wall time, which adds start-up, calibration and the final deviance,
-  is reported too);
+- train: ``xlatent train SET --epochs 1`` (with ``--stream`` where train has it), and with
+  --train-procs P > 1 the same under ``torchrun --nproc_per_node P ... --distributed`` where
+  train has that option; the epoch's seconds are the ``elapsed_s`` that the model's history
+  records (wall time, which adds start-up, calibration and the final deviance, is reported
+  too), and the epoch's validation deviance of 1 and P ranks is printed side by side;
 - encode: ``xlatent encode SET --model DIR --out L.parquet --workers W``.
 
 Peak memory is the largest sum of resident memory over the command's whole process tree
@@ -64,10 +66,11 @@ def env_for(threads: int | None) -> dict[str, str]:
     return env
 
 
-def has_workers_option(command: str) -> bool:
-    """Whether ``xlatent COMMAND`` takes --workers (it does once the Dask work is merged)."""
-    r = run_monitored(cli(command, "--help"), env_for(1), None)
-    return "--workers" in r.output
+def has_option(command: str, option: str) -> bool:
+    """Whether ``xlatent COMMAND --help`` lists ``option`` (--workers once the Dask work is
+    merged, --stream and --distributed once the DDP work is)."""
+    r = run_monitored(cli(command, "--help"), dict(env_for(1), COLUMNS="200"), None)
+    return option in r.output
 
 
 def disk_plan(args: argparse.Namespace, sizes: list[int]) -> int:
@@ -134,13 +137,22 @@ def stage_ingest(args: argparse.Namespace, n: int, w: int | None, dirs: list[Pat
     return run_monitored(cmd, env_for(1), out)
 
 
-def stage_train(args: argparse.Namespace, n: int) -> Run:
-    out = args.workdir / "models" / f"model_{n}"
+def stage_train(args: argparse.Namespace, n: int, procs: int, extra: list[str]) -> Run:
+    """One epoch; ``procs`` > 1: that many DDP ranks under torchrun (``--distributed``)."""
+    out = args.workdir / "models" / (f"model_{n}" if procs == 1 else f"model_{n}_p{procs}")
     shutil.rmtree(out, ignore_errors=True)
-    cmd = cli("train", args.workdir / "sets" / f"sim_{n}.h5", "--out", out, "--epochs", 1,
-              "--seed", args.seed, "--device", args.device, *args.train_args.split())  # fmt: skip
-    r = run_monitored(cmd, env_for(args.train_threads), out)
-    r.epoch_s = scale_check.epoch_seconds(out / "model.json")
+    opts = ["--out", out, "--epochs", 1, "--seed", args.seed, "--device", args.device, *extra]
+    cmd = cli("train", args.workdir / "sets" / f"sim_{n}.h5", *opts, *args.train_args.split())
+    if procs > 1:  # python -m torch.distributed.run is torchrun without relying on PATH
+        run = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={procs}"]  # fmt: skip
+        cmd = [*run, *cmd[1:], "--distributed"]
+    threads = max(1, args.train_threads // procs)
+    r = run_monitored(cmd, env_for(threads), out)
+    r.epoch_s = scale_check.first_epoch(out / "model.json", "elapsed_s")
+    r.extra["val_deviance_per_bin"] = scale_check.first_epoch(
+        out / "model.json", "val_deviance_per_bin"
+    )
     return r
 
 
@@ -176,7 +188,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--error-draws", type=int, default=16, help="encode --error-draws")
     ap.add_argument("--device", default="cpu", help="train --device")
-    ap.add_argument("--train-threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--train-threads", type=int, default=os.cpu_count() or 1,
+                    help="torch threads of train, shared among its ranks")  # fmt: skip
+    ap.add_argument(
+        "--train-procs",
+        type=ints,
+        default=[1, 2],
+        help="DDP ranks of train (torchrun; > 1 only where train has --distributed)",
+    )
     for stage in STAGES:
         ap.add_argument(f"--{stage}-args", default="", help=f"more options for {stage}")
     args = ap.parse_args(argv)
@@ -197,10 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     disk_plan(args, args.sizes)
     for sub in ("sets", "models", "latents"):
         (args.workdir / sub).mkdir(parents=True, exist_ok=True)
-    workers = {s: (args.workers if has_workers_option(s) else [None]) for s in ("ingest", "encode")}
+    workers = {
+        s: (args.workers if has_option(s, "--workers") else [None]) for s in ("ingest", "encode")
+    }
     for s, ws in workers.items():
         if ws == [None] and s in args.stages:
             print(f"note: `xlatent {s}` has no --workers here; it runs once as it is")
+    procs = args.train_procs if has_option("train", "--distributed") else [1]
+    train_extra = ["--stream"] if has_option("train", "--stream") else []
+    if "train" in args.stages:
+        print(f"train: ranks {procs}{' (no --distributed here)' if procs == [1] else ''}, "
+              f"{'streaming (--stream)' if train_extra else 'in memory'}")  # fmt: skip
     rows: list[dict[str, Any]] = []
     big = max(args.sizes)
     t_start = time.perf_counter()
@@ -219,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                 for w in workers["ingest"]:
                     rows.append(scale_check.row("ingest", n, w, stage_ingest(args, n, w, dirs)))
             if "train" in args.stages:
-                rows.append(scale_check.row("train", n, 1, stage_train(args, n)))
+                for p in sorted(procs):
+                    r = stage_train(args, n, p, train_extra)
+                    rows.append(scale_check.row("train", n, p, r))
             if "encode" in args.stages:
                 for w in workers["encode"]:
                     rows.append(scale_check.row("encode", n, w, stage_encode(args, n, w)))

@@ -76,11 +76,11 @@ def run_monitored(cmd: list[Any], env: dict[str, str], out: Path | None) -> Run:
     return Run(cmd, p.returncode, wall, peak[0] / 1e6, output)
 
 
-def epoch_seconds(model_json: Path) -> float | None:
-    """Seconds of the first epoch from the model's training history (None when absent)."""
+def first_epoch(model_json: Path, key: str) -> float | None:
+    """``key`` of the first epoch's record in the model's training history (None: absent)."""
     try:
         history = json.loads(model_json.read_text())["training"]["history"]
-        return float(history[0]["elapsed_s"])
+        return float(history[0][key])
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return None
 
@@ -92,6 +92,7 @@ def row(stage: str, n: int, workers: int | None, r: Run) -> dict[str, Any]:
         "stage": stage, "n": n, "workers": workers, "seconds": seconds,
         "us_per_spectrum": seconds / n * 1e6, "wall_s": r.wall_s,
         "wall_us_per_spectrum": r.wall_s / n * 1e6, "peak_rss_mb": r.peak_rss_mb, "rc": r.rc,
+        **r.extra,
     }  # fmt: skip
     print(f"  {stage} n={n} workers={workers or '-'}: {seconds:.1f} s "
           f"({out['us_per_spectrum']:.0f} us/spectrum), wall {r.wall_s:.1f} s, "
@@ -144,6 +145,12 @@ def checks(rows: list[dict[str, Any]], same: dict[str, bool | None], sizes: list
             if same.get(stage) is not None:
                 out.append(f"{'PASS' if same[stage] else 'FAIL'} {stage}: 1 and 2 workers "
                            "give identical outputs")  # fmt: skip
+    for n in sizes:
+        dev = {r["workers"]: r.get("val_deviance_per_bin") for r in rows
+               if r["stage"] == "train" and r["n"] == n}  # fmt: skip
+        if len(dev) > 1 and all(v is not None for v in dev.values()):
+            listed = ", ".join(f"{p} rank(s) {v:.4f}" for p, v in sorted(dev.items()))
+            out.append(f"INFO train at {n}: validation deviance per bin after 1 epoch: {listed}")
     top = [r for r in rows if r["n"] == hi]
     if top:
         worst = max(top, key=lambda r: r["peak_rss_mb"])
