@@ -17,10 +17,12 @@ streaming training once they land). For each size N:
 - encode: ``xlatent encode SET --model DIR --out L.parquet --workers W``.
 
 Peak memory is the largest sum of resident memory over the command's whole process tree
-(driver and every worker it starts), sampled every 0.2 s. --workers applies to ingest and
-encode when the command has the option (``--help`` is asked); otherwise those run once, as
-they are, and the speed-up check says SKIP. Subprocesses get OMP/BLAS threads = 1 (a worker is
-one core) except train (--train-threads). Outputs of 1 and 2 workers are compared (identical?).
+(driver and every worker or rank it starts), sampled every 0.2 s. --workers applies to ingest
+and encode when the command has the option (``--help`` is asked); otherwise those run once, as
+they are, and the speed-up check says SKIP. The table's ``workers`` column is the number of
+DDP ranks for train. Subprocesses get OMP/BLAS threads = 1 (a worker is one core) except train
+(--train-threads, shared among its ranks). Outputs of 1 and 2 workers are compared. Options
+that start with ``--`` are passed through as ``--train-args=--max-time=600``.
 
     python benchmarks/scale.py --sizes 50000,100000,200000,400000 --workdir /scratch/xl \\
         [--stages simulate,ingest,train,encode] [--workers 1,2] [--keep] [--json out.json]
@@ -45,9 +47,9 @@ import scale_check  # noqa: E402
 from scale_check import Run, run_monitored  # noqa: E402
 
 STAGES = ("simulate", "ingest", "train", "encode")
-#: Bytes per spectrum on disk, for the up-front estimate (measured on 20k-spectrum files, float64
-#: HDF5 layout of 2026-12-02; the run prints the measured figures).
-EST_BYTES = {"sim": 4000, "ingest": 3500, "pha": 6600, "pha_plain": 34600, "latents": 1200}
+#: Bytes per spectrum on disk, for the up-front estimate (measured with 5k-20k spectra, float64
+#: HDF5 layout of 2026-12-02, rounded up; the run prints the measured figures at its end).
+EST_BYTES = {"sim": 4000, "ingest": 1900, "pha": 7200, "pha_plain": 35000, "latents": 600}
 
 
 def cli(*args: Any) -> list[str]:
