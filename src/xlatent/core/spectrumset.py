@@ -20,7 +20,7 @@ import xlatent.core.spectrumset_view as spectrumset_view
 from xlatent.core.bands import band_sums, hardness_columns
 from xlatent.core.grid import EnergyGrid
 from xlatent.core.hdf5_layout import FORMAT_NAME, SCHEMA_VERSION
-from xlatent.core.spectrumset_view import SpectrumSetView
+from xlatent.core.spectrumset_view import SpectrumSetView, summary_text
 
 __all__ = ["FORMAT_NAME", "ID_COLUMNS", "SCHEMA_VERSION", "SpectrumSet"]
 
@@ -233,21 +233,7 @@ class SpectrumSet:
     def summary(self) -> str:
         """A few human-readable lines: size, grid, counts, classes."""
         net_b = band_sums(self.net_counts, self.grid)["b"]
-        lines = [
-            repr(self),
-            f"  exposure: {np.median(self.exposure_s):.4g} s median",
-            f"  broad-band (0.5-7 keV) net counts: median {np.median(net_b):.4g}, "
-            f"range {net_b.min():.4g}-{net_b.max():.4g}"
-            if len(self)
-            else "  (empty)",
-        ]
-        classes = self.meta["source_class"].replace("", np.nan).dropna()
-        if len(classes):
-            counts = classes.value_counts()
-            lines.append("  classes: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        if self.has_truth:
-            lines.append("  simulator truth present (expected_counts, truth_* columns)")
-        return "\n".join(lines)
+        return summary_text(repr(self), self.exposure_s, net_b, self.meta, self.has_truth)
 
     def plot(self, i: int = 0, ax: Any = None, rate: bool = True) -> Any:
         """Plot spectrum ``i``: net count rate per keV (or counts), background, truth."""

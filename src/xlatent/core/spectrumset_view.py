@@ -14,9 +14,11 @@ from typing import Any
 
 import h5py
 import numpy as np
+import pandas as pd
 
 from xlatent.core import hdf5_layout as layout_mod
 from xlatent.core import seal
+from xlatent.core.bands import band_sums
 from xlatent.core.errors import InputError, XlatentError
 
 #: A SpectrumSet (not imported: spectrumset imports this module).
@@ -149,6 +151,13 @@ class SpectrumSetView:
         for a in range(0, rows.size, batch_size):
             yield self[rows[a : a + batch_size]]
 
+    def summary(self, batch_size: int = 8192) -> str:
+        """``SpectrumSet.summary()`` of the whole set, read a batch at a time."""
+        net_b = [band_sums(b.net_counts, self.grid)["b"] for b in self.iter_batches(batch_size)]
+        net = np.concatenate(net_b) if net_b else np.zeros(0)
+        text = repr(self).replace(f"View of {self.path}:", ":")
+        return summary_text(text, self.exposure_s, net, self.meta, self.has_truth)
+
     def load(self) -> SpectrumSet:
         """The whole set in memory (what ``SpectrumSet.read_hdf5`` gives)."""
         self._layout.check_memory(rows=True)
@@ -194,10 +203,31 @@ class _Guard:
         ) from None
 
 
+def summary_text(
+    title: str, exposure_s: np.ndarray, net_b: np.ndarray, meta: pd.DataFrame, has_truth: bool
+) -> str:
+    """The lines of ``SpectrumSet.summary``: size, exposure, broad-band counts, classes."""
+    lines = [
+        title,
+        f"  exposure: {np.median(exposure_s):.4g} s median",
+        f"  broad-band (0.5-7 keV) net counts: median {np.median(net_b):.4g}, "
+        f"range {net_b.min():.4g}-{net_b.max():.4g}"
+        if len(net_b)
+        else "  (empty)",
+    ]
+    classes = meta.get("source_class", pd.Series(dtype=object)).replace("", np.nan).dropna()
+    if len(classes):
+        counts = classes.value_counts()
+        lines.append("  classes: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if has_truth:
+        lines.append("  simulator truth present (expected_counts, truth_* columns)")
+    return "\n".join(lines)
+
+
 def read(path: str | Path, factory: Callable[..., Any], check_seal: bool = True) -> Any:
     """Read the whole file ``path`` (see :meth:`SpectrumSet.read_hdf5`)."""
     with SpectrumSetView(path, factory, check_seal, whole=True) as view:
         return view.load()
 
 
-__all__ = ["SpectrumSetView", "read"]
+__all__ = ["SpectrumSetView", "read", "summary_text"]
