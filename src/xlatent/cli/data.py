@@ -17,6 +17,8 @@ from xlatent.clitools import (
     usage_error,
 )
 
+#: Rows ``xlatent simulate`` simulates and writes at a time.
+SIMULATE_BLOCK_ROWS = 20_000
 #: ``--test-fraction`` of ``ingest`` and ``simulate``.
 TestFraction = Annotated[
     float,
@@ -253,7 +255,7 @@ def simulate(
     from xlatent.instrument import Response
     from xlatent.io.ogip_response import read_arf, read_rmf
     from xlatent.physics.observation import check_instrument
-    from xlatent.physics.simulator import simulate as _simulate
+    from xlatent.physics.simulator import simulate_blocks as _simulate_blocks
 
     instrument = {k: v for k, v in (("chip_type", instrument_chip), ("epoch_year", epoch),
                                     ("theta_arcmin", theta)) if v is not None}  # fmt: skip
@@ -281,15 +283,26 @@ def simulate(
         for a, r, _ in found.paths:
             typer.echo(f"response: {a.name} + {r.name}")
         real = found.responses
+    from xlatent.core import SpectrumSet, SpectrumSetWriter
+
+    # Simulated and written a block at a time (memory flat in --n); the same set as one
+    # simulate() call with this seed.
     with removed_if_empty_on_error(write_pha):
-        s = _simulate(
+        blocks = _simulate_blocks(
             n, seed=seed, class_mix=class_mix, response=response,
             counts_range=(counts_min, counts_max), td_path=compare_td, brightness=brightness,
             snr_min=snr_min, pileup=pileup,
             write_pha=write_pha, test_fraction=test_fraction, progress=True,
             instrument=instrument or None, responses=real, real_fraction=real_fraction,
+            block_rows=SIMULATE_BLOCK_ROWS,
         )  # fmt: skip
-    s.write(out)
+        first = next(blocks)
+        with SpectrumSetWriter(out, first.grid, first.provenance) as writer:
+            writer.append(first)
+            del first
+            for block in blocks:
+                writer.append(block)
+    s = SpectrumSet.open(out)
     typer.echo(s.summary())
     typer.echo(f"wrote {out}")
     if compare_td is not None:
