@@ -104,7 +104,8 @@ class SpectrumSetWriter:
         self._ds: dict[str, h5py.Dataset] = {}
         self._columns: list[str] | None = None
         self._has_truth: bool | None = None
-        self._ids: set[str] = set()
+        # 64-bit hashes of the spec_ids written (8 B a spectrum, not a Python string each).
+        self._hashes = np.zeros(0, dtype=np.uint64)
 
     # --------------------------------------------------------------------- blocks
     def append(self, block: Any) -> None:
@@ -122,10 +123,9 @@ class SpectrumSetWriter:
         rows = range(self.n, self.n + k)
         problem = _values_problem(arrays, rows) or _spec_id_problem(block.meta["spec_id"])
         ids = block.meta["spec_id"].astype(str)
-        if problem is None and k:
-            seen = ids[ids.isin(self._ids)]
-            if len(seen):
-                problem = f"spec_id {seen.iloc[0]!r} appears more than once"
+        hashes = pd.util.hash_pandas_object(ids, index=False).to_numpy(np.uint64)
+        if problem is None and k and self.n:
+            problem = self._seen_problem(ids, hashes)
         if problem is not None:
             raise ValueError(f"refusing to write a SpectrumSet whose {problem}")
         columns = list(block.meta.columns)
@@ -144,8 +144,19 @@ class SpectrumSetWriter:
             for col in self._columns or []:
                 check()
                 self._append_column(col, block.meta[col])
-            self._ids.update(ids)
+            self._hashes = np.concatenate([self._hashes, hashes])
             self.n += k
+
+    def _seen_problem(self, ids: pd.Series, hashes: np.ndarray) -> str | None:
+        """A spec_id of this block already written, described, or None (hash matches are
+        confirmed against the ids in the file)."""
+        hit = np.isin(hashes, self._hashes)
+        if not hit.any():
+            return None
+        rows = np.flatnonzero(np.isin(self._hashes, hashes[hit]))
+        written = set(self._f["meta"][_key("spec_id")].asstr()[rows])
+        seen = ids[hit & ids.isin(written).to_numpy()]
+        return f"spec_id {seen.iloc[0]!r} appears more than once" if len(seen) else None
 
     def _create(self, arrays: dict[str, np.ndarray], meta: pd.DataFrame) -> None:
         m = self.grid.n_bins
