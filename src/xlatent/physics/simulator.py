@@ -284,6 +284,8 @@ def _blocks(
         if b1 == n and writer is not None:
             writer.close()
         yield out
+        # Drop this block's arrays before the next is drawn: one block in memory at a time.
+        del out, block, arrays, counts, background, expected, eff_area, intrinsic, meta, var, src
     if bar is not None:
         bar.close()
 
