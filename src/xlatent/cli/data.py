@@ -154,8 +154,9 @@ def _join_and_split(s, catalog, labels, test_fraction, seed):  # noqa: ANN001, A
     return s
 
 
-def _ingest_combined(paths, out, grid, workers, scheduler, catalog, labels, combine_by,
-                     test_fraction, seed) -> None:  # noqa: ANN001 - fmt: skip
+def _ingest_combined(
+    paths, out, grid, workers, scheduler, catalog, labels, combine_by, test_fraction, seed
+) -> None:  # noqa: ANN001 - fmt: skip
     """--combine-by: the whole set in memory (sums across files), then join, combine, split."""
     from xlatent.io.ingest import combine_by as combine
     from xlatent.io.ingest import ingest_paths

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xlatent.core import EnergyGrid, InputError, SpectrumSet, band_sums, hardness_columns
+from xlatent.core import CSC_BANDS_KEV, EnergyGrid, InputError, SpectrumSet, hardness_columns
 from xlatent.core.errors import XlatentError
 from xlatent.io.discover import real_path
 from xlatent.io.grid_mapper import GridMapper
@@ -45,8 +45,17 @@ class Chunk:
 
 
 def band_frame(s: SpectrumSet) -> pd.DataFrame:
-    """The band columns :meth:`SpectrumSet.update_band_columns` computes (row by row)."""
-    net = band_sums(s.net_counts, s.grid)
+    """The band columns of :meth:`SpectrumSet.update_band_columns`, each row on its own.
+
+    ``band_sums`` is a matrix-vector product whose last bits depend on how many rows the
+    BLAS kernel gets; summing each row's weighted bins does not, so a spectrum's band counts
+    are the same whichever chunk (and however many files) it was read with.
+    """
+    net = {}
+    for code, (lo, hi) in CSC_BANDS_KEV.items():
+        g = s.grid
+        ov = np.clip(np.minimum(g.hi_kev, hi) - np.maximum(g.lo_kev, lo), 0, None)
+        net[code] = (s.net_counts * (ov / g.widths_kev)).sum(axis=1)
     cols = {f"net_counts_{code}": v for code, v in net.items()}
     return pd.DataFrame({**cols, **hardness_columns(net)})
 
