@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -16,6 +16,9 @@ from xlatent.clitools import (
     removed_if_empty_on_error,
     usage_error,
 )
+
+if TYPE_CHECKING:
+    from xlatent.core import EnergyGrid, SpectrumSet
 
 #: ``--workers`` and ``--scheduler`` of ``ingest`` and ``encode``.
 Workers = Annotated[
@@ -125,7 +128,7 @@ def ingest(
         return
     from xlatent.io.ingest import ingest_to_file
 
-    def finish(s):  # noqa: ANN001, ANN202 - the whole table, before any row is written
+    def finish(s: SpectrumSet) -> SpectrumSet:  # the whole table, before any row is written
         return _join_and_split(s, catalog, labels, test_fraction, seed)
 
     result = ingest_to_file(paths, out, grid, workers=workers, scheduler=scheduler, finish=finish)
@@ -141,7 +144,9 @@ def _report_skipped(skipped: list[tuple[str, str]]) -> None:
         typer.secho(f"skipped {path}: {reason}", fg=typer.colors.YELLOW, err=True)
 
 
-def _join_and_split(s, catalog, labels, test_fraction, seed):  # noqa: ANN001, ANN202
+def _join_and_split(
+    s: SpectrumSet, catalog: Path | None, labels: Path | None, test_fraction: float, seed: int
+) -> SpectrumSet:
     """The catalogue/labels join, then the split column (a set read back keeps its own)."""
     if catalog is not None or labels is not None:
         from xlatent.io.csc.join import join_files
@@ -155,8 +160,9 @@ def _join_and_split(s, catalog, labels, test_fraction, seed):  # noqa: ANN001, A
 
 
 def _ingest_combined(
-    paths, out, grid, workers, scheduler, catalog, labels, combine_by, test_fraction, seed
-) -> None:  # noqa: ANN001 - fmt: skip
+    paths: list[str], out: Path, grid: EnergyGrid, workers: int, scheduler: str | None,
+    catalog: Path | None, labels: Path | None, combine_by: str, test_fraction: float, seed: int,
+) -> None:  # fmt: skip
     """--combine-by: the whole set in memory (sums across files), then join, combine, split."""
     from xlatent.io.ingest import combine_by as combine
     from xlatent.io.ingest import ingest_paths
