@@ -123,3 +123,23 @@ def test_cli_workers_and_split(pha_dir: Path, tmp_path: Path) -> None:
     assert_same_set(got, want)
     bad = CliRunner().invoke(app, ["ingest", str(pha_dir), "--out", str(out), "--workers", "0"])
     assert bad.exit_code == 2
+
+
+def test_response_paths_are_each_spectrum_own(real_spectra_dir: Path, tmp_path: Path) -> None:
+    """Two detections whose ARF/RMF link to one shared file: each row names its own links
+    (the response cache, keyed by the real file, once made every row name the first path
+    read, so the meta depended on which process read what first)."""
+    shared = tmp_path / "responses"
+    shared.mkdir()
+    for name in ("9774.arf", "9774.rmf"):
+        shutil.copy(real_spectra_dir / name, shared / name)
+    for d in ("det0", "det1"):
+        (tmp_path / d).mkdir()
+        for name in ("9774.pi", "9774_bg.pi"):
+            shutil.copy(real_spectra_dir / name, tmp_path / d / name)
+        for name in ("9774.arf", "9774.rmf"):
+            (tmp_path / d / name).symlink_to(shared / name)
+    meta = ingest_paths([tmp_path / "det0", tmp_path / "det1"], progress=False).spectrum_set.meta
+    for i, d in enumerate(("det0", "det1")):
+        assert meta["arf_file"][i] == str(tmp_path / d / "9774.arf")
+        assert meta["rmf_file"][i] == str(tmp_path / d / "9774.rmf")

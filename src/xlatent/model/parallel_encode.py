@@ -45,16 +45,18 @@ def block_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint32)[0])
 
 
-def n_rows(path: str | Path) -> int:
-    """Number of spectra in a SpectrumSet file, without reading its arrays."""
+def checked_rows(path: str | Path) -> int:
+    """Number of spectra in a SpectrumSet file, after every check a read makes (seal, schema,
+    values: a damaged file is refused here with its one-line error, never in a worker).
+
+    Through the lazy view when ``SpectrumSet.open`` exists; until then the whole set is read
+    once to check it (memory is flat only with the view).
+    """
     open_view = getattr(SpectrumSet, "open", None)
     if open_view is not None:
         with open_view(path) as view:
             return len(view)
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return int(f["counts"].shape[0])
+    return len(SpectrumSet.read_hdf5(path))
 
 
 _MODELS: dict[str, Any] = {}
@@ -74,7 +76,7 @@ def read_rows(path: str | Path, a: int, b: int) -> SpectrumSet:
 
 def _h5_rows(path: Path, a: int, b: int) -> SpectrumSet:
     """Until ``SpectrumSet.open`` exists: rows ``a:b`` read from the layout directly (the
-    caller checked the file's seal once)."""
+    caller checked the file once, :func:`checked_rows`)."""
     import h5py
 
     from xlatent.core import EnergyGrid
@@ -145,12 +147,10 @@ def encode_to_file(
     :meth:`encode_catalog` of the whole set but for the errors of rows past the first block
     (each block draws its own). ``out`` is written atomically.
     """
-    from xlatent.core.seal import check_seal
     from xlatent.model.catalog import _is_fits, write_latents
 
     set_path, out = Path(set_path), Path(out)
-    check_seal(set_path)  # once here; the blocks are read without re-hashing the file
-    n = n_rows(set_path)
+    n = checked_rows(set_path)  # once here: the blocks are read without re-checking the file
     model = load_cached(None if model_dir is None else str(model_dir))
     bounds = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)] or [(0, 0)]
     workers = default_workers() if workers is None else workers
