@@ -258,11 +258,13 @@ def _raise(exc: BaseException):
 
 @pytest.fixture
 def boom(monkeypatch):
-    """Make ``simulate``'s implementation raise a given exception."""
+    """Make ``simulate``'s implementation raise a given exception (the CLI simulates in
+    blocks; the Python API in one go)."""
     import xlatent.physics.simulator
 
     def arm(exc: BaseException) -> None:
         monkeypatch.setattr(xlatent.physics.simulator, "simulate", _raise(exc))
+        monkeypatch.setattr(xlatent.physics.simulator, "simulate_blocks", _raise(exc))
 
     return arm
 
@@ -357,7 +359,7 @@ import sys
 import xlatent.physics.simulator as sim
 def boom(*a, **k):
     raise RuntimeError("kaboom")
-sim.simulate = boom
+sim.simulate = sim.simulate_blocks = boom
 from xlatent.cli import app
 app(sys.argv[1:], prog_name="xlatent")
 """
@@ -437,6 +439,7 @@ def test_logged_tracebacks_become_one_warning_line(monkeypatch, tmp_path: Path) 
         raise ValueError("then it gave up")
 
     monkeypatch.setattr(xlatent.physics.simulator, "simulate", recovering)
+    monkeypatch.setattr(xlatent.physics.simulator, "simulate_blocks", recovering)
     result = run("simulate", "--out", tmp_path / "s.h5")
     assert_one_error(result, 1, "then it gave up")
     assert "warning: analysis maps failed: ValueError: n_samples=1 is too few" in result.stderr

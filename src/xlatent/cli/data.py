@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from xlatent.cli.parallel_options import Scheduler, Workers
 from xlatent.clitools import (
     check_input,
     check_output_dir,
@@ -19,6 +20,10 @@ from xlatent.clitools import (
 
 #: Rows ``xlatent simulate`` simulates and writes at a time.
 SIMULATE_BLOCK_ROWS = 20_000
+
+if TYPE_CHECKING:
+    from xlatent.core import EnergyGrid, SpectrumSet
+
 #: ``--test-fraction`` of ``ingest`` and ``simulate``.
 TestFraction = Annotated[
     float,
@@ -75,6 +80,8 @@ def ingest(
             "exposure-weighted mean; meta lists combined_spec_ids and n_combined.",
         ),
     ] = None,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
 ) -> None:
     """Read spectra with their background, ARF and RMF onto one energy grid.
 
@@ -84,6 +91,11 @@ def ingest(
     exit status is non-zero only when nothing could be ingested. A 'split' column marks
     --test-fraction of the spectra 'test' (whole sources, by CSC name, stratified by class).
     --combine-by sums spectra after the catalogue/labels join (which supplies CSC names).
+
+    Files are read in chunks of 500 by --workers local processes (Dask), or by the cluster at
+    --scheduler, and streamed to --out (memory stays flat; without --combine-by, which needs
+    the whole set in memory); the file is the same for any number of workers. Fewer than 400
+    files are read in one process whatever --workers says (a cluster takes seconds to start).
     """
     check_positive("--emin", emin)
     if not emax > emin:
@@ -92,33 +104,72 @@ def ingest(
     check_input("--labels", labels)
     check_output_file("--out", out)
     from xlatent.core import EnergyGrid
-    from xlatent.io.ingest import ingest_paths
+    from xlatent.core.parallel import default_workers
 
-    result = ingest_paths(paths, grid=EnergyGrid.log(emin, emax, bins), exclude=[out])
-    for path, reason in result.skipped:
-        typer.secho(f"skipped {path}: {reason}", fg=typer.colors.YELLOW, err=True)
-    if result.spectrum_set is None:
+    grid = EnergyGrid.log(emin, emax, bins)
+    workers = default_workers() if workers is None else workers
+    if combine_by is not None:
+        _ingest_combined(paths, out, grid, workers, scheduler, catalog, labels, combine_by,
+                         test_fraction, seed)  # fmt: skip
+        return
+    from xlatent.io.ingest import ingest_to_file
+
+    def finish(s: SpectrumSet) -> SpectrumSet:  # the whole table, before any row is written
+        return _join_and_split(s, catalog, labels, test_fraction, seed)
+
+    result = ingest_to_file(paths, out, grid, workers=workers, scheduler=scheduler, finish=finish)
+    _report_skipped(result.skipped)
+    if result.path is None:
         fail(f"nothing could be ingested from {len(result.skipped)} file(s)")
+    typer.echo(result.summary)
+    typer.echo(f"ingested {result.n_ingested} spectra, skipped {len(result.skipped)}; wrote {out}")
+
+
+def _report_skipped(skipped: list[tuple[str, str]]) -> None:
+    for path, reason in skipped:
+        typer.secho(f"skipped {path}: {reason}", fg=typer.colors.YELLOW, err=True)
+
+
+def _join_and_split(
+    s: SpectrumSet, catalog: Path | None, labels: Path | None, test_fraction: float, seed: int
+) -> SpectrumSet:
+    """The catalogue/labels join, then the split column (a set read back keeps its own)."""
     if catalog is not None or labels is not None:
         from xlatent.io.csc.join import join_files
 
-        result.spectrum_set = join_files(result.spectrum_set, catalog, labels)
-    n_read = result.n_ingested
-    if combine_by is not None:
-        from xlatent.io.ingest import combine_by as combine
-
-        if combine_by not in result.spectrum_set.meta:
-            usage_error("--combine-by", f"the spectra have no meta column {combine_by!r}")
-        n_in = len(result.spectrum_set)
-        result.spectrum_set = combine(result.spectrum_set, combine_by)
-        typer.echo(f"combined {n_in} spectra into {len(result.spectrum_set)} by {combine_by}")
+        s = join_files(s, catalog, labels)
     from xlatent.core.split import split_column
 
-    meta = result.spectrum_set.meta
-    if "split" not in meta:  # a set read back keeps its own split
-        meta["split"] = split_column(meta, test_fraction, seed)
-    result.spectrum_set.write(out)
-    typer.echo(result.spectrum_set.summary())
+    if "split" not in s.meta:
+        s.meta["split"] = split_column(s.meta, test_fraction, seed)
+    return s
+
+
+def _ingest_combined(
+    paths: list[str], out: Path, grid: EnergyGrid, workers: int, scheduler: str | None,
+    catalog: Path | None, labels: Path | None, combine_by: str, test_fraction: float, seed: int,
+) -> None:  # fmt: skip
+    """--combine-by: the whole set in memory (sums across files), then join, combine, split."""
+    from xlatent.io.ingest import combine_by as combine
+    from xlatent.io.ingest import ingest_paths
+
+    result = ingest_paths(paths, grid=grid, exclude=[out], workers=workers, scheduler=scheduler)
+    _report_skipped(result.skipped)
+    if result.spectrum_set is None:
+        fail(f"nothing could be ingested from {len(result.skipped)} file(s)")
+    s = result.spectrum_set
+    if catalog is not None or labels is not None:
+        from xlatent.io.csc.join import join_files
+
+        s = join_files(s, catalog, labels)
+    n_read = len(s)
+    if combine_by not in s.meta:
+        usage_error("--combine-by", f"the spectra have no meta column {combine_by!r}")
+    s = combine(s, combine_by)
+    typer.echo(f"combined {n_read} spectra into {len(s)} by {combine_by}")
+    s = _join_and_split(s, None, None, test_fraction, seed)
+    s.write(out)
+    typer.echo(s.summary())
     typer.echo(f"ingested {n_read} spectra, skipped {len(result.skipped)}; wrote {out}")
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from xlatent.cli.parallel_options import Scheduler, Workers
 from xlatent.clitools import (
     check_input,
     check_output_dir,
@@ -200,6 +201,8 @@ def encode(
     seed: Annotated[
         int, typer.Option("--seed", min=0, help="Seed of the redraws (same seed, same errors).")
     ] = 0,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
 ) -> None:
     """Write the latent catalogue: spec_id, the set's meta columns, latent_0..latent_{d-1},
     their errors latent_<i>_err, ood_score and ood_flag.
@@ -212,18 +215,34 @@ def encode(
     uncalibrated errors.
 
     Without --model, the pretrained model shipped with xlatent encodes (docs/model_card.md).
+
+    A SpectrumSet file is encoded in blocks of 8192 spectra by --workers local processes
+    (Dask; each loads the model once and runs torch on one thread) or by the cluster at
+    --scheduler, and the catalogue is written block by block (memory stays flat). The
+    catalogue is the same for any number of workers: each block draws its error redraws
+    from its own seed (the first block from --seed itself). A set of one block or less is
+    encoded in this process.
     """
     check_input("--model", model_dir, kind="dir")
     check_output_file("--out", out)
     if error_draws == 1:
         fail("--error-draws 1 gives no spread; use 0 (no errors) or at least 2")
-    from xlatent.core import SpectrumSet
-    from xlatent.model.catalog import write_latents
-
     fitted = _load(model_dir)
-    s = SpectrumSet.read(set_path)
-    catalog = fitted.encode_catalog(s, n_draws=error_draws, seed=seed)
-    write_latents(catalog, out, fmt=fmt)
+    if _sealed(set_path):
+        from xlatent.model.parallel_encode import encode_to_file
+
+        done = encode_to_file(set_path, out, model_dir, n_draws=error_draws, seed=seed, fmt=fmt,
+                              workers=workers, scheduler=scheduler)  # fmt: skip
+        n, n_flagged = done.n, done.n_flagged
+    else:  # another format (PHA, Multimodal Universe): read whole, encode here
+        from xlatent.core import SpectrumSet
+        from xlatent.model.catalog import write_latents
+
+        s = SpectrumSet.read(set_path)
+        catalog = fitted.encode_catalog(s, n_draws=error_draws, seed=seed)
+        write_latents(catalog, out, fmt=fmt)
+        n = len(s)
+        n_flagged = int(catalog["ood_flag"].sum()) if "ood_flag" in catalog else None
     if getattr(fitted, "calibration_", None) is None:
         typer.echo(
             f"note: {model_dir or 'the pretrained model'} has no calibration.json (a PCA model, "
@@ -231,9 +250,20 @@ def encode(
             "calibration existed): errors are uncalibrated, ood_score is the bare deviance "
             "z-score and there is no ood_flag"
         )
-    elif len(catalog):
-        typer.echo(f"ood_flag: {int(catalog['ood_flag'].sum())} of {len(s)} spectra flagged")
-    typer.echo(f"wrote {len(s)} x {fitted.latent_dim} latents to {out}")
+    elif n:
+        typer.echo(f"ood_flag: {n_flagged} of {n} spectra flagged")
+    typer.echo(f"wrote {n} x {fitted.latent_dim} latents to {out}")
+
+
+def _sealed(path: Path) -> bool:
+    """Whether ``path`` is a SpectrumSet file xlatent wrote (sealed): those stream in blocks."""
+    from xlatent.core.seal import USERBLOCK_BYTES, is_sealed
+
+    try:
+        with open(path, "rb") as fh:
+            return is_sealed(fh.read(USERBLOCK_BYTES))
+    except OSError:
+        return False  # SpectrumSet.read names the problem
 
 
 def reconstruct(

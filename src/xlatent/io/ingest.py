@@ -11,27 +11,24 @@ source into one (``xlatent ingest --combine-by name``).
 
 from __future__ import annotations
 
-import fnmatch
-import glob
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
 
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
-from xlatent.core.errors import XlatentError
-from xlatent.io import mmu
+from xlatent.core.parallel import check_workers, default_workers, ordered_map
 from xlatent.io.combine import combine_by
+from xlatent.io.discover import discover
 from xlatent.io.grid_mapper import GridMapper
+from xlatent.io.ingest_chunks import CHUNK_FILES, Chunk, Plan, chunked, plan, read_chunk, read_files
+from xlatent.io.ingest_file import open_writer, spool
 from xlatent.io.ogip_response import DEFAULT_CACHE, ResponseCache
-from xlatent.io.pha import _short
-from xlatent.io.registry import identify_format, read_part, stack_rows, unique_ids
 
-_PHA_PATTERNS = ("*_pha3.fits", "*_pha3.fits.gz", "*.pi", "*.pi.gz", "*.pha", "*.pha.gz")
-_HDF5_PATTERNS = ("*.h5", "*.hdf5")
-_NOT_SOURCE = ("_bg.", "_bkg.", "_back.", ".bkg", "bkg.pi", "_bg.pi")
+#: Fewer files than this are read in this process even with workers > 1: starting a local
+#: cluster costs seconds, more than reading a few hundred files.
+MIN_PARALLEL_FILES = 400
 
 
 @dataclass
@@ -51,212 +48,184 @@ class IngestResult:
         return "\n".join(lines)
 
 
-def discover(
-    paths: Iterable[str | Path], exclude: Iterable[str | Path] = ()
-) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Expand files, directories (recursive) and globs into candidate spectrum files.
-
-    Directories contribute PHA source files (``*_pha3.fits[.gz]``, ``*.pi``, ``*.pha``) and
-    Multimodal Universe HDF5 files only: files named as a background (``*_bg.pi``,
-    ``*_bkg.pha``) are left out (and :func:`ingest_paths` drops any other file that is only a
-    BACKFILE of another), and so is every HDF5 file that is not a Multimodal Universe file,
-    xlatent's own SpectrumSet outputs included (those are read only when named explicitly).
-    Symlinked directories are followed once each, never into a loop. Files named explicitly
-    are kept whatever they are, so that reading them reports what is wrong (a FIFO, a symlink
-    loop, a dangling link). Paths in ``exclude`` are never returned, however they are reached.
-    Returns the files and, for names that match nothing, ``(name, reason)`` pairs.
-    """
-    excluded = {_real(e) for e in exclude}
-    found: list[Path] = []
-    missing: list[tuple[str, str]] = []
-    for item in paths:
-        p = Path(item)
-        if _is_dir(p):
-            found.extend(_scan_dir(p, excluded, missing))
-        elif _lexists(p):
-            found.append(p)
-        elif "**" in str(item):
-            matches = _recursive_glob(str(item), missing)
-            found.extend(matches)
-            if not matches:
-                missing.append((str(item), "no such file, directory or glob match"))
-        else:
-            try:
-                matches = sorted(glob.glob(str(item)))
-            except (OSError, ValueError):
-                matches = []
-            found.extend(Path(m) for m in matches if not _is_dir(Path(m)))
-            if not matches:
-                missing.append((str(item), "no such file, directory or glob match"))
-    unique: dict[str, Path] = {}
-    for f in found:
-        key = _real(f)
-        if key not in excluded:
-            unique.setdefault(key, f)
-    return sorted(unique.values(), key=lambda f: str(f)), missing
-
-
-def _real(p: str | Path) -> str:
-    """The canonical path (symlinks resolved as far as they go); never raises."""
-    try:
-        return os.path.realpath(p)
-    except (OSError, ValueError, RuntimeError):
-        return os.path.abspath(p)
-
-
-def _is_dir(p: Path) -> bool:
-    try:
-        return p.is_dir()
-    except (OSError, ValueError):
-        return False
-
-
-def _lexists(p: Path) -> bool:
-    try:
-        return os.path.lexists(p)
-    except (OSError, ValueError):
-        return False
-
-
-def _walk(root: Path, missing: list[tuple[str, str]]) -> Iterable[Path]:
-    """Every non-directory entry under ``root``; each real directory is entered once."""
-    seen: set[tuple[int, int]] = set()
-
-    def onerror(exc: OSError) -> None:
-        missing.append((str(exc.filename), f"cannot list directory ({exc.strerror or exc})"))
-
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=onerror):
-        try:
-            st = os.stat(dirpath)
-        except OSError:
-            dirnames[:] = []
-            continue
-        if (st.st_dev, st.st_ino) in seen:  # a symlink back to a directory already walked
-            dirnames[:] = []
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        dirnames.sort()
-        for name in sorted(filenames):
-            yield Path(dirpath) / name
-
-
-def _scan_dir(root: Path, excluded: set[str], missing: list[tuple[str, str]]) -> list[Path]:
-    out = []
-    for q in _walk(root, missing):
-        name = q.name
-        if any(t in name.lower() for t in _NOT_SOURCE) or _real(q) in excluded:
-            continue
-        if any(fnmatch.fnmatchcase(name, pat) for pat in _PHA_PATTERNS):
-            out.append(q)
-        elif any(fnmatch.fnmatchcase(name, pat) for pat in _HDF5_PATTERNS):
-            try:
-                kind = identify_format(q)
-            except InputError:
-                out.append(q)  # damaged or not a regular file: reading it says why
-            else:
-                if kind == mmu.NAME:
-                    out.append(q)
-    return out
-
-
-def _recursive_glob(pattern: str, missing: list[tuple[str, str]]) -> list[Path]:
-    """``**`` globs through :func:`_walk`, so a symlink loop cannot make them run forever."""
-    head = pattern.split("**", 1)[0]
-    root = Path(head.rsplit("/", 1)[0] if "/" in head else ".")
-    if glob.has_magic(str(root)) or not _is_dir(root):
-        return []
-    flat = pattern.replace("**/", "")
-    out = []
-    for q in _walk(root, missing):
-        text = str(q) if head.startswith(str(root)) else os.path.relpath(q)
-        if fnmatch.fnmatchcase(text, pattern) or fnmatch.fnmatchcase(text, flat):
-            out.append(q)
-    return out
-
-
-def _drop_backgrounds(rows: list, skipped: list[tuple[str, str]]) -> list:
-    """Remove files that are only another file's BACKFILE (not sources themselves).
-
-    A file named by another spectrum's BACKFILE is a pure background when it names no
-    background of its own; a CSC pha3 names itself, so it stays a source. Done after reading,
-    so every file is opened once.
-    """
-    targets = {
-        _real(r.meta["bkg_file"])
-        for r in rows
-        if r.meta["bkg_file"] and _real(r.meta["bkg_file"]) != _real(r.meta["source_file"])
-    }
-    if not targets:
-        return rows
-    skipped[:] = [(p, why) for p, why in skipped if _real(p) not in targets]
-    return [
-        r for r in rows if not (_real(r.meta["source_file"]) in targets and not r.meta["bkg_file"])
-    ]
-
-
 def ingest_paths(
     paths: str | Path | Sequence[str | Path],
     grid: EnergyGrid | None = None,
     progress: bool = True,
     cache: ResponseCache | None = DEFAULT_CACHE,
     exclude: str | Path | Iterable[str | Path] = (),
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
 ) -> IngestResult:
     """Ingest spectra into one SpectrumSet on ``grid`` (default :meth:`EnergyGrid.default`).
 
     Every file that cannot be used, for whatever reason (an exception of any type from its
     reader, a FIFO, a symlink loop, a damaged or hostile file), is skipped with a one-line
-    reason in ``result.skipped`` and the batch goes on; the rest are kept, in file-name order.
-    Paths in ``exclude`` (such as the output file about to be written) are never read.
+    reason in ``result.skipped`` and the batch goes on; the rest are kept, in file-name order
+    (PHA spectra first, then the sets HDF5 files hold). Paths in ``exclude`` (such as the
+    output file about to be written) are never read. ``workers`` > 1 or ``scheduler`` read
+    chunks of files on Dask (see :func:`ingest_to_file`); the set is the same.
     """
-    grid = grid or EnergyGrid.default()
+    grid, files, skipped = _discover(paths, grid, exclude)
+    chunks = list(_read(files, grid, cache, workers, scheduler, progress))
+    p = plan(chunks, skipped, grid)
+    if p.meta is None:
+        return IngestResult(None, p.skipped)
+    pieces = [_arrays(chunks, p, i, j) for i, j in p.pieces(chunks)]
+    cat = [np.concatenate([a[k] for a in pieces]) for k in range(4)]
+    s = SpectrumSet(
+        grid=_first_grid(chunks, p), counts=cat[0], background=cat[1], exposure_s=cat[2],
+        effective_area_cm2=cat[3], meta=p.meta, provenance=p.provenance,
+        expected_counts=np.concatenate([a[4] for a in pieces]) if p.has_truth else None,
+    )  # fmt: skip
+    return IngestResult(s, p.skipped)
+
+
+@dataclass
+class IngestFileResult:
+    """What :func:`ingest_to_file` wrote: the file (None: nothing could be read), how many
+    spectra, the skipped files and the set's summary lines."""
+
+    path: Path | None
+    n_ingested: int
+    skipped: list[tuple[str, str]]
+    summary: str = ""
+
+
+def ingest_to_file(
+    paths: str | Path | Sequence[str | Path],
+    out: str | Path,
+    grid: EnergyGrid | None = None,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+    cache: ResponseCache | None = DEFAULT_CACHE,
+    exclude: str | Path | Iterable[str | Path] = (),
+    finish: Callable[[SpectrumSet], SpectrumSet] | None = None,
+    chunk_files: int = CHUNK_FILES,
+    min_parallel: int = MIN_PARALLEL_FILES,
+) -> IngestFileResult:
+    """Ingest straight into the SpectrumSet file ``out`` with memory flat in the number of files.
+
+    Files are read in chunks of ``chunk_files`` consecutive files: in this process when
+    ``workers`` is 1, else on a Dask ``LocalCluster`` of ``workers`` single-threaded processes
+    (default: this machine's cores), or on the running cluster at ``scheduler``, whose
+    workers must see the same files. Fewer than ``min_parallel`` files are read here whatever
+    ``workers`` is (a cluster takes seconds to start). Chunk arrays are spooled beside
+    ``out`` and written in file order, so the file is the same as
+    ``ingest_paths(...).spectrum_set.write(out)`` for any number of workers. ``finish``
+    may change the whole set's meta and provenance (not its rows) before anything is
+    written: it gets the set with placeholder arrays. ``out`` is written atomically.
+    """
+    out = Path(out)
+    excl = [exclude] if isinstance(exclude, (str, Path)) else list(exclude)
+    grid, files, skipped = _discover(paths, grid, [out, *excl])
+    workers = default_workers() if workers is None else workers
+    with spool(out) as sp:
+        chunks = [sp.keep(i, c) for i, c in
+                  enumerate(_read(files, grid, cache, workers, scheduler, progress,
+                                  chunk_files, min_parallel))]  # fmt: skip
+        p = plan(chunks, skipped, grid)
+        if p.meta is None:
+            return IngestFileResult(None, 0, p.skipped)
+        first = _first_grid(chunks, p)
+        whole = _meta_set(p, first)
+        if finish is not None:
+            whole = finish(whole)
+            if len(whole) != len(p.meta):
+                raise ValueError("finish may change meta and provenance, not the rows")
+        exposure, a = [], 0
+        with open_writer(out, first, whole.provenance) as w:
+            for i, j in p.pieces(chunks):
+                arr = sp.load(i, j, p.keep[i])
+                n = len(arr[0])
+                w.append(SpectrumSet(
+                    grid=first, counts=arr[0], background=arr[1], exposure_s=arr[2],
+                    effective_area_cm2=arr[3], meta=whole.meta.iloc[a : a + n],
+                    expected_counts=arr[4] if p.has_truth else None,
+                ))  # fmt: skip
+                exposure.append(arr[2])
+                a += n
+    text = _summary(whole, np.concatenate(exposure), p.has_truth)
+    return IngestFileResult(out, len(whole), p.skipped, text)
+
+
+def _discover(
+    paths: str | Path | Sequence[str | Path], grid: EnergyGrid | None,
+    exclude: str | Path | Iterable[str | Path],
+) -> tuple[EnergyGrid, list[Path], list[tuple[str, str]]]:  # fmt: skip
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if isinstance(exclude, (str, Path)):
         exclude = [exclude]
     files, skipped = discover(paths, exclude=exclude)
-    mapper = GridMapper(grid, cache)
-    rows = []
-    sets: list[SpectrumSet] = []
-    bar = _progress(files, progress)
-    for f in bar:
-        try:
-            part = read_part(f, grid, mapper=mapper)
-            (sets if isinstance(part, SpectrumSet) else rows).append(part)
-        except InputError as exc:
-            skipped.append((str(f), exc.reason if exc.path == str(f) else str(exc)))
-        except Exception as exc:  # any reader failure costs this file only, never the batch
-            reason = str(exc).removeprefix(f"{f}: ") if isinstance(exc, XlatentError) else ""
-            skipped.append((str(f), reason or f"unreadable ({_short(exc)})"))
-    rows = _drop_backgrounds(rows, skipped)
-    if rows:
-        sets.insert(0, stack_rows(rows, grid))
-    if not sets:
-        return IngestResult(None, skipped)
-    s = _concat(sets)
-    s.update_band_columns()
-    s.provenance = [
-        *s.provenance,
-        {"step": "ingest", "n": len(s), "skipped": len(skipped), "grid_bins": grid.n_bins},
-    ]
-    return IngestResult(s, skipped)
+    return grid or EnergyGrid.default(), files, skipped
 
 
-def _concat(sets: list[SpectrumSet]) -> SpectrumSet:
-    """One set with unique ``spec_id`` s (made unique across the inputs before stacking)."""
-    ids = unique_ids(pd.concat([s.meta for s in sets], ignore_index=True))
-    start = 0
-    for s in sets:
-        s.meta["spec_id"] = ids[start : start + len(s)]
-        start += len(s)
-    return SpectrumSet.concat(sets) if len(sets) > 1 else sets[0]
-
-
-def _progress(items: list, enabled: bool):  # noqa: ANN202
-    if not enabled or len(items) < 2:
-        return items
+def _read(
+    files: list[Path], grid: EnergyGrid, cache: ResponseCache | None, workers: int,
+    scheduler: str | None, progress: bool, chunk_files: int = CHUNK_FILES,
+    min_parallel: int = MIN_PARALLEL_FILES,
+) -> Iterator[Chunk]:  # fmt: skip
+    """The chunks of ``files``, in order, read here or on Dask, with a progress bar."""
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc="ingest", unit="file")
+    check_workers(workers)
+    parts = chunked(files, chunk_files)
+    bar = tqdm(total=len(files), desc="ingest", unit="file", disable=not progress or len(files) < 2)
+    if scheduler is None and (workers == 1 or len(files) < min_parallel):
+        mapper = GridMapper(grid, cache)
+        done = (read_files([Path(f) for f in part], grid, mapper) for part in parts)
+    else:  # each worker process keeps its own response cache
+        done = ordered_map(read_chunk, [(part, grid, cache is not None) for part in parts],
+                           workers, scheduler)  # fmt: skip
+    with bar:
+        for chunk in done:
+            bar.update(chunk.n_files)
+            yield chunk
+
+
+def _arrays(chunks: list[Chunk], p: Plan, i: int, j: int | None) -> list:
+    s = chunks[i].rows if j is None else chunks[i].sets[j]
+    sel = p.keep[i] if j is None else slice(None)
+    exp = None if s.expected_counts is None else s.expected_counts[sel]
+    return [s.counts[sel], s.background[sel], s.exposure_s[sel], s.effective_area_cm2[sel], exp]
+
+
+def _first_grid(chunks: list[Chunk], p: Plan) -> EnergyGrid:
+    """The grid of the first piece (as SpectrumSet.concat keeps the first set's)."""
+    i, j = p.pieces(chunks)[0]
+    return (chunks[i].rows if j is None else chunks[i].sets[j]).grid
+
+
+def _meta_set(p: Plan, grid: EnergyGrid) -> SpectrumSet:
+    n, m = len(p.meta), grid.n_bins
+    zeros = np.broadcast_to(np.float64(0.0), (n, m))
+    return SpectrumSet(
+        grid=grid, counts=zeros, background=zeros, exposure_s=np.broadcast_to(1.0, (n,)),
+        effective_area_cm2=zeros, meta=p.meta, provenance=p.provenance,
+        expected_counts=zeros if p.has_truth else None,
+    )  # fmt: skip
+
+
+def _summary(s: SpectrumSet, exposure: np.ndarray, has_truth: bool) -> str:
+    """:meth:`SpectrumSet.summary` from meta and exposures (the arrays are on disk)."""
+    net_b = s.meta["net_counts_b"].to_numpy()
+    lines = [
+        f"<SpectrumSet: {len(s)} spectra on {s.grid!r}>",
+        f"  exposure: {np.median(exposure):.4g} s median",
+        f"  broad-band (0.5-7 keV) net counts: median {np.median(net_b):.4g}, "
+        f"range {net_b.min():.4g}-{net_b.max():.4g}",
+    ]
+    classes = s.meta["source_class"].replace("", np.nan).dropna()
+    if len(classes):
+        counts = classes.value_counts()
+        lines.append("  classes: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if has_truth:
+        lines.append("  simulator truth present (expected_counts, truth_* columns)")
+    return "\n".join(lines)
 
 
 def read_spectra(
@@ -270,4 +239,12 @@ def read_spectra(
     return result.spectrum_set
 
 
-__all__ = ["IngestResult", "combine_by", "discover", "ingest_paths", "read_spectra"]
+__all__ = [
+    "IngestFileResult",
+    "IngestResult",
+    "combine_by",
+    "discover",
+    "ingest_paths",
+    "ingest_to_file",
+    "read_spectra",
+]

@@ -247,8 +247,8 @@ def load_pha_spectrum(
     bkg_hdus = [h for h in hdus if _hduclas2(h) == "BKG"]
     inner_bkg = read_pha_hdu(bkg_hdus[0], path) if bkg_hdus else None
 
-    rmf = _response(path, src, "RESPFILE", rmf_path, "RMF", mapper)
-    arf = _response(path, src, "ANCRFILE", arf_path, "ARF", mapper)
+    rmf, rmf_file = _response(path, src, "RESPFILE", rmf_path, "RMF", mapper)
+    arf, arf_file = _response(path, src, "ANCRFILE", arf_path, "ARF", mapper)
     bkg = _background(path, src, inner_bkg, bkg_path)
 
     chan = _channel_counts(src, rmf, "the source spectrum")
@@ -282,8 +282,8 @@ def load_pha_spectrum(
         "backscal": float(np.mean(src.backscal)),
         "bkg_backscal": float(np.mean(bkg.backscal)) if bkg is not None else np.nan,
         "bkg_file": str(bkg.path) if bkg is not None else "",
-        "arf_file": arf.path,
-        "rmf_file": rmf.path,
+        "arf_file": arf_file,  # the file this spectrum names (a cached response may have
+        "rmf_file": rmf_file,  # been read through another path to the same file)
         "src_counts_total": float(src.counts.sum()),
         "bkg_counts_total": float(bkg.counts.sum()) if bkg is not None else 0.0,
     }
@@ -314,7 +314,8 @@ def _int_or(value: Any, default: int) -> int:
 
 def _response(
     path: Path, src: PHA, key: str, override: str | Path | None, kind: str, mapper: GridMapper
-) -> Any:
+) -> tuple[Any, str]:
+    """The ARF or RMF the spectrum names (from the cache when there is one), and its path."""
     if override is not None:
         target: Path | None = Path(override)
         if not target.is_file():
@@ -328,9 +329,10 @@ def _response(
             raise InputError(path, f"{kind} {name} ({key}) not found next to the spectrum")
     reader = read_rmf if kind == "RMF" else read_arf
     try:
-        return (
+        found = (
             reader(target) if mapper.cache is None else getattr(mapper.cache, kind.lower())(target)
         )
+        return found, str(target)
     except InputError as exc:
         raise InputError(path, f"{kind} {target.name} unusable: {exc.reason}") from None
 

@@ -1,0 +1,168 @@
+"""Encoding a SpectrumSet file in row blocks, here or on Dask workers, streamed to the catalogue.
+
+The set is cut into blocks of :data:`BLOCK_ROWS` consecutive rows, the same blocks whatever
+the number of workers. Each block is read from the file by whoever encodes it (a worker loads
+the model once, from its directory, and runs torch on one thread), and its latent errors are
+drawn from a seed of its own (:func:`block_seed`), so the catalogue is the same for any number
+of workers. The driver writes the blocks in order: parquet row group by row group through a
+``pyarrow.ParquetWriter`` (memory flat), FITS at the end (the catalogue is small).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xlatent.core import SpectrumSet, atomic_path
+from xlatent.core.parallel import default_workers, ordered_map
+
+#: Rows per block (a multiple of the encoder's batches, 512, and of the error redraws'
+#: chunks, so a block's batches are the whole-set run's batches).
+BLOCK_ROWS = 8192
+
+
+@dataclass
+class EncodeSummary:
+    """What :func:`encode_to_file` wrote."""
+
+    path: Path
+    n: int
+    latent_dim: int
+    n_flagged: int | None  # None: the model has no calibration, so no ood_flag
+
+
+def block_seed(seed: int, index: int) -> int:
+    """The error-redraw seed of block ``index``: ``seed`` itself for the first block (a set of
+    one block gets exactly :meth:`encode_catalog`'s errors), then one drawn from
+    ``SeedSequence([seed, index])``."""
+    if index == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint32)[0])
+
+
+def checked_rows(path: str | Path) -> int:
+    """Number of spectra in a SpectrumSet file, after the checks :meth:`SpectrumSet.open`
+    makes (seal, schema, meta: a damaged file is refused here with its one-line error, never
+    in a worker; a damaged block is refused when it is read)."""
+    with SpectrumSet.open(path) as view:
+        return len(view)
+
+
+_MODELS: dict[str, Any] = {}
+_VIEWS: dict[str, Any] = {}
+
+
+def read_rows(path: str | Path, a: int, b: int) -> SpectrumSet:
+    """Rows ``a:b`` of a SpectrumSet file: the lazy view's slice (one view per process)."""
+    key = str(path)
+    if key not in _VIEWS:
+        _VIEWS[key] = SpectrumSet.open(path)
+    return _VIEWS[key][a:b]
+
+
+def load_cached(model_dir: str | None) -> Any:
+    """The model in ``model_dir`` (None: the pretrained one), loaded once per process."""
+    key = str(model_dir)
+    if key not in _MODELS:
+        from xlatent.model import load_model
+
+        _MODELS[key] = load_model(model_dir)
+    return _MODELS[key]
+
+
+def encode_block(
+    set_path: str, model_dir: str | None, a: int, b: int, index: int, n_draws: int, seed: int,
+    one_thread: bool = False,
+) -> pd.DataFrame:  # fmt: skip
+    """The Dask task: the catalogue rows ``a:b``, block ``index`` (which seeds its
+    redraws). ``one_thread``: run torch on one thread (a worker process)."""
+    if one_thread:
+        import torch
+
+        torch.set_num_threads(1)
+    model = load_cached(model_dir)
+    block = read_rows(set_path, a, b)
+    return model.encode_catalog(block, n_draws=n_draws, seed=block_seed(seed, index))
+
+
+def encode_to_file(
+    set_path: str | Path,
+    out: str | Path,
+    model_dir: str | Path | None = None,
+    *,
+    n_draws: int = 16,
+    seed: int = 0,
+    fmt: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+    block_rows: int = BLOCK_ROWS,
+) -> EncodeSummary:
+    """Encode the SpectrumSet file ``set_path`` into the catalogue ``out`` (parquet, or FITS
+    by suffix or ``fmt``), block by block.
+
+    ``workers`` (default: this machine's cores) local Dask processes, or the cluster at
+    ``scheduler`` (its workers must see ``set_path`` and ``model_dir``); a set of one block
+    (``block_rows`` spectra) or less is encoded in this process. The model goes to the
+    workers as its directory, never pickled. The catalogue is the same for any number of
+    workers; it equals
+    :meth:`encode_catalog` of the whole set but for the errors of rows past the first block
+    (each block draws its own). ``out`` is written atomically.
+    """
+    from xlatent.model.catalog import _is_fits, write_latents
+
+    set_path, out = Path(set_path), Path(out)
+    n = checked_rows(set_path)  # once here: the blocks are read without re-checking the file
+    model = load_cached(None if model_dir is None else str(model_dir))
+    bounds = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)] or [(0, 0)]
+    workers = default_workers() if workers is None else workers
+    if scheduler is None and len(bounds) < 2:
+        workers = 1
+    local = workers == 1 and scheduler is None
+    mdir = None if model_dir is None else str(Path(model_dir).resolve())
+    path = str(set_path.resolve())
+    tasks = [(path, mdir, a, b, i, n_draws, seed, not local) for i, (a, b) in enumerate(bounds)]
+    if local:  # this process's model, already loaded
+        _MODELS[str(mdir)] = model
+    frames = ordered_map(encode_block, tasks, workers, scheduler)
+    flagged = 0 if getattr(model, "calibration_", None) is not None else None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n, desc="encode", unit="spectrum", disable=not progress or n < 2)
+    with bar:
+        if _is_fits(out, fmt):
+            parts = []
+            for df in frames:
+                parts.append(df)
+                flagged = _count(flagged, df)
+                bar.update(len(df))
+            write_latents(pd.concat(parts, ignore_index=True), out, fmt="fits")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            with atomic_path(out) as tmp:
+                writer = None
+                for df in frames:
+                    schema = None if writer is None else writer.schema
+                    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+                    flagged = _count(flagged, df)
+                    bar.update(len(df))
+                writer.close()
+    return EncodeSummary(out, n, model.latent_dim, flagged)
+
+
+def _count(flagged: int | None, df: pd.DataFrame) -> int | None:
+    if flagged is None or "ood_flag" not in df:
+        return flagged
+    return flagged + int(df["ood_flag"].sum())
+
+
+__all__ = ["BLOCK_ROWS", "EncodeSummary", "block_seed", "encode_block", "encode_to_file"]
