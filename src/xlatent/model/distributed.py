@@ -10,9 +10,10 @@ validation deviance, the training loss and the stop decision are summed over ran
 rank takes the same early-stopping decision. Rank 0 alone writes checkpoints, the model
 directory and prints progress. Backend gloo on CPU, NCCL on CUDA (device ``cuda:LOCAL_RANK``).
 
-Not exact across ranks: ``latent_noise`` (the batch spread is the rank's share's) and
-``consistency`` (the augmented copy borrows areas within the rank's share), both random
-anyway.
+``latent_noise`` is the single process's too (the global batch's spread, summed over ranks,
+and each rank's rows of the global batch's draw); ``consistency`` is not exactly (the augmented
+copy borrows areas within the rank's share, and its random draws are the rank's), only
+statistically the same.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ class Dist:
         t = torch.tensor(values, dtype=torch.float64, device=self.device)
         tdist.all_reduce(t)
         return t.tolist()
+
+    def sum_tensor(self, t: torch.Tensor) -> torch.Tensor:
+        """A copy of ``t`` summed over ranks (no autograd)."""
+        out = t.detach().clone()
+        if self.world > 1:
+            tdist.all_reduce(out)
+        return out
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank (a small picklable value between our processes)."""

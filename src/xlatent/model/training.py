@@ -142,6 +142,8 @@ class Trainer:
         self.max_time_s, self.progress, self.callback = max_time_s, progress, callback
         self.history: list[dict[str, float]] = []
         self.steps_per_epoch, self.total_steps = 1, 1
+        # In a DDP step: this rank's (first row, rows, global batch rows), for latent_noise.
+        self.dist, self._share = Dist(device=device), None
 
     def batch_loss(
         self, net: SpectralTransformerAE, data: dict[str, torch.Tensor], idx: torch.Tensor
@@ -158,14 +160,28 @@ class Trainer:
         that many batch standard deviations (the latents returned are the clean ones)."""
         z = net.encode(b["feats"], b["glob"])
         zd = z
-        if self.cfg.latent_noise > 0 and net.training and len(z) > 1:
+        n_all = len(z) if self._share is None else self._share[2]
+        if self.cfg.latent_noise > 0 and net.training and n_all > 1:
             # Scaled by the batch spread (no gradient through it), so the encoder cannot
             # outgrow the noise by inflating the latents: each direction's signal-to-noise
             # is bounded, and the reconstruction decides which directions are worth it.
-            sd = z.detach().float().std(0, keepdim=True)
-            zd = z + self.cfg.latent_noise * sd * torch.randn_like(z)
+            sd, noise = self._batch_noise(z)
+            zd = z + self.cfg.latent_noise * sd * noise
         loss, dev = self.reconstruction_loss(net, zd, b)
         return loss, dev, z
+
+    def _batch_noise(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch standard deviation of the latents, standard normal noise like ``z``); in
+        a DDP step the global batch's spread and this rank's rows of the global draw, as in
+        a single process."""
+        if self._share is None:
+            return z.detach().float().std(0, keepdim=True), torch.randn_like(z)
+        lo, mine, n = self._share
+        zz = z.detach().double()[:mine]
+        s1, s2 = self.dist.sum_tensor(torch.stack([zz.sum(0), (zz**2).sum(0)]))
+        sd = ((s2 - s1**2 / n) / (n - 1)).clamp_min(0).sqrt().float()[None]
+        noise = torch.randn((n, z.shape[1]), dtype=z.dtype, device=z.device)
+        return sd, noise[lo : lo + len(z)]
 
     def reconstruction_loss(
         self, net: SpectralTransformerAE, z: torch.Tensor, b: dict[str, torch.Tensor]
@@ -231,7 +247,7 @@ class Trainer:
         :func:`training_tensors` or a batch source (module doc); leaves it in eval mode with
         the best-validation weights and returns the history (one record per epoch)."""
         cfg, dev = self.cfg, self.device
-        dist = dist or Dist(device=dev)
+        dist = self.dist = dist or Dist(device=dev)
         source = MemoryBatches(data) if isinstance(data, dict) else data
         val_np, train_np = split_indices(source.n, cfg)
         n_val = len(val_np)
@@ -279,6 +295,8 @@ class Trainer:
                 tot_loss, tot_n = 0.0, 0
                 batches = source.batches(order, steps_per_epoch, cfg.batch_size)
                 for k, (b, n_batch, n_mine) in enumerate(batches):
+                    if dist.world > 1:
+                        self._share = (dist.shard(n_batch)[0], n_mine, n_batch)
                     with autocast(dev):
                         loss = step(b, epoch, k)
                     value = loss.item()
@@ -340,6 +358,7 @@ class Trainer:
                 if stop:
                     break
         finally:
+            self._share = None
             if bar is not None:
                 bar.close()
         net.load_state_dict(best_state)
