@@ -21,7 +21,7 @@ from xlatent.model.training import split_indices
 from .conftest import FAST
 from .toy import toy_spectrum_set
 
-OPTS = {"latent_dim": 4, "epochs": 3, "seed": 5, "batch_size": 64, "device": "cpu", **FAST}
+OPTS = {"latent_dim": 4, "epochs": 2, "seed": 5, "batch_size": 64, "device": "cpu", **FAST}
 
 
 class LazyFile:
@@ -45,7 +45,7 @@ class LazyFile:
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[SpectrumSet, Path]:
-    s = toy_spectrum_set(700, seed=11)
+    s = toy_spectrum_set(500, seed=11)
     path = tmp_path_factory.mktemp("stream") / "set.h5"
     s.write(path)
     return SpectrumSet.read_hdf5(path), path
@@ -53,12 +53,12 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[SpectrumSet, Path
 
 def test_streaming_fit_from_a_file_gives_a_working_model(written, tmp_path, monkeypatch) -> None:
     s, path = written
-    monkeypatch.setattr(st, "BLOCK_ROWS", 64)  # 11 blocks, 3 shuffle groups
+    monkeypatch.setattr(st, "BLOCK_ROWS", 64)  # 8 blocks, 2 shuffle groups
     src = LazyFile(path)
-    model = SpectralAutoencoder(**OPTS).fit(src, checkpoint_dir=tmp_path / "m")
+    model = SpectralAutoencoder(**OPTS).fit(src, checkpoint_dir=tmp_path / "m")  # 50 validation
     assert src.reads and max(src.reads) <= 64  # never more than a block at a time
     hist = model.history_
-    assert len(hist) == 3 and hist[-1]["val_deviance_per_bin"] < hist[0]["val_deviance_per_bin"]
+    assert len(hist) == 2 and hist[-1]["val_deviance_per_bin"] < hist[0]["val_deviance_per_bin"]
     assert model.training_ids_ == s.meta["spec_id"].tolist()
     loaded = load_model(tmp_path / "m")
     z = loaded.transform(s[:50])
@@ -81,7 +81,7 @@ def test_streamed_digest_is_the_in_memory_one(written, monkeypatch) -> None:
 def test_block_shuffle_order(written) -> None:
     s, _ = written
     src = st.StreamBatches(s, torch.device("cpu"), Dist(), block=50, buffer=3)
-    train = np.sort(np.random.default_rng(0).permutation(len(s))[:600])
+    train = np.sort(np.random.default_rng(0).permutation(len(s))[:450])
     a = src.epoch_order(train, torch.Generator().manual_seed(1))
     b = src.epoch_order(train, torch.Generator().manual_seed(1))
     c = src.epoch_order(train, torch.Generator().manual_seed(2))
@@ -89,10 +89,10 @@ def test_block_shuffle_order(written) -> None:
     assert not np.array_equal(a, c)
     np.testing.assert_array_equal(np.sort(a), train)  # every training row once
     # The shuffle buffer: a block's rows stay within a window of `buffer` blocks' rows
-    # (a global shuffle would spread them over all 600 places), in no file order.
+    # (a global shuffle would spread them over all 450 places), in no file order.
     pos = np.empty(len(s), dtype=int)
     pos[a] = np.arange(len(a))
-    spans = [np.ptp(pos[train[train // 50 == b]]) for b in range(14)]
+    spans = [np.ptp(pos[train[train // 50 == b]]) for b in range(10)]
     assert max(spans) < 3 * 50 and max(spans) > 50
     assert (np.diff(a[:100]) < 0).any()
 
@@ -105,10 +105,10 @@ def test_streaming_resume_is_exact(written, tmp_path, monkeypatch) -> None:
         pass
 
     def stop(epoch: int, record: dict) -> None:
-        if epoch == 2:
+        if epoch == 1:
             raise Stop
 
-    opts = {**OPTS, "val_fraction": 0.05}  # 35 validation spectra: no calibration, faster
+    opts = {**OPTS, "val_fraction": 0.05}  # 25 validation spectra: no calibration, faster
     with pytest.raises(Stop):
         SpectralAutoencoder(**opts).fit(LazyFile(path), tmp_path / "cut", callback=stop)
     resumed = SpectralAutoencoder(**opts).fit(LazyFile(path), tmp_path / "cut", resume=True)
