@@ -3,8 +3,10 @@ torchrun, through the command line, gives the single-process model.
 
 "Within noise", made exact: each rank back-propagates its share of the same global batches
 with its loss scaled so that DDP's average is the global batch's gradient, so the two runs
-differ only by float rounding (measured: weights within ~3e-5 of each other after 2 epochs,
-against ~1e-1 between seeds). The tolerance, 1e-4, is far below the seed-to-seed spread."""
+differ only by float rounding. Measured on this set and model (2 epochs): weights within 5e-5
+and validation deviance equal to 7 digits, against weights ~1.3 apart and a validation
+deviance spread of 1.2 per bin between seeds 3, 4, 5. The tolerances (1e-4 on every weight,
+1e-5 relative on the losses) sit far below the seed-to-seed spread."""
 
 from __future__ import annotations
 
