@@ -65,3 +65,16 @@ def test_distributed_outside_torchrun_is_refused(monkeypatch) -> None:
         init_distributed("cpu")
     with pytest.raises(ValueError, match="torchrun"):
         SpectralAutoencoder(2, epochs=1).fit(toy_spectrum_set(20), distributed=True)
+
+
+def test_pca_cannot_stream_or_distribute(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from xlatent.cli import app
+
+    toy_spectrum_set(20).write(tmp_path / "s.h5")
+    for flag in ("--stream", "--distributed"):
+        args = ["train", str(tmp_path / "s.h5"), "--model", "pca", "--out", str(tmp_path / "m")]
+        result = CliRunner().invoke(app, [*args, flag])
+        assert result.exit_code == 2 and "PCA baseline fits in memory" in result.output
+        assert not (tmp_path / "m").exists()
