@@ -1,11 +1,12 @@
 """Training from memory, streamed from the set file, and with 2 DDP processes (issue 17).
 
     PYTHONPATH=src python benchmarks/train_stream.py [--n 50000] [--epochs 1] [--threads 1]
-        [--modes memory,stream,ddp2] [--work bench_out/train_stream]
+        [--modes memory,stream,ddp2] [--work DIR]
 
 Simulates ``--n`` spectra (``xlatent.physics.simulator.simulate``, seed 0) into a set file once
-(kept in ``--work``), then trains the default autoencoder for ``--epochs`` on all of them in a
-fresh process per mode, so that each peak resident memory is its own:
+(kept in ``--work``, default the system temp dir), then trains the default autoencoder for
+``--epochs`` on all of them in a fresh process per mode, so that each peak resident memory is
+its own:
 
 - ``memory``: ``SpectrumSet.read`` then ``fit`` (the whole set and its tensors in memory);
 - ``stream``: ``SpectrumSet.open`` (lazy view) then ``fit`` (blocks read and prepared as needed);
@@ -24,6 +25,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,7 +61,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--modes", default="memory,stream,ddp2")
-    ap.add_argument("--work", type=Path, default=Path("bench_out/train_stream"))
+    ap.add_argument(
+        "--work", type=Path, default=Path(tempfile.gettempdir()) / "xlatent_train_stream"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--set", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
