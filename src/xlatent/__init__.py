@@ -12,17 +12,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from xlatent.core import EnergyGrid, SpectrumSet
+    from xlatent.core import EnergyGrid, SpectrumSet, SpectrumSetView, SpectrumSetWriter
 
 from xlatent._version import __version__
 
-__all__ = ["EnergyGrid", "SpectrumSet", "__version__"]
+__all__ = ["EnergyGrid", "SpectrumSet", "SpectrumSetView", "SpectrumSetWriter", "__version__"]
 
 # Everything loads on first use (pandas and h5py for the core, torch for the model, the
 # simulator) so that `import xlatent`, and with it `xlatent --help`, stays fast.
 _LAZY = {
     "EnergyGrid": "xlatent.core",
     "SpectrumSet": "xlatent.core",
+    "SpectrumSetView": "xlatent.core",
+    "SpectrumSetWriter": "xlatent.core",
     "SpectralAutoencoder": "xlatent.model",
     "PCABaseline": "xlatent.model",
     "load_model": "xlatent.model",

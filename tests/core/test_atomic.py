@@ -17,6 +17,7 @@ import pytest
 import xlatent.core.atomic as atomic
 import xlatent.core.hdf5_layout as ssmod
 from xlatent.core import EnergyGrid, SpectrumSet, atomic_path, atomic_write_text
+from xlatent.core.hdf5_write import SpectrumSetWriter
 
 SRC = Path(ssmod.__file__).resolve().parents[2]
 
@@ -69,7 +70,7 @@ def test_keyboard_interrupt_inside_write_removes_temp_and_keeps_target(tmp_path,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ssmod, "_write_column", interrupted)
+    monkeypatch.setattr(SpectrumSetWriter, "_append_column", interrupted)
     target = tmp_path / "set.h5"
     target.write_bytes(b"previous")
     with pytest.raises(KeyboardInterrupt):
@@ -80,7 +81,7 @@ def test_keyboard_interrupt_inside_write_removes_temp_and_keeps_target(tmp_path,
 
 def test_sigint_during_write_stops_it(tmp_path, monkeypatch) -> None:
     """A real SIGINT to this process mid-write (from inside h5py work) stops the write."""
-    original = ssmod._write_column
+    original = SpectrumSetWriter._append_column
     sent = []
 
     def column_then_sigint(*args, **kwargs):
@@ -89,7 +90,7 @@ def test_sigint_during_write_stops_it(tmp_path, monkeypatch) -> None:
             sent.append(True)
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(ssmod, "_write_column", column_then_sigint)
+    monkeypatch.setattr(SpectrumSetWriter, "_append_column", column_then_sigint)
     target = tmp_path / "set.h5"
     target.write_bytes(b"previous")
     with pytest.raises(KeyboardInterrupt):

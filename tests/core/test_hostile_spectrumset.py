@@ -208,6 +208,31 @@ def test_hand_edited_file_is_refused_naming_file_and_reason(kind, pristine, tmp_
     assert phrase in msg
 
 
+def _read_through_view(path: Path) -> None:
+    """Open ``path`` lazily and read every row, a few at a time."""
+    with SpectrumSet.open(path) as view:
+        for _ in view.iter_batches(2):
+            pass
+
+
+@pytest.mark.parametrize("kind", list(EDITS))
+def test_hand_edited_file_is_refused_by_open(kind, pristine, tmp_path) -> None:
+    """The same refusals through SpectrumSet.open: when it opens, or when the rows are read."""
+    edit, error, phrase = EDITS[kind]
+    path = tmp_path / "set.h5"
+    shutil.copy(pristine, path)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    with pytest.raises(InputError, match="changed outside xlatent"):
+        SpectrumSet.open(path)
+    seal.seal(path)
+    with pytest.raises(error) as info:
+        _read_through_view(path)
+    msg = str(info.value)
+    assert str(path) in msg and "\n" not in msg
+    assert phrase in msg
+
+
 def _truncated(size: int) -> list[int]:
     return sorted({0, 1, 8, 100, 512, 2048, size // 4, size // 2, 3 * size // 4, size - 100,
                    size - 1})  # fmt: skip
@@ -218,9 +243,10 @@ def test_truncated_files_are_refused(pristine, tmp_path) -> None:
     for cut in _truncated(len(raw)):
         path = tmp_path / f"cut{cut}.h5"
         path.write_bytes(raw[:cut])
-        with pytest.raises(XlatentError) as info:
-            SpectrumSet.read(path)
-        assert str(path) in str(info.value) and "\n" not in str(info.value), cut
+        for read in (SpectrumSet.read, _read_through_view):
+            with pytest.raises(XlatentError) as info:
+                read(path)
+            assert str(path) in str(info.value) and "\n" not in str(info.value), cut
 
 
 @pytest.mark.filterwarnings("ignore:.*provenance is unreadable")
@@ -351,7 +377,8 @@ def test_fuzzed_bytes_never_escape_as_other_errors(data, pristine, tmp_path) -> 
         raw = raw[:cut]
     path = tmp_path / "fuzz.h5"
     path.write_bytes(bytes(raw))
-    try:
-        SpectrumSet.read(path)
-    except XlatentError as exc:
-        assert str(path) in str(exc) and "\n" not in str(exc)
+    for read in (SpectrumSet.read, _read_through_view):
+        try:
+            read(path)
+        except XlatentError as exc:
+            assert str(path) in str(exc) and "\n" not in str(exc)

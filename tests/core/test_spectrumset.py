@@ -84,12 +84,12 @@ def test_not_a_set_is_refused(tmp_path) -> None:
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
-    import xlatent.core.hdf5_layout as mod
+    from xlatent.core.hdf5_write import SpectrumSetWriter
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(mod, "_write_column", boom)
+    monkeypatch.setattr(SpectrumSetWriter, "_append_column", boom)
     target = tmp_path / "set.h5"
     target.write_bytes(b"previous")
     with pytest.raises(RuntimeError, match="disk full"):

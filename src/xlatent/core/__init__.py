@@ -4,7 +4,9 @@ from xlatent.core.atomic import atomic_path, atomic_write_text
 from xlatent.core.bands import CSC_BANDS_KEV, band_sums, hardness_columns, hardness_ratio
 from xlatent.core.errors import InputError, SchemaError, XlatentError
 from xlatent.core.grid import EnergyGrid, bin_average, overlap_matrix, regrid_counts
+from xlatent.core.hdf5_write import SpectrumSetWriter
 from xlatent.core.spectrumset import SCHEMA_VERSION, SpectrumSet
+from xlatent.core.spectrumset_view import SpectrumSetView
 
 __all__ = [
     "CSC_BANDS_KEV",
@@ -13,6 +15,8 @@ __all__ = [
     "InputError",
     "SchemaError",
     "SpectrumSet",
+    "SpectrumSetView",
+    "SpectrumSetWriter",
     "XlatentError",
     "atomic_path",
     "atomic_write_text",

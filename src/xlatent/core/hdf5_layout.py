@@ -1,11 +1,14 @@
-"""The SpectrumSet file layout (HDF5): writing it, and reading it back checked and bounded.
+"""The SpectrumSet file layout (HDF5) and its reading checks, shared by the whole-set read
+and the lazy view (:mod:`xlatent.core.spectrumset_view`); the writer is
+:mod:`xlatent.core.hdf5_write`.
 
-:class:`~xlatent.core.spectrumset.SpectrumSet` delegates :meth:`write` and :meth:`read_hdf5`
-here. A file holds ``energy_edges_kev``, ``counts``, ``background``, ``effective_area_cm2``
-(and ``expected_counts`` for simulated sets) as (n, m) datasets with Fletcher-32 checksums,
-``exposure_s``, a ``meta`` group with one dataset per column, and the attributes ``format``,
-``schema_version``, ``xlatent_version`` and ``provenance`` (JSON). Readers in other formats
-register with :func:`register_format_reader` so ``SpectrumSet.read`` reaches them.
+A file holds ``energy_edges_kev``, ``counts``, ``background``, ``effective_area_cm2`` (and
+``expected_counts`` for simulated sets) as (n, m) datasets chunked by rows, with Fletcher-32
+checksums, ``exposure_s``, a ``meta`` group with one dataset per column, and the attributes
+``format``, ``schema_version``, ``xlatent_version`` and ``provenance`` (JSON). The (n, m)
+datasets may be float32 or float64 (any numeric dtype reads); readers return float64.
+Readers in other formats register with :func:`register_format_reader` so
+``SpectrumSet.read`` reaches them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,115 +25,22 @@ import numpy as np
 import pandas as pd
 
 from xlatent.core import seal
-from xlatent.core.atomic import atomic_path, deferred_interrupt
-from xlatent.core.errors import InputError, SchemaError, XlatentError
+from xlatent.core.errors import InputError, SchemaError
 from xlatent.core.grid import EnergyGrid
 
 SCHEMA_VERSION = 1  # bumped on any incompatible change of the layout
 FORMAT_NAME = "xlatent.SpectrumSet"
 #: The (n, m) arrays every set has.
 ARRAYS = ("counts", "background", "effective_area_cm2")
-_WRITE_BLOCK_ROWS = 1024  # rows per HDF5 chunk (and between Ctrl-C checkpoints)
-#: HDF5 file-format versions written (readable by HDF5 >= 1.10): superblock and object
-#: headers carry checksums, so damaged metadata is detected instead of parsed (libhdf5 can
-#: loop forever on a corrupted version-1 object header).
-_LIBVER = ("v110", "v110")
 #: Most grid edges a file may claim.
 _MAX_EDGES = 1_000_000
 #: Bytes :meth:`SpectrumSet.read` may allocate; ``None``: the memory available now.
 MAX_READ_BYTES: int | None = None
 
 
-def write(s: Any, path: str | Path) -> Path:
-    """Write the set ``s`` to ``path`` (see :meth:`SpectrumSet.write`)."""
-    from xlatent._version import __version__
-
-    problem = _values_problem(_arrays(s)) or _spec_id_problem(s.meta["spec_id"])
-    if problem is not None:
-        raise ValueError(f"refusing to write a SpectrumSet whose {problem}")
-    path = Path(path)
-    with deferred_interrupt() as check, atomic_path(path) as tmp:
-        with h5py.File(tmp, "w", libver=_LIBVER, userblock_size=seal.USERBLOCK_BYTES) as f:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["xlatent_version"] = __version__
-            f.attrs["provenance"] = json.dumps(s.provenance, default=str)
-            f.create_dataset("energy_edges_kev", data=s.grid.edges_kev, fletcher32=True)
-            # Fletcher-32 checksums: a flipped byte in the data fails the read.
-            opts = {
-                "compression": "gzip",
-                "compression_opts": 4,
-                "shuffle": True,
-                "fletcher32": True,
-            }
-            rows = min(max(len(s), 1), _WRITE_BLOCK_ROWS)
-            names = [*ARRAYS, *(["expected_counts"] if s.has_truth else [])]
-            for name in names:
-                data = getattr(s, name)
-                layout = {"chunks": (rows, data.shape[1]), **opts} if len(s) else {}
-                ds = f.create_dataset(name, shape=data.shape, dtype=data.dtype, **layout)
-                for a in range(0, len(s), rows):
-                    check()
-                    ds[a : a + rows] = data[a : a + rows]
-            check()
-            f.create_dataset("exposure_s", data=s.exposure_s, fletcher32=len(s) > 0)
-            g = f.create_group("meta")
-            g.attrs["columns"] = json.dumps(list(s.meta.columns))
-            for col in s.meta.columns:
-                check()
-                _write_column(g, col, s.meta[col])
-        check()
-        seal.seal(tmp)
-    return path
-
-
-def _arrays(s: Any) -> dict[str, np.ndarray]:
-    out = {name: getattr(s, name) for name in (*ARRAYS, "exposure_s")}
-    if s.expected_counts is not None:
-        out["expected_counts"] = s.expected_counts
-    return out
-
-
-def read(path: str | Path, factory: Callable[..., Any], check_seal: bool = True) -> Any:
-    """Read ``path`` (see :meth:`SpectrumSet.read_hdf5`); ``factory(**parts)`` builds the set."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if not path.is_file():
-        raise InputError(path, "not a file")
-    if check_seal:  # before libhdf5 parses anything (it can hang on damaged bytes)
-        seal.check_seal(path)
-    try:
-        f = h5py.File(path, "r")
-    except Exception as exc:  # noqa: BLE001 - h5py raises OSError and others on bad bytes
-        raise InputError(path, f"not an HDF5 file, or a truncated one ({_brief(exc)})") from None
-    try:
-        with f:
-            parts = _read_parts(path, f)
-        return factory(**parts)
-    except XlatentError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - damaged bytes surface as any error type
-        raise InputError(path, f"damaged SpectrumSet file ({_brief(exc)})") from None
-
-
 def _key(col: str) -> str:
     # HDF5 names cannot contain '/'; keep the real name in the 'columns' attribute.
     return col.replace("/", "\\u002f")
-
-
-def _write_column(g: h5py.Group, col: str, series: pd.Series) -> None:
-    values = series.to_numpy()
-    if series.dtype.kind in "biuf":
-        g.create_dataset(_key(col), data=values, fletcher32=len(values) > 0)
-    else:
-        strings = [
-            "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values
-        ]
-        ds = g.create_dataset(
-            _key(col), data=np.array(strings, dtype=object), dtype=h5py.string_dtype()
-        )
-        ds.attrs["kind"] = "str"
 
 
 # ------------------------------------------------------------------------ reading checks
@@ -177,14 +87,16 @@ _VALUE_RULES = {
 }
 
 
-def _values_problem(arrays: dict[str, np.ndarray]) -> str | None:
-    """The first value a SpectrumSet may not hold, described, or None."""
+def _values_problem(arrays: dict[str, np.ndarray], rows: Any = None) -> str | None:
+    """The first value a SpectrumSet may not hold, described, or None. ``rows``: the file's
+    row number of each row (a block's ``range``, or the indices read); default 0, 1, ..."""
     for name, a in arrays.items():
         strict = _VALUE_RULES[name]
         bad = ~np.isfinite(a) | ((a <= 0) if strict else (a < 0))
         if bad.any():
             where = np.unravel_index(int(np.argmax(bad)), a.shape)
-            at = f"spectrum {where[0]}" + (f", bin {where[1]}" if len(where) > 1 else "")
+            row = int(where[0] if rows is None else rows[where[0]])
+            at = f"spectrum {row}" + (f", bin {where[1]}" if len(where) > 1 else "")
             need = "positive" if strict else "non-negative"
             return (
                 f"'{name}' has {int(bad.sum())} values that are not finite and {need} "
@@ -204,8 +116,39 @@ def _spec_id_problem(ids: pd.Series) -> str | None:
     return None
 
 
-def _read_parts(path: Path, f: h5py.File) -> dict[str, Any]:
-    """Check and read every part of an open SpectrumSet file (SpectrumSet keyword args)."""
+@dataclass
+class Layout:
+    """The checked structure of an open SpectrumSet file: shapes agree, dtypes are numbers."""
+
+    path: Path
+    n: int
+    m: int
+    edges: h5py.Dataset
+    #: The (n, m) datasets (``expected_counts`` when present) and ``exposure_s``.
+    arrays: dict[str, h5py.Dataset]
+    #: meta column name -> (dataset, is text), in the file's column order.
+    columns: dict[str, tuple[h5py.Dataset, bool]]
+
+    def need_bytes(self, rows: bool = True) -> int:
+        """Bytes reading the whole set (``rows=False``: its meta, grid and exposure) takes."""
+        n_2d = sum(1 for k in self.arrays if k != "exposure_s") if rows else 0
+        return 8 * (self.n * self.m * n_2d + self.n * (1 + len(self.columns)) + self.m + 1)
+
+    def check_memory(self, rows: bool = True) -> None:
+        """Refuse (:class:`InputError`) before reading what would not fit in memory."""
+        need, limit = self.need_bytes(rows), read_memory_limit()
+        if need > limit:
+            hint = "read it in blocks with SpectrumSet.open(path)" if rows else "damaged?"
+            raise InputError(
+                self.path,
+                f"claims {self.n} spectra x {self.m} bins (~{need / 1024**3:.3g} GiB in memory), "
+                f"more than the {limit / 1024**3:.3g} GiB this process may use (a damaged or "
+                f"hand-edited file? a set bigger than memory: {hint})",
+            )
+
+
+def check_layout(path: Path, f: h5py.File) -> Layout:
+    """Check the attributes, datasets, shapes and dtypes of an open file (reads no rows)."""
 
     def schema(reason: str) -> SchemaError:
         return SchemaError(f"{path}: {reason}")
@@ -292,28 +235,22 @@ def _read_parts(path: Path, f: h5py.File) -> dict[str, Any]:
         if not is_text:
             numeric(ds, label, "biuf")
         col_ds[col] = (ds, is_text)
+    return Layout(path, n, m, edges_ds, arrays, col_ds)
 
-    # Every shape is known: refuse before reading what would not fit in memory.
-    n_2d = sum(1 for k in arrays if k != "exposure_s")
-    need = 8 * (n * m * n_2d + n * (1 + len(columns)) + m + 1)
-    limit = read_memory_limit()
-    if need > limit:
-        raise InputError(
-            path,
-            f"claims {n} spectra x {m} bins (~{need / 1024**3:.3g} GiB in memory), more than "
-            f"the {limit / 1024**3:.3g} GiB this process may use; a damaged or hand-edited file?",
-        )
 
-    edges = np.asarray(edges_ds[()], dtype=np.float64)
+def read_small(layout: Layout, f: h5py.File) -> dict[str, Any]:
+    """The parts of a set kept in memory by a view, checked: ``grid``, ``exposure_s``,
+    ``meta`` and ``provenance``."""
+    path = layout.path
+    edges = np.asarray(layout.edges[()], dtype=np.float64)
     if not (np.all(np.isfinite(edges)) and edges[0] > 0 and np.all(np.diff(edges) > 0)):
         raise InputError(path, "energy_edges_kev are not positive, finite and increasing")
-    data = {name: np.asarray(ds[()], dtype=np.float64) for name, ds in arrays.items()}
-    problem = _values_problem(data)
+    exposure = np.asarray(layout.arrays["exposure_s"][()], dtype=np.float64)
+    problem = _values_problem({"exposure_s": exposure})
     if problem is not None:
         raise InputError(path, problem)
-
     meta = {}
-    for col, (ds, is_text) in col_ds.items():
+    for col, (ds, is_text) in layout.columns.items():
         if is_text:
             try:
                 meta[col] = np.array(ds.asstr()[()], dtype=object)
@@ -321,21 +258,46 @@ def _read_parts(path: Path, f: h5py.File) -> dict[str, Any]:
                 raise InputError(path, f"meta column {col!r} is not valid UTF-8 text") from None
         else:
             meta[col] = ds[()]
+    n = layout.n
     meta_df = pd.DataFrame(meta, index=range(n)) if meta else pd.DataFrame(index=range(n))
     problem = _spec_id_problem(meta_df["spec_id"])
     if problem is not None:
         raise InputError(path, problem)
-
     return {
         "grid": EnergyGrid(edges),
-        "counts": data["counts"],
-        "background": data["background"],
-        "exposure_s": data["exposure_s"],
-        "effective_area_cm2": data["effective_area_cm2"],
+        "exposure_s": exposure,
         "meta": meta_df,
-        "expected_counts": data.get("expected_counts"),
         "provenance": _read_provenance(path, f),
     }
+
+
+#: Rows read at once when gathering scattered rows (bounds the memory of a fancy index).
+_GATHER_ROWS = 8192
+
+
+def read_rows(layout: Layout, rows: slice | np.ndarray) -> dict[str, np.ndarray]:
+    """The (n, m) arrays of ``rows`` (a step-1 slice, or sorted unique indices) as float64,
+    checked like a whole read; rows in errors are numbered as in the file."""
+    out = {}
+    for name, ds in layout.arrays.items():
+        if name == "exposure_s":
+            continue
+        if isinstance(rows, slice):
+            out[name] = np.asarray(ds[rows], dtype=np.float64)
+            continue
+        a = np.empty((rows.size, layout.m))
+        # Whole windows of rows around the wanted ones: h5py's point selection is slow.
+        starts = np.unique(rows // _GATHER_ROWS) * _GATHER_ROWS
+        for w in starts:
+            inside = (rows >= w) & (rows < w + _GATHER_ROWS)
+            lo, hi = int(rows[inside][0]), int(rows[inside][-1]) + 1
+            a[inside] = ds[lo:hi][rows[inside] - lo]
+        out[name] = a
+    numbers = range(rows.start or 0, layout.n) if isinstance(rows, slice) else rows
+    problem = _values_problem(out, numbers)
+    if problem is not None:
+        raise InputError(layout.path, problem)
+    return out
 
 
 def _read_provenance(path: Path, f: h5py.File) -> list[dict[str, Any]]:

@@ -15,9 +15,12 @@ import numpy as np
 import pandas as pd
 
 import xlatent.core.hdf5_layout as hdf5_layout
+import xlatent.core.hdf5_write as hdf5_write
+import xlatent.core.spectrumset_view as spectrumset_view
 from xlatent.core.bands import band_sums, hardness_columns
 from xlatent.core.grid import EnergyGrid
 from xlatent.core.hdf5_layout import FORMAT_NAME, SCHEMA_VERSION
+from xlatent.core.spectrumset_view import SpectrumSetView, summary_text
 
 __all__ = ["FORMAT_NAME", "ID_COLUMNS", "SCHEMA_VERSION", "SpectrumSet"]
 
@@ -160,14 +163,16 @@ class SpectrumSet:
 
     # ------------------------------------------------------------------- disk
     def write(self, path: str | Path) -> Path:
-        """Write to HDF5 atomically (temp file + rename). Returns the path.
+        """Write to HDF5 atomically (temp file + rename), as one block of a
+        :class:`~xlatent.core.hdf5_write.SpectrumSetWriter` (see it for the storage: float32
+        where lossless, effective area and truth float32). Returns the path.
 
         Refuses (``ValueError``) values :meth:`read` would refuse (negative or non-finite
         counts, non-positive exposure, empty spec_id). Ctrl-C stops the write at the next
         block of rows: the temp file is removed, an existing ``path`` is left as it was and
         ``KeyboardInterrupt`` propagates.
         """
-        return hdf5_layout.write(self, path)
+        return hdf5_write.write(self, path)
 
     @classmethod
     def read(
@@ -208,32 +213,27 @@ class SpectrumSet:
         shape or dtype; :class:`InputError` for everything else (not HDF5, truncated or
         corrupted bytes, negative or non-finite counts, exposure <= 0, grid edges not
         increasing, undecodable meta, empty or duplicate ``spec_id``, a size beyond the
-        memory :func:`read_memory_limit` allows). Shapes are checked against each other and
-        against that limit before any array is read. Provenance that cannot be decoded is
+        memory :func:`read_memory_limit` allows: a set bigger than memory is read in blocks
+        with :meth:`open`). Shapes are checked against each other and against that limit
+        before any array is read. Provenance that cannot be decoded is
         tolerated: a ``UserWarning`` names the file and the set gets one
         ``{"step": "provenance-unreadable", "reason": ...}`` record in its place.
         """
-        return hdf5_layout.read(path, cls, check_seal)
+        return spectrumset_view.read(path, cls, check_seal)
+
+    @classmethod
+    def open(cls, path: str | Path, check_seal: bool = True) -> SpectrumSetView:
+        """A lazy, read-only :class:`~xlatent.core.spectrumset_view.SpectrumSetView` of a
+        file written by :meth:`write` or a :class:`SpectrumSetWriter`: meta in memory, rows
+        read on demand (``view[a:b]``, ``view[indices]``, ``view.iter_batches()``) and checked
+        as :meth:`read_hdf5` checks them. No memory limit applies to opening."""
+        return spectrumset_view.SpectrumSetView(path, cls, check_seal)
 
     # --------------------------------------------------------------- friendly
     def summary(self) -> str:
         """A few human-readable lines: size, grid, counts, classes."""
         net_b = band_sums(self.net_counts, self.grid)["b"]
-        lines = [
-            repr(self),
-            f"  exposure: {np.median(self.exposure_s):.4g} s median",
-            f"  broad-band (0.5-7 keV) net counts: median {np.median(net_b):.4g}, "
-            f"range {net_b.min():.4g}-{net_b.max():.4g}"
-            if len(self)
-            else "  (empty)",
-        ]
-        classes = self.meta["source_class"].replace("", np.nan).dropna()
-        if len(classes):
-            counts = classes.value_counts()
-            lines.append("  classes: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        if self.has_truth:
-            lines.append("  simulator truth present (expected_counts, truth_* columns)")
-        return "\n".join(lines)
+        return summary_text(repr(self), self.exposure_s, net_b, self.meta, self.has_truth)
 
     def plot(self, i: int = 0, ax: Any = None, rate: bool = True) -> Any:
         """Plot spectrum ``i``: net count rate per keV (or counts), background, truth."""

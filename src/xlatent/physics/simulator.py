@@ -20,7 +20,7 @@ Pipeline (all vectorised, in batches of whole slot blocks):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,7 @@ import pandas as pd
 from xlatent.core.grid import EnergyGrid
 from xlatent.core.spectrumset import SpectrumSet
 from xlatent.core.split import split_column
-from xlatent.instrument import ARF, Response
-from xlatent.instrument.family import energy_bins
+from xlatent.instrument import Response
 from xlatent.physics import models as m
 from xlatent.physics import variability as pv
 from xlatent.physics.absorption import DEFAULT_ABUNDANCES
@@ -46,7 +45,6 @@ from xlatent.physics.detect import (
 )
 from xlatent.physics.digest import response_digest, simulation_digest
 from xlatent.physics.observation import check_instrument, date_obs
-from xlatent.physics.pileup import pileup_fraction
 from xlatent.physics.priors import (
     CLASSES,
     COMPONENTS,
@@ -54,11 +52,11 @@ from xlatent.physics.priors import (
     TD_CLASS_COUNTS,
 )
 from xlatent.physics.responses import response_ids, response_label
-from xlatent.physics.spectra import BAND_CODES, PARTICLE_RATE, SKY_RATE
+from xlatent.physics.simulated_rows import SOURCES_PER_OBSID, simulated_meta, write_pha_rows
+from xlatent.physics.spectra import PARTICLE_RATE, SKY_RATE
 
 #: ACIS pixel size (arcsec); BACKSCAL is written in pixels^2 like CIAO region areas.
 ACIS_PIXEL_ARCSEC = 0.492
-SOURCES_PER_OBSID = 20
 INSTRUMENT_COLUMNS = ("detector", "ccd_id", "chip_type", "epoch_year", "theta_arcmin")
 #: Exposure range (s, log-uniform per observation) of ``brightness="counts"``.
 COUNTS_MODE_EXPOSURE_S = (1.0e4, 1.5e5)
@@ -131,6 +129,50 @@ def simulate(
     ``test_fraction``: the share of each class in ``meta["split"] == "test"`` (drawn from
     ``seed``). The same ``seed`` gives the same set, whatever ``chunk_size``.
     """
+    # Every argument, in one block (simulate_blocks gives the same rows in several).
+    blocks = list(_blocks(**locals(), block_rows=None))
+    return blocks[0]
+
+
+def simulate_blocks(
+    n: int, *args: Any, block_rows: int = 20_000, **kwargs: Any
+) -> Iterator[SpectrumSet]:
+    """:func:`simulate`'s set (same arguments) as SpectrumSets of ``block_rows`` rows
+    (rounded up to a multiple of 500, the simulator's slot block): concatenated, they are exactly
+    ``simulate(n, ...)`` (every random stream is drawn row by row in order; the split is drawn
+    from the classes up front), and each carries the set's provenance. Memory is flat in ``n``
+    (apart from a few numbers per spectrum): write the blocks with a
+    :class:`~xlatent.core.SpectrumSetWriter` (``xlatent simulate`` does)."""
+    return _blocks(n, *args, block_rows=block_rows, **kwargs)
+
+
+def _blocks(
+    n: int,
+    seed: int = 0,
+    class_mix: str = "realistic",
+    response: Response | None = None,
+    grid: EnergyGrid | None = None,
+    *,
+    brightness: str = "flux",
+    snr_min: float = SNR_MIN,
+    pileup: bool = True,
+    counts_range: tuple[float, float] = (50.0, 20000.0),
+    exposure_range_s: tuple[float, float] | None = None,
+    backscal_ratio: tuple[float, float] = (20.0, 50.0),
+    src_area_arcsec2: tuple[float, float] | None = None,
+    instrument: dict[str, Any] | None = None,
+    responses: Sequence[Response] | None = None,
+    real_fraction: float = 1.0,
+    td_path: str | Path | None = None,
+    abundances: str = DEFAULT_ABUNDANCES,
+    priors: dict[str, dict[str, Any]] | None = None,
+    chunk_size: int = 2000,
+    n_sub: int = 2,
+    write_pha: str | Path | None = None,
+    test_fraction: float = 0.2,
+    progress: bool = False,
+    block_rows: int | None = None,
+) -> Iterator[SpectrumSet]:
     if n < 1:
         raise ValueError("n must be at least 1")
     if brightness not in ("flux", "counts"):
@@ -168,10 +210,6 @@ def simulate(
         brightness_model(td_path), counts_range, exposure_range_s, backscal_ratio,
         src_area_arcsec2, fixed, snr_min, pileup, streams[4].spawn(-(-n // SLOT_BLOCK)),
     )  # fmt: skip
-    m_bins = grid.n_bins
-    counts, background, expected, eff_area = (np.empty((n, m_bins)) for _ in range(4))
-    fluxes = {k: np.empty((n, 4)) for k in ("flux_abs", "flux_unabs")}
-    fracs = {c: np.empty(n) for c in COMPONENTS}
     prefix = simulation_digest(
         entropy=ss.entropy, n=n, fractions=frac, response=response, grid=grid,
         counts_range=counts_range if brightness == "counts" else None,
@@ -184,30 +222,99 @@ def simulate(
         real_fraction=real_fraction if responses else None,
     )  # fmt: skip
     spec_ids = np.array([f"sim-{prefix}-{i + 1:06d}" for i in range(n)])
+    # Every simulated spectrum is its own source, so the split depends on the classes only
+    # (split_column of the whole meta gives the same): known before any block is drawn.
+    split = split_column(pd.DataFrame({"source_class": classes}), test_fraction, seed)
     writer = None
     if write_pha is not None:
         from xlatent.io.ogip_write import PhaDirWriter
 
         writer = PhaDirWriter(write_pha, response)
-
-    n_chan = np.array([g.n_channels for g in groups])
-    # One width for every response (the usual case): rows of a 2-D view, cheaper to index.
-    width = int(n_chan[0]) if np.all(n_chan == n_chan[0]) else 0
+    provenance = {
+        "n": n, "seed": seed, "class_mix": class_mix, "instrument": fixed,
+        "responses": [] if responses is None else [response_label(r) for r in responses],
+        "real_fraction": real_fraction if responses else 0.0, "abundances": abundances,
+        "brightness": brightness, "snr_min": snr_min if brightness == "flux" else None,
+        "pileup": pileup, "counts_range": list(counts_range) if brightness == "counts" else None,
+        "exposure_range_s": None if exposure_range_s is None else list(exposure_range_s),
+        "test_fraction": test_fraction,
+        "priors": "default" if priors is None or priors is PRIORS else "custom",
+        "spec_id_prefix": f"sim-{prefix}-",
+    }  # fmt: skip
     step = max(1, round(chunk_size / SLOT_BLOCK)) * SLOT_BLOCK  # whole blocks per batch
-    starts = range(0, n, step)
+    # Blocks of whole slot blocks: batches may end at a block's end (batching changes no draw).
+    rows = n if block_rows is None else max(1, -(-block_rows // SLOT_BLOCK)) * SLOT_BLOCK
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        starts = tqdm(starts, total=-(-n // step), desc="simulate", unit="batch")
+        bar = tqdm(total=n, desc="simulate", unit="spectrum")
+    for b0 in range(0, n, rows):
+        b1 = min(b0 + rows, n)
+        block = _block(plan, groups, grid, range(b0, b1, step), b0, b1, step, spec_ids, obs_index,
+                       writer, pha_names, rng_src, rng_bkg, rng_src_in, rng_bkg_in,
+                       rng_src_many, rng_bkg_many, bar)  # fmt: skip
+        src, params, cols, var, arrays = block
+        cols["response_id"] = response_ids(cols, slot_group[b0:b1], groups, response)
+        # The detected sources' photons spread over their intrinsic light curves (drawn, and
+        # applied to their spectra, with each candidate): CSC Gregory-Loredo var_prob_b/index.
+        intrinsic = pv.IntrinsicVariability(**var)
+        broad = grid.band_mask(0.5, 7.0)
+        counts, background, expected, eff_area = arrays["counts"], arrays["background"], \
+            arrays["expected"], arrays["eff_area"]  # fmt: skip
+        var_prob, var_index = pv.observe(intrinsic, counts, expected, background, broad, rng_var)
+        meta = simulated_meta(
+            spec_ids[b0:b1], obs_index[b0:b1], np.arange(b0, b1), classes[b0:b1], cols, src,
+            params, arrays, intrinsic, var_prob, var_index, grid, writer,
+        )  # fmt: skip
+        meta["split"] = split[b0:b1]
+        out = SpectrumSet(
+            grid=grid,
+            counts=counts,
+            background=background,
+            exposure_s=src["exposure_s"],
+            effective_area_cm2=eff_area,
+            meta=meta,
+            expected_counts=expected,
+        )
+        out.update_band_columns()
+        if b0 == 0:  # the first spectrum's response names a fixed one
+            response_name = "family:acis" if response is None else str(cols["response_id"][0])
+        out.add_provenance("simulate", **{**provenance, "response": response_name})
+        if b1 == n and writer is not None:
+            writer.close()
+        yield out
+        # Drop this block's arrays before the next is drawn: one block in memory at a time.
+        del out, block, arrays, counts, background, expected, eff_area, intrinsic, meta, var, src
+    if bar is not None:
+        bar.close()
+
+
+def _block(
+    plan: Plan, groups: list[Any], grid: EnergyGrid, starts: range, b0: int, b1: int, step: int,
+    spec_ids: np.ndarray, obs_index: np.ndarray, writer: Any, pha_names: Any,
+    rng_src: Any, rng_bkg: Any, rng_src_in: Any, rng_bkg_in: Any, rng_src_many: Any,
+    rng_bkg_many: Any, bar: Any,
+) -> tuple[dict[str, np.ndarray], ...]:  # fmt: skip
+    """Slots ``b0:b1`` in batches of ``step``: the per-row parts (source, parameters,
+    columns, light curves) and the (rows, m) arrays, all indexed from ``b0``."""
+    size, m_bins = b1 - b0, grid.n_bins
+    arrays = {key: np.empty((size, m_bins)) for key in ("counts", "background", "expected",
+                                                     "eff_area")}  # fmt: skip
+    fluxes = {key: np.empty((size, 4)) for key in ("flux_abs", "flux_unabs")}
+    fracs = {c: np.empty(size) for c in COMPONENTS}
+    n_chan = np.array([g.n_channels for g in groups])
+    # One width for every response (the usual case): rows of a 2-D view, cheaper to index.
+    width = int(n_chan[0]) if np.all(n_chan == n_chan[0]) else 0
     kept: dict[str, dict[str, np.ndarray]] = {"params": {}, "src": {}, "cols": {}, "var": {}}
     for a in starts:
-        f = fill(plan, a, min(a + step, n))
+        f = fill(plan, a, min(a + step, b1))
         f.cols["date_obs"] = date_obs(f.cols["epoch_year"].astype(np.float64))
         for part in kept:
-            for k, v in getattr(f, part).items():
-                if k not in kept[part]:  # (n,), or (n, N_FINE) for light curves
-                    kept[part][k] = np.empty((n, *v.shape[1:]), dtype=v.dtype)
-                kept[part][k][f.slots] = v
+            for key, v in getattr(f, part).items():
+                if key not in kept[part]:  # (size,), or (size, N_FINE) for light curves
+                    kept[part][key] = np.empty((size, *v.shape[1:]), dtype=v.dtype)
+                kept[part][key][f.slots - b0] = v
         sv = f.src
         g_chunk = sv["gidx"]
         # Out-of-band channels of every source one after the other: one Poisson call per
@@ -223,7 +330,7 @@ def simulate(
             else ([None] * f.slots.size for _ in "sb")
         )
         for gi, (pos, res, area) in sorted(f.models.items()):
-            g, r = groups[gi], a + pos
+            g, r = groups[gi], a - b0 + pos
             fd = g.fold_model(pos, res, area)
             theta = np.nan_to_num(f.cols["theta_arcmin"][pos].astype(float), nan=0.0)
             known = [f.piled.get(p) for p in pos]  # piled at detection
@@ -257,141 +364,24 @@ def simulate(
                 else np.stack([in_bkg[p] for p in pos])
             )
             ratio = sv["ratio"][pos, None]
-            counts[r] = src_obs @ fd.w_grid
-            background[r] = (bkg_obs @ fd.w_grid) / ratio
-            expected[r] = exp_chan @ fd.w_grid
-            eff_area[r] = fd.area_grid
+            arrays["counts"][r] = src_obs @ fd.w_grid
+            arrays["background"][r] = (bkg_obs @ fd.w_grid) / ratio
+            arrays["expected"][r] = exp_chan @ fd.w_grid
+            arrays["eff_area"][r] = fd.area_grid
             for k in fluxes:
                 fluxes[k][r] = fd.res[k] * sv["scale"][pos, None] * m.KEV_TO_ERG
             for c in COMPONENTS:
                 fracs[c][r] = fd.res[f"frac_{c}"]
             if writer is not None:
-                _write_rows(
+                write_pha_rows(
                     writer, r, src_obs, bkg_obs, fd, groups[gi],
-                    pha_names[gi] if pha_names else None, spec_ids=spec_ids,
+                    pha_names[gi] if pha_names else None, spec_ids=spec_ids[b0:b1],
                     exposure_s=kept["src"]["exposure_s"],
                     px2=kept["src"]["area_arcsec2"] / ACIS_PIXEL_ARCSEC**2,
-                    ratio=kept["src"]["ratio"], obsid=90000 + obs_index, cols=kept["cols"],
+                    ratio=kept["src"]["ratio"], obsid=90000 + obs_index[b0:b1], cols=kept["cols"],
                 )  # fmt: skip
 
-    src, params, cols = kept["src"], kept["params"], kept["cols"]
-    cols["response_id"] = response_ids(cols, slot_group, groups, response)
-    # The detected sources' photons spread over their intrinsic light curves (drawn, and
-    # applied to their spectra, with each candidate): CSC Gregory-Loredo var_prob_b/index.
-    intrinsic = pv.IntrinsicVariability(**kept["var"])
-    broad = grid.band_mask(0.5, 7.0)
-    var_prob, var_index = pv.observe(intrinsic, counts, expected, background, broad, rng_var)
-    exposure_s = src["exposure_s"]
-    meta = pd.DataFrame(
-        {
-            "spec_id": spec_ids,
-            "obsid": 90000 + obs_index,
-            "obi": np.zeros(n, dtype=np.int64),
-            "region_id": np.arange(n) % SOURCES_PER_OBSID + 1,
-            "name": "",
-            "object": spec_ids,
-            "source_file": "" if writer is None else [str(writer.pha_path(s)) for s in spec_ids],
-            "instrument": "ACIS",
-            "detector": cols["detector"].astype(str),
-            "ccd_id": cols["ccd_id"].astype(np.int64),
-            "chip_type": cols["chip_type"].astype(str),
-            "epoch_year": cols["epoch_year"].astype(np.float64),
-            "date_obs": cols["date_obs"].astype(str),
-            "theta_arcmin": cols["theta_arcmin"].astype(np.float64),
-            "response_id": cols["response_id"].astype(str),
-            "source_class": classes,
-            "var_prob_b": var_prob,
-            "var_index_b": var_index,
-            "exposure_s": exposure_s,
-            "snr_b": src["snr_b"],
-            "pileup_fraction": pileup_fraction(src["lam"]),
-        }
-    )
-    truth = {
-        "truth_nh_1e22": params["nh_1e22"],
-        "truth_nh_gal_1e22": params["nh_gal_1e22"],
-        "truth_nh_int_1e22": params["nh_int_1e22"],
-    }
-    for name in ("gamma", "kt_kev", "kt2_kev", "kt_in_kev", "kt_bb_kev", "abundance"):
-        truth[f"truth_{name}"] = params[name]
-    for name in ("fe_ka_ew_kev", "fe_ka_sigma_kev", "redshift", "pc_frac", "nh_pc_1e22"):
-        truth[f"truth_{name}"] = params[name]
-    for c in COMPONENTS:
-        truth[f"truth_frac_{c}"] = fracs[c]
-    for j, band in enumerate(BAND_CODES):
-        truth[f"truth_flux_{band}"] = fluxes["flux_abs"][:, j]
-    for j, band in enumerate(BAND_CODES):
-        truth[f"truth_uflux_{band}"] = fluxes["flux_unabs"][:, j]
-    truth["truth_counts_b"] = expected @ grid.band_mask(0.5, 7.0).astype(np.float64)
-    truth["truth_counts_ref_b"] = src["counts_ref_b"]
-    truth["truth_var_model"] = intrinsic.model.astype(str)
-    truth["truth_var_amplitude"] = intrinsic.amplitude
-    truth["truth_backscal_ratio"] = src["ratio"]
-    truth["truth_src_area_arcsec2"] = src["area_arcsec2"]
-    truth["truth_model"] = [
-        "+".join(c for c in COMPONENTS if fracs[c][i] > 0)
-        + ("+feka" if params["fe_ka_ew_kev"][i] > 0 else "")
-        for i in range(n)
-    ]
-    meta = pd.concat([meta, pd.DataFrame(truth)], axis=1)
-    meta["split"] = split_column(meta, test_fraction, seed)
-    out = SpectrumSet(
-        grid=grid,
-        counts=counts,
-        background=background,
-        exposure_s=exposure_s,
-        effective_area_cm2=eff_area,
-        meta=meta,
-        expected_counts=expected,
-    )
-    out.update_band_columns()
-    out.add_provenance(
-        "simulate",
-        n=n,
-        seed=seed,
-        class_mix=class_mix,
-        response="family:acis" if response is None else str(cols["response_id"][0]),
-        instrument=fixed,
-        responses=[] if responses is None else [response_label(r) for r in responses],
-        real_fraction=real_fraction if responses else 0.0,
-        abundances=abundances,
-        brightness=brightness,
-        snr_min=snr_min if brightness == "flux" else None,
-        pileup=pileup,
-        counts_range=list(counts_range) if brightness == "counts" else None,
-        exposure_range_s=None if exposure_range_s is None else list(exposure_range_s),
-        test_fraction=test_fraction,
-        priors="default" if priors is None or priors is PRIORS else "custom",
-        spec_id_prefix=f"sim-{prefix}-",
-    )
-    if writer is not None:
-        writer.close()
-    return out
-
-
-def _write_rows(
-    writer: Any, r: np.ndarray, src_obs: np.ndarray, bkg_obs: np.ndarray, fd: Any, group: Any,
-    names: tuple[str, str | None] | None, *, spec_ids: np.ndarray, exposure_s: np.ndarray,
-    px2: np.ndarray, ratio: np.ndarray, obsid: np.ndarray, cols: dict[str, np.ndarray],
-) -> None:  # fmt: skip
-    """Write one group's spectra of a chunk: family members each with their own ARF, real
-    responses with one shared ARF, one RMF per group (``names``; None: the writer's shared
-    response). BACKSCAL in ACIS pixels^2 (``px2``)."""
-    lo, hi = energy_bins()
-    resp = getattr(group, "response", None)
-    for i, row in enumerate(r):
-        kwargs: dict[str, Any] = {}
-        if names is not None:
-            kwargs["rmf"] = resp.rmf if resp is not None else group.rmf
-            kwargs["rmf_name"] = names[0]
-            if fd.arf_cm2 is not None:
-                kwargs["arf"] = ARF(lo, hi, fd.arf_cm2[i], f"{spec_ids[row]}.arf")
-            elif resp is not None and resp.arf is not None:
-                kwargs["arf"], kwargs["arf_name"] = resp.arf, names[1]
-        extra = {"DETNAM": f"ACIS-{int(cols['ccd_id'][row])}"} if cols["ccd_id"][row] >= 0 else {}
-        if cols["date_obs"][row]:
-            extra["DATE-OBS"] = str(cols["date_obs"][row])
-        writer.write(
-            spec_ids[row], src_obs[i], bkg_obs[i], float(exposure_s[row]), float(px2[row]),
-            float(px2[row] * ratio[row]), obsid=int(obsid[row]), extra=extra, **kwargs,
-        )  # fmt: skip
+        if bar is not None:
+            bar.update(f.slots.size)
+    arrays["fluxes"], arrays["fracs"] = fluxes, fracs  # type: ignore[assignment]
+    return kept["src"], kept["params"], kept["cols"], kept["var"], arrays
