@@ -199,8 +199,12 @@ class SpectralAutoencoder(LatentModel):
         checkpoint_dir: str | Path | None = None,
         resume: bool = False,
         callback: Callback | None = None,
+        *,
+        streaming: bool = False,
+        distributed: bool = False,
     ) -> SpectralAutoencoder:
-        """Train on ``spectrum_set``; returns self.
+        """Train on ``spectrum_set`` or a lazy view (read by blocks, also with ``streaming``;
+        ``distributed``: a torchrun rank; :mod:`~xlatent.model.streaming`); returns self.
 
         ``checkpoint_dir``: write ``train_state.pt`` there after every epoch and the final
         model at the end. ``resume=True`` continues the run found there (same set, same
@@ -210,6 +214,11 @@ class SpectralAutoencoder(LatentModel):
         (:func:`~xlatent.model.preprocess.check_loss_inputs`). Only the fitted attributes
         (``grid_``, ``net_``, ``history_``, ``calibration_``) change, and only on success.
         """
+        if streaming or distributed or not isinstance(spectrum_set, SpectrumSet):
+            from xlatent.model.streaming import fit_streaming
+
+            args = (checkpoint_dir, resume, callback)
+            return fit_streaming(self, spectrum_set, *args, distributed=distributed)
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
         if callback is not None and not callable(callback):

@@ -7,6 +7,10 @@ a progress bar and a per-epoch callback; the best-validation weights are kept. W
 photons) whose latent, decoded through the original's area, must reconstruct the original's
 counts (:mod:`xlatent.model.augment`).
 
+The batches come from a *source*: :class:`MemoryBatches` (the prepared set's tensors, as
+always) or :class:`~xlatent.model.streaming.StreamBatches` (blocks read from a lazy view);
+with a :class:`~xlatent.model.distributed.Dist` of several ranks each rank gets its share.
+
 The resumable state of a run (:class:`TrainState`, ``train_state.pt``) is
 :mod:`xlatent.model.train_state`.
 """
@@ -16,14 +20,16 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from xlatent.model.augment import augment, consistency_ramp, step_generator
 from xlatent.model.checkpoint import TrainingError
+from xlatent.model.distributed import Dist, step_function
 from xlatent.model.network import SpectralTransformerAE, autocast, torch_poisson_deviance
 from xlatent.model.options import TrainConfig
 from xlatent.model.preprocess import Prepared
@@ -38,6 +44,7 @@ __all__ = [
     "STATE_FILE",
     "Callback",
     "Checkpointing",
+    "MemoryBatches",
     "TrainState",
     "Trainer",
     "set_digest",
@@ -46,6 +53,9 @@ __all__ = [
     "validation_size",
 ]
 Callback = Callable[[int, dict[str, float]], None]
+#: One training step's input: (this rank's batch tensors, rows in the global batch, rows of
+#: them this rank holds; a rank with none gets one row of weight 0 so that DDP still syncs).
+Batch = tuple[dict[str, torch.Tensor], int, int]
 
 
 def training_tensors(p: Prepared, dev: torch.device) -> dict[str, torch.Tensor]:
@@ -91,6 +101,31 @@ def split_indices(n: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[:n_val]), np.sort(perm[n_val:])
 
 
+class MemoryBatches:
+    """The batches of a prepared set held in memory (``training_tensors``), in a fresh random
+    order every epoch: the source of a single-process in-memory run."""
+
+    def __init__(self, data: dict[str, torch.Tensor]) -> None:
+        self.data, self.n = data, len(data["feats"])
+        self._train: torch.Tensor | None = None
+
+    def epoch_order(self, train: np.ndarray, gen: torch.Generator) -> torch.Tensor:
+        dev = self.data["feats"].device
+        if self._train is None:
+            self._train = torch.as_tensor(train, device=dev)
+        return self._train[torch.randperm(len(self._train), generator=gen).to(dev)]
+
+    def batches(self, order: torch.Tensor, steps: int, size: int) -> Iterator[Batch]:
+        for k in range(steps):
+            idx = order[k * size : (k + 1) * size]
+            yield {key: v[idx] for key, v in self.data.items()}, len(idx), len(idx)
+
+    def eval_batches(self, rows: np.ndarray, chunk: int = 4096) -> Iterator[dict]:
+        idx = torch.as_tensor(rows, device=self.data["feats"].device)
+        for k in range(0, len(idx), chunk):
+            yield {key: v[idx[k : k + chunk]] for key, v in self.data.items()}
+
+
 class Trainer:
     """Runs the optimisation of ``cfg`` on a network and a prepared set (see module doc)."""
 
@@ -107,6 +142,8 @@ class Trainer:
         self.max_time_s, self.progress, self.callback = max_time_s, progress, callback
         self.history: list[dict[str, float]] = []
         self.steps_per_epoch, self.total_steps = 1, 1
+        # In a DDP step: this rank's (first row, rows, global batch rows), for latent_noise.
+        self.dist, self._share = Dist(device=device), None
 
     def batch_loss(
         self, net: SpectralTransformerAE, data: dict[str, torch.Tensor], idx: torch.Tensor
@@ -123,14 +160,28 @@ class Trainer:
         that many batch standard deviations (the latents returned are the clean ones)."""
         z = net.encode(b["feats"], b["glob"])
         zd = z
-        if self.cfg.latent_noise > 0 and net.training and len(z) > 1:
+        n_all = len(z) if self._share is None else self._share[2]
+        if self.cfg.latent_noise > 0 and net.training and n_all > 1:
             # Scaled by the batch spread (no gradient through it), so the encoder cannot
             # outgrow the noise by inflating the latents: each direction's signal-to-noise
             # is bounded, and the reconstruction decides which directions are worth it.
-            sd = z.detach().float().std(0, keepdim=True)
-            zd = z + self.cfg.latent_noise * sd * torch.randn_like(z)
+            sd, noise = self._batch_noise(z)
+            zd = z + self.cfg.latent_noise * sd * noise
         loss, dev = self.reconstruction_loss(net, zd, b)
         return loss, dev, z
+
+    def _batch_noise(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch standard deviation of the latents, standard normal noise like ``z``); in
+        a DDP step the global batch's spread and this rank's rows of the global draw, as in
+        a single process."""
+        if self._share is None:
+            return z.detach().float().std(0, keepdim=True), torch.randn_like(z)
+        lo, mine, n = self._share
+        zz = z.detach().double()[:mine]
+        s1, s2 = self.dist.sum_tensor(torch.stack([zz.sum(0), (zz**2).sum(0)]))
+        sd = ((s2 - s1**2 / n) / (n - 1)).clamp_min(0).sqrt().float()[None]
+        noise = torch.randn((n, z.shape[1]), dtype=z.dtype, device=z.device)
+        return sd, noise[lo : lo + len(z)]
 
     def reconstruction_loss(
         self, net: SpectralTransformerAE, z: torch.Tensor, b: dict[str, torch.Tensor]
@@ -148,20 +199,19 @@ class Trainer:
         return mse, dev
 
     def step_loss(
-        self, net: SpectralTransformerAE, data: dict[str, torch.Tensor], idx: torch.Tensor,
-        epoch: int, step: int,
-    ) -> torch.Tensor:  # fmt: skip
-        """The training loss of one step: the batch's, plus with ``consistency`` > 0 its
-        augmented copy's reconstruction loss and the weighted consistency term (the copy's
-        latent decoded through the original's area, scored on the original's counts)."""
+        self, net: SpectralTransformerAE, b: dict[str, torch.Tensor], epoch: int, step: int
+    ) -> torch.Tensor:
+        """The training loss of one step on the batch tensors ``b``: the batch's, plus with
+        ``consistency`` > 0 its augmented copy's reconstruction loss and the weighted
+        consistency term (the copy's latent decoded through the original's area, scored on the
+        original's counts)."""
         if self.cfg.consistency == 0:
-            return self.batch_loss(net, data, idx)[0]
+            return self.loss_on(net, b)[0]
         w = self.cfg.consistency * consistency_ramp(
             epoch * self.steps_per_epoch + step, self.total_steps
         )
-        b = {k: v[idx] for k, v in data.items()}
         loss, _, _ = self.loss_on(net, b)
-        gen = step_generator(self.cfg.seed, epoch, step, idx.device)
+        gen = step_generator(self.cfg.seed, epoch, step, b["feats"].device)
         with torch.no_grad():
             copy_batch = augment(b, gen, self.cfg.augment)
         loss_copy, _, z_copy = self.loss_on(net, copy_batch)
@@ -169,36 +219,39 @@ class Trainer:
         return loss + loss_copy + w * cross
 
     def eval_deviance(
-        self, net: SpectralTransformerAE, data: dict, idx: torch.Tensor, chunk: int = 4096
+        self, net: SpectralTransformerAE, source: Any, rows: np.ndarray, dist: Dist
     ) -> float:
-        """Mean deviance per bin of the spectra ``idx`` (the network left in train mode)."""
+        """Mean deviance per bin of the spectra ``rows`` of ``source``, summed over ranks (each
+        evaluates its share); the network is left in train mode."""
         net.eval()
         total = 0.0
         with torch.inference_mode():
-            for k in range(0, len(idx), chunk):
+            for b in source.eval_batches(rows):
                 with autocast(self.device):
-                    _, d = self.batch_loss(net, data, idx[k : k + chunk])
+                    _, d, _ = self.loss_on(net, b)
                 total += float(d.sum())
         net.train()
-        return total / max(len(idx), 1)
+        total = dist.sum([total])[0]
+        return total / max(len(rows), 1)
 
     def run(
         self,
         net: SpectralTransformerAE,
-        data: dict[str, torch.Tensor],
+        data: dict[str, torch.Tensor] | Any,
         *,
         state: TrainState | None = None,
         checkpoint: Checkpointing | None = None,
+        dist: Dist | None = None,
     ) -> list[dict[str, float]]:
-        """Train ``net`` (from ``state`` when resuming); leaves it in eval mode with the
-        best-validation weights and returns the history (one record per epoch)."""
+        """Train ``net`` (from ``state`` when resuming) on ``data``, the tensors of
+        :func:`training_tensors` or a batch source (module doc); leaves it in eval mode with
+        the best-validation weights and returns the history (one record per epoch)."""
         cfg, dev = self.cfg, self.device
-        n = len(data["feats"])
-        val_np, train_np = split_indices(n, cfg)
+        dist = self.dist = dist or Dist(device=dev)
+        source = MemoryBatches(data) if isinstance(data, dict) else data
+        val_np, train_np = split_indices(source.n, cfg)
         n_val = len(val_np)
-        val_idx = torch.as_tensor(val_np, device=dev)
-        train_idx = torch.as_tensor(train_np, device=dev)
-        steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
+        steps_per_epoch = math.ceil(len(train_np) / cfg.batch_size)
         total = max(cfg.epochs * steps_per_epoch, 1)
         self.steps_per_epoch, self.total_steps = steps_per_epoch, total
         warm = max(1, int(cfg.warmup_frac * total))
@@ -226,8 +279,9 @@ class Trainer:
             self.history = list(state.history)
             finished = state.finished
 
+        step = step_function(net, self.step_loss, dist)
         bar = None
-        if self.progress and not finished:
+        if self.progress and not finished and dist.main:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.epochs, initial=start_epoch, desc="train", unit="epoch")
@@ -237,15 +291,22 @@ class Trainer:
                     break
                 t0 = time.perf_counter()
                 net.train()
-                order = train_idx[torch.randperm(len(train_idx), generator=gen).to(dev)]
+                order = source.epoch_order(train_np, gen)
                 tot_loss, tot_n = 0.0, 0
-                for k in range(steps_per_epoch):
-                    idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
+                batches = source.batches(order, steps_per_epoch, cfg.batch_size)
+                for k, (b, n_batch, n_mine) in enumerate(batches):
+                    if dist.world > 1:
+                        self._share = (dist.shard(n_batch)[0], n_mine, n_batch)
                     with autocast(dev):
-                        loss = self.step_loss(net, data, idx, epoch, k)
-                    if not torch.isfinite(loss):
+                        loss = step(b, epoch, k)
+                    value = loss.item()
+                    if dist.world > 1:  # every rank sees the global value, so all stop together
+                        value = dist.sum([value * n_mine])[0] / n_batch
+                        # DDP averages over ranks: this makes it the global batch's mean.
+                        loss = loss * (n_mine * dist.world / n_batch)
+                    if not math.isfinite(value):
                         raise TrainingError(
-                            f"training loss became {loss.item()} at epoch {epoch + 1}, step "
+                            f"training loss became {value} at epoch {epoch + 1}, step "
                             f"{k + 1}; check the inputs or lower lr (now {cfg.lr:g})"
                         )
                     opt.zero_grad(set_to_none=True)
@@ -253,10 +314,10 @@ class Trainer:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                     opt.step()
                     sched.step()
-                    tot_loss += loss.item() * len(idx)
-                    tot_n += len(idx)
+                    tot_loss += value * n_batch
+                    tot_n += n_batch
                 train_loss = tot_loss / tot_n
-                val_dev = self.eval_deviance(net, data, val_idx if n_val else train_idx)
+                val_dev = self.eval_deviance(net, source, val_np if n_val else train_np, dist)
                 if not math.isfinite(val_dev):
                     raise TrainingError(
                         f"validation deviance became {val_dev} at epoch {epoch + 1}"
@@ -278,8 +339,9 @@ class Trainer:
                 stop = bad >= cfg.patience or (
                     self.max_time_s is not None and elapsed >= self.max_time_s
                 )
+                stop = dist.sum([float(stop)])[0] > 0  # clocks differ between ranks
                 finished = stop or epoch + 1 == cfg.epochs
-                if checkpoint is not None:
+                if checkpoint is not None and dist.main:
                     TrainState(
                         header=checkpoint.header, set_digest=checkpoint.digest,
                         model=net.state_dict(), optimizer=opt.state_dict(),
@@ -291,11 +353,12 @@ class Trainer:
                 if bar is not None:
                     bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_dev:.4g}")
                     bar.update(1)
-                if self.callback is not None:
+                if self.callback is not None and dist.main:
                     self.callback(epoch + 1, record)
                 if stop:
                     break
         finally:
+            self._share = None
             if bar is not None:
                 bar.close()
         net.load_state_dict(best_state)
