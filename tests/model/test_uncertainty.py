@@ -211,3 +211,30 @@ def test_cli_encode_writes_errors_and_ood(fitted: tuple, tmp_path: Path) -> None
     assert code != 0 and "--error-draws" in out
     code, out = run("encode", "--help")
     assert "--error-draws" in out
+
+
+def test_ood_reference_adds_the_training_rows_the_density_left_out(
+    fitted: tuple, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The threshold's reference: validation spectra plus the training rows the mixture was
+    not fitted on (1% of a few hundred validation spectra alone is too noisy)."""
+    from xlatent.model import calibration
+
+    model, _ = fitted
+    train, val = (
+        toy_spectrum_set(500, seed=31, grid=GRID),
+        toy_spectrum_set(100, seed=32, grid=GRID),
+    )
+    assert calibration.fit_calibration(model, train, val).n_reference == 100  # all in the mixture
+    monkeypatch.setattr(calibration, "MAX_DENSITY_SPECTRA", 200)
+    cal = calibration.fit_calibration(model, train, val)
+    assert cal.n_reference == 100 + 300
+    model.calibration_, saved = cal, model.calibration_
+    try:
+        score = np.concatenate([model.encode(x, 0).ood_score for x in (train, val)])
+    finally:
+        model.calibration_ = saved
+    # 1% of the 400 reference spectra, and at most the 200 mixture rows besides, lie above.
+    assert 4 <= (score > cal.threshold).sum() <= 4 + 200
+    cal.save(tmp_path)
+    assert calibration.read_calibration(tmp_path, model.latent_dim).n_reference == 400

@@ -8,7 +8,8 @@ encoded with their errors; per spectrum and dimension r = (z1 - z2) / sqrt(e1^2 
 0.60-0.76), overall, per latent dimension and per count quintile.
 
 OOD: the share of scored spectra with ``ood_flag`` (the model's threshold flags 1% of its
-validation spectra), per count quintile, and the most unusual spectra for the report.
+reference spectra: validation split and training rows left out of the density mixture), per
+count quintile, and the most unusual spectra for the report.
 """
 
 from __future__ import annotations

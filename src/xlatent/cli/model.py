@@ -169,7 +169,8 @@ def _say_calibration(fitted: Any) -> None:
     if cal is not None:
         typer.echo(
             f"calibration ({cal.n_validation} validation spectra): latent error scale "
-            f"{cal.error_scale:.3f}, OOD threshold {cal.threshold:.3f} (flags 1% of them)"
+            f"{cal.error_scale:.3f}, OOD threshold {cal.threshold:.3f} (flags 1% of "
+            f"{cal.n_reference or cal.n_validation} reference spectra)"
         )
 
 

@@ -24,7 +24,6 @@ uninterrupted one on CPU). The network is :mod:`xlatent.model.network`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -32,12 +31,12 @@ import numpy as np
 import torch
 
 from xlatent.core import EnergyGrid, SpectrumSet
+from xlatent.model import inference
 from xlatent.model.base import LatentModel
 from xlatent.model.calibration import calibrate, read_calibration
 from xlatent.model.checkpoint import (
     HEADER_FILE,
     CheckpointError,
-    check_grid,
     check_header,
     check_recipe,
     check_state_dict,
@@ -49,12 +48,12 @@ from xlatent.model.checkpoint import (
     write_header,
     write_training_ids,
 )
-from xlatent.model.network import SpectralTransformerAE, autocast, resolve_device
+from xlatent.model.inference import DEFAULT_BATCH
+from xlatent.model.network import SpectralTransformerAE, resolve_device
 from xlatent.model.options import (
     RUN_OPTIONS,
     TRAIN_OPTIONS,
     ArchConfig,
-    Opt,
     TrainConfig,
     check_arch,
     check_device,
@@ -256,52 +255,20 @@ class SpectralAutoencoder(LatentModel):
         return self
 
     # ---------------------------------------------------------------- inference
-    def _forward_chunks(
-        self, s: SpectrumSet, fn: Callable[[SpectralTransformerAE, dict], torch.Tensor],
-        batch_size: int,
-    ) -> np.ndarray:  # fmt: skip
-        grid, net = self._fitted("grid_", "net_")
-        check_grid({"grid_edges_kev": grid.edges_kev}, s.grid, "model")
-        dev = next(net.parameters()).device
-        prep = prepare(s)
-        out = []
-        net.eval()
-        with torch.inference_mode():
-            for k in range(0, len(s), batch_size):
-                sl = slice(k, k + batch_size)
-                batch = {
-                    "feats": torch.as_tensor(prep.features[sl], dtype=torch.float32, device=dev),
-                    "glob": torch.as_tensor(
-                        prep.global_features[sl], dtype=torch.float32, device=dev
-                    ),
-                    "log_area": torch.as_tensor(prep.log_area[sl], dtype=torch.float32, device=dev),
-                    "amp": prep.amplitude[sl],
-                }
-                with autocast(dev):
-                    out.append(fn(net, batch))
-        return np.concatenate(out) if out else np.zeros((0, 0))
-
-    def transform(self, spectrum_set: SpectrumSet, batch_size: int = 512) -> np.ndarray:
+    def transform(self, spectrum_set: SpectrumSet, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         """Latent vectors, (n, latent_dim) float64."""
-        batch_size = Opt("int", lo=1).check("batch_size", batch_size)
+        return inference.transform(self, spectrum_set, batch_size)
 
-        def enc(net: SpectralTransformerAE, b: dict) -> np.ndarray:
-            return net.encode(b["feats"], b["glob"]).float().cpu().numpy().astype(np.float64)
-
-        z = self._forward_chunks(spectrum_set, enc, batch_size)
-        return z.reshape(len(spectrum_set), self.latent_dim)
-
-    def reconstruct(self, spectrum_set: SpectrumSet, batch_size: int = 512) -> np.ndarray:
+    def reconstruct(self, spectrum_set: SpectrumSet, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         """Expected *source* counts per bin (n, m): amplitude times the decoded shape."""
-        batch_size = Opt("int", lo=1).check("batch_size", batch_size)
+        return inference.reconstruct(self, spectrum_set, batch_size)
 
-        def rec(net: SpectralTransformerAE, b: dict) -> np.ndarray:
-            z = net.encode(b["feats"], b["glob"]).float()
-            p = torch.exp(net.log_shape(z, b["log_area"])).double().cpu().numpy()
-            return p * b["amp"][:, None]
-
-        out = self._forward_chunks(spectrum_set, rec, batch_size)
-        return out.reshape(len(spectrum_set), spectrum_set.grid.n_bins)
+    def encode_and_reconstruct(
+        self, spectrum_set: SpectrumSet, batch_size: int = DEFAULT_BATCH
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(latents, reconstruction) from one encoder pass: bit for bit ``transform`` and
+        ``reconstruct`` (same batches), at the cost of one of them."""
+        return inference.encode_and_reconstruct(self, spectrum_set, batch_size)
 
     def decode(
         self, latents: np.ndarray, effective_area_cm2: np.ndarray | None = None

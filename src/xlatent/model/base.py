@@ -62,6 +62,14 @@ class LatentModel(Params):
     def reconstruct(self, spectrum_set: SpectrumSet) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
+    def transform(self, spectrum_set: SpectrumSet) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def encode_and_reconstruct(self, spectrum_set: SpectrumSet) -> tuple[np.ndarray, np.ndarray]:
+        """(latents, reconstruction); a model whose reconstruction encodes again overrides
+        this to encode once."""
+        return self.transform(spectrum_set), self.reconstruct(spectrum_set)
+
     def deviance(self, spectrum_set: SpectrumSet) -> np.ndarray:
         """Per-spectrum Poisson deviance of the counts given reconstruction + background."""
         recon = self.reconstruct(spectrum_set)

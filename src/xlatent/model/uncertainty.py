@@ -30,6 +30,7 @@ __all__ = [
     "Encoded",
     "deviance_moments",
     "deviance_zscore",
+    "encode_and_reconstruct",
     "encode_with_errors",
     "resampled_set",
 ]
@@ -110,6 +111,15 @@ def _draw(
     return rng.poisson(np.repeat(lam, n_draws, axis=0)).astype(np.float64)
 
 
+def encode_and_reconstruct(model: Any, s: SpectrumSet) -> tuple[np.ndarray, np.ndarray]:
+    """(latents, reconstruction) of ``s``: the model's single-pass
+    ``encode_and_reconstruct`` when it has one, else ``transform`` and ``reconstruct``."""
+    both = getattr(model, "encode_and_reconstruct", None)
+    if both is not None:
+        return both(s)
+    return model.transform(s), model.reconstruct(s)
+
+
 def encode_with_errors(
     model: Any,
     s: SpectrumSet,
@@ -122,7 +132,8 @@ def encode_with_errors(
     """Latents, their errors (``n_draws`` Poisson redraws each; none when 0), and the
     deviance of each spectrum's counts against its reconstruction with its z-score.
 
-    ``model``: a fitted latent model (``transform`` and ``reconstruct``), with its
+    ``model``: a fitted latent model (``transform`` and ``reconstruct``, or
+    ``encode_and_reconstruct``: one encoder pass for both), with its
     ``calibration_`` when it has one (error scale, OOD score and threshold). ``scale``
     multiplies the raw spread (default: the calibration's, else 1). ``method``: ``"parametric"``
     (Poisson(N p + B), default) or ``"observed"`` (Poisson(counts)). Reproducible from
@@ -142,8 +153,8 @@ def encode_with_errors(
     zs, errs, devs, dzs = [], [], [], []
     for k in range(0, len(s), step):
         part = s[k : k + step] if len(s) > step else s
-        z = model.transform(part)
-        mu = model.reconstruct(part) + part.background
+        z, recon = encode_and_reconstruct(model, part)
+        mu = recon + part.background
         dev, dz = deviance_zscore(part.counts, mu)
         zs.append(z)
         devs.append(dev)

@@ -47,9 +47,10 @@ def errors_and_ood(m: dict[str, Any]) -> str:
                 f"<p><b>Out-of-distribution score</b> (<code>ood_score</code>): the larger of "
                 "the reconstruction deviance's z-score against what the spectrum's counts "
                 "predict and the latent's negative log density under a Gaussian mixture of the "
-                "training latents, each standardised against validation spectra of similar "
+                "training latents, each standardised against reference spectra of similar "
                 f"counts. The threshold ({_fmt(o.get('threshold'))}) flags "
-                f"{_fmt(100 * (o.get('target_flag_rate') or 0), 1)}% of the validation spectra; "
+                f"{_fmt(100 * (o.get('target_flag_rate') or 0), 1)}% of the reference spectra "
+                "(the validation split and the training rows left out of the mixture); "
                 f"it flags <b>{_fmt(o.get('n_flagged'))}</b> of the {_fmt(o.get('n_scored'))} "
                 f"scored spectra ({_fmt(100 * (o.get('flag_rate') or 0), 2)}%).</p>"
             )
