@@ -106,8 +106,10 @@ def flares(
     rise_s = 0.2 * decay_s[:, None, None]
     t = ((np.arange(N_FINE) + 0.5) / N_FINE)[None, None, :] * exposure_s[:, None, None]
     dt = t - t0[:, :, None]
+    # np.where evaluates both branches: the maximum keeps exp() from overflowing where the
+    # rise branch is the one used (same values where the decay branch is).
     prof = np.where(dt < rise_s, np.clip(dt / rise_s, 0.0, None),
-                    np.exp(-(dt - rise_s) / decay_s[:, None, None]))  # fmt: skip
+                    np.exp(-np.maximum(dt - rise_s, 0.0) / decay_s[:, None, None]))  # fmt: skip
     return (amp[:, :, None] * prof).sum(axis=1)
 
 
