@@ -104,8 +104,11 @@ class SpectrumSetWriter:
         self._ds: dict[str, h5py.Dataset] = {}
         self._columns: list[str] | None = None
         self._has_truth: bool | None = None
-        # 64-bit hashes of the spec_ids written (8 B a spectrum, not a Python string each).
-        self._hashes = np.zeros(0, dtype=np.uint64)
+        # 64-bit hashes of the spec_ids written (not a Python string each): a set for the
+        # per-block check (np.isin against every hash so far made writing quadratic in the
+        # number of blocks), the arrays for finding the rows of a match.
+        self._hash_set: set[int] = set()
+        self._hash_parts: list[np.ndarray] = []
 
     # --------------------------------------------------------------------- blocks
     def append(self, block: Any) -> None:
@@ -144,16 +147,18 @@ class SpectrumSetWriter:
             for col in self._columns or []:
                 check()
                 self._append_column(col, block.meta[col])
-            self._hashes = np.concatenate([self._hashes, hashes])
+            self._hash_set.update(hashes.tolist())
+            self._hash_parts.append(hashes)
             self.n += k
 
     def _seen_problem(self, ids: pd.Series, hashes: np.ndarray) -> str | None:
         """A spec_id of this block already written, described, or None (hash matches are
         confirmed against the ids in the file)."""
-        hit = np.isin(hashes, self._hashes)
+        seen = self._hash_set
+        hit = np.fromiter((h in seen for h in hashes.tolist()), dtype=bool, count=len(hashes))
         if not hit.any():
             return None
-        rows = np.flatnonzero(np.isin(self._hashes, hashes[hit]))
+        rows = np.flatnonzero(np.isin(np.concatenate(self._hash_parts), hashes[hit]))
         written = set(self._f["meta"][_key("spec_id")].asstr()[rows])
         seen = ids[hit & ids.isin(written).to_numpy()]
         return f"spec_id {seen.iloc[0]!r} appears more than once" if len(seen) else None
