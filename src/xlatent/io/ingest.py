@@ -19,6 +19,7 @@ import numpy as np
 
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
 from xlatent.core.parallel import check_workers, default_workers, ordered_map
+from xlatent.core.spectrumset_view import summary_text
 from xlatent.io.combine import combine_by
 from xlatent.io.discover import discover
 from xlatent.io.grid_mapper import GridMapper
@@ -148,7 +149,13 @@ def ingest_to_file(
                 ))  # fmt: skip
                 exposure.append(arr[2])
                 a += n
-    text = _summary(whole, np.concatenate(exposure), p.has_truth)
+    text = summary_text(
+        repr(whole),
+        np.concatenate(exposure),
+        whole.meta["net_counts_b"].to_numpy(),
+        whole.meta,
+        p.has_truth,
+    )
     return IngestFileResult(out, len(whole), p.skipped, text)
 
 
@@ -208,24 +215,6 @@ def _meta_set(p: Plan, grid: EnergyGrid) -> SpectrumSet:
         effective_area_cm2=zeros, meta=p.meta, provenance=p.provenance,
         expected_counts=zeros if p.has_truth else None,
     )  # fmt: skip
-
-
-def _summary(s: SpectrumSet, exposure: np.ndarray, has_truth: bool) -> str:
-    """:meth:`SpectrumSet.summary` from meta and exposures (the arrays are on disk)."""
-    net_b = s.meta["net_counts_b"].to_numpy()
-    lines = [
-        f"<SpectrumSet: {len(s)} spectra on {s.grid!r}>",
-        f"  exposure: {np.median(exposure):.4g} s median",
-        f"  broad-band (0.5-7 keV) net counts: median {np.median(net_b):.4g}, "
-        f"range {net_b.min():.4g}-{net_b.max():.4g}",
-    ]
-    classes = s.meta["source_class"].replace("", np.nan).dropna()
-    if len(classes):
-        counts = classes.value_counts()
-        lines.append("  classes: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    if has_truth:
-        lines.append("  simulator truth present (expected_counts, truth_* columns)")
-    return "\n".join(lines)
 
 
 def read_spectra(
