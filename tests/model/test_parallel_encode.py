@@ -80,3 +80,20 @@ def test_cli_encode_workers(set_path: Path, tmp_path: Path) -> None:
     s = SpectrumSet.read_hdf5(set_path)
     want = load_model(None).encode_catalog(s, n_draws=2, seed=0)
     pd.testing.assert_frame_equal(read_latents(out), want, check_exact=True)
+
+
+def test_a_set_rewritten_at_the_same_path_is_read_again(tmp_path: Path) -> None:
+    """The per-process view cache must not serve the old file's rows after it is replaced."""
+    path = tmp_path / "s.h5"
+    opts = {"n_draws": 0, "block_rows": BLOCK, "progress": False, "workers": 1}
+    simulate(150, seed=1).write(path)
+    first = read_latents(encode_to_file(path, tmp_path / "a.parquet", **opts).path)
+    new = simulate(150, seed=2)
+    new.write(path)
+    second = read_latents(encode_to_file(path, tmp_path / "b.parquet", **opts).path)
+    assert list(second["spec_id"]) == list(new.meta["spec_id"])
+    assert list(first["spec_id"]) != list(second["spec_id"])
+    lat = [c for c in second.columns if c.startswith("latent_") and not c.endswith("_err")]
+    # Against the new file read whole (the file stores the area as float32).
+    expected = load_model(None).encode_catalog(SpectrumSet.read_hdf5(path), n_draws=0)
+    assert np.array_equal(second[lat].to_numpy(), expected[lat].to_numpy())

@@ -52,26 +52,41 @@ def checked_rows(path: str | Path) -> int:
         return len(view)
 
 
-_MODELS: dict[str, Any] = {}
-_VIEWS: dict[str, Any] = {}
+#: One open view and one loaded model per process (a Dask worker encodes many blocks of the
+#: same file with the same model), each kept with the stamp of what it was made from.
+_CACHE: dict[str, tuple[tuple, Any]] = {}
+
+
+def _stamp(path: str | None) -> tuple:
+    """What tells one version of a file or model directory from the next: a set rewritten at
+    the same path, or a model saved again into its directory, gets a new stamp (a rename into a
+    directory changes its mtime)."""
+    if path is None:
+        return (None,)
+    st = Path(path).stat()
+    return (path, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _cached(kind: str, path: str | None, make: Any) -> Any:
+    stamp = _stamp(path)
+    hit = _CACHE.get(kind)
+    if hit is None or hit[0] != stamp:
+        if hit is not None and hasattr(hit[1], "close"):
+            hit[1].close()
+        _CACHE[kind] = (stamp, make())
+    return _CACHE[kind][1]
 
 
 def read_rows(path: str | Path, a: int, b: int) -> SpectrumSet:
     """Rows ``a:b`` of a SpectrumSet file: the lazy view's slice (one view per process)."""
-    key = str(path)
-    if key not in _VIEWS:
-        _VIEWS[key] = SpectrumSet.open(path)
-    return _VIEWS[key][a:b]
+    return _cached("view", str(path), lambda: SpectrumSet.open(path))[a:b]
 
 
 def load_cached(model_dir: str | None) -> Any:
     """The model in ``model_dir`` (None: the pretrained one), loaded once per process."""
-    key = str(model_dir)
-    if key not in _MODELS:
-        from xlatent.model import load_model
+    from xlatent.model import load_model
 
-        _MODELS[key] = load_model(model_dir)
-    return _MODELS[key]
+    return _cached("model", model_dir, lambda: load_model(model_dir))
 
 
 def encode_block(
@@ -117,17 +132,15 @@ def encode_to_file(
 
     set_path, out = Path(set_path), Path(out)
     n = checked_rows(set_path)  # once here: the blocks are read without re-checking the file
-    model = load_cached(None if model_dir is None else str(model_dir))
+    mdir = None if model_dir is None else str(Path(model_dir).resolve())
+    model = load_cached(mdir)  # in this process: the tasks run here reuse it
     bounds = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)] or [(0, 0)]
     workers = default_workers() if workers is None else workers
     if scheduler is None and len(bounds) < 2:
         workers = 1
     local = workers == 1 and scheduler is None
-    mdir = None if model_dir is None else str(Path(model_dir).resolve())
     path = str(set_path.resolve())
     tasks = [(path, mdir, a, b, i, n_draws, seed, not local) for i, (a, b) in enumerate(bounds)]
-    if local:  # this process's model, already loaded
-        _MODELS[str(mdir)] = model
     frames = ordered_map(encode_block, tasks, workers, scheduler)
     flagged = 0 if getattr(model, "calibration_", None) is not None else None
     from tqdm.auto import tqdm
