@@ -213,11 +213,6 @@ class SpectralAutoencoder(LatentModel):
         (:func:`~xlatent.model.preprocess.check_loss_inputs`). Only the fitted attributes
         (``grid_``, ``net_``, ``history_``, ``calibration_``) change, and only on success.
         """
-        if streaming or distributed or not isinstance(spectrum_set, SpectrumSet):
-            from xlatent.model.streaming import fit_streaming
-
-            args = (checkpoint_dir, resume, callback)
-            return fit_streaming(self, spectrum_set, *args, distributed=distributed)
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
         if callback is not None and not callable(callback):
@@ -225,6 +220,11 @@ class SpectralAutoencoder(LatentModel):
         cfg = self.train_cfg
         check_loss_inputs(spectrum_set, cfg.loss)
         validation_size(len(spectrum_set), cfg.val_fraction)
+        if streaming or distributed or not isinstance(spectrum_set, SpectrumSet):
+            from xlatent.model.streaming import fit_streaming
+
+            args = (checkpoint_dir, resume, callback)
+            return fit_streaming(self, spectrum_set, *args, distributed=distributed)
         dev = resolve_device(self.device)
         if self.num_threads:
             torch.set_num_threads(self.num_threads)

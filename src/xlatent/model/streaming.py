@@ -35,7 +35,7 @@ from xlatent.core import EnergyGrid, SpectrumSet
 from xlatent.model.calibration import MIN_CALIBRATION_SPECTRA, Calibration, fit_calibration
 from xlatent.model.distributed import Dist, init_distributed
 from xlatent.model.network import SpectralTransformerAE, resolve_device
-from xlatent.model.preprocess import check_loss_inputs, prepare
+from xlatent.model.preprocess import prepare
 from xlatent.model.training import (
     STATE_FILE,
     Batch,
@@ -45,7 +45,6 @@ from xlatent.model.training import (
     TrainState,
     split_indices,
     training_tensors,
-    validation_size,
 )
 
 __all__ = ["BLOCK_ROWS", "Rows", "RowSource", "StreamBatches", "fit_streaming", "read_rows"]
@@ -184,14 +183,9 @@ def fit_streaming(
 ) -> Any:  # fmt: skip
     """Fit ``model`` (a SpectralAutoencoder) on a row source, block by block; with
     ``distributed`` as one rank of a torchrun job. Same options, checks, checkpoints and
-    fitted attributes as ``fit``; in a distributed run only rank 0 writes."""
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
-    if callback is not None and not callable(callback):
-        raise ValueError("callback must be callable")
+    fitted attributes as ``fit``, which checks the arguments before calling this; in a
+    distributed run only rank 0 writes."""
     cfg = model.train_cfg
-    check_loss_inputs(src, cfg.loss)
-    validation_size(len(src), cfg.val_fraction)
     dist = init_distributed(model.device) if distributed else None
     try:
         dev = dist.device if dist else resolve_device(model.device)
