@@ -190,22 +190,27 @@ EDITS: dict[str, tuple[Callable[[h5py.File], None], type, str]] = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", list(EDITS))
-def test_hand_edited_file_is_refused_naming_file_and_reason(kind, pristine, tmp_path) -> None:
+def _refuses_hand_edit(kind: str, pristine: Path, tmp_path: Path, read) -> None:
+    """``read`` of a hand-edited copy: refused by the seal, then, re-sealed (as a tool that
+    forges it would), by the content checks with a one-line message naming file and reason."""
     edit, error, phrase = EDITS[kind]
     path = tmp_path / "set.h5"
     shutil.copy(pristine, path)
     with h5py.File(path, "r+") as f:
         edit(f)
     with pytest.raises(InputError, match="changed outside xlatent"):
-        SpectrumSet.read(path)
-    # Past the seal (re-sealed, as a tool that forges it would), the content checks name it.
+        read(path)
     seal.seal(path)
     with pytest.raises(error) as info:
-        SpectrumSet.read(path)
+        read(path)
     msg = str(info.value)
     assert str(path) in msg and "\n" not in msg
     assert phrase in msg
+
+
+@pytest.mark.parametrize("kind", list(EDITS))
+def test_hand_edited_file_is_refused_naming_file_and_reason(kind, pristine, tmp_path) -> None:
+    _refuses_hand_edit(kind, pristine, tmp_path, SpectrumSet.read)
 
 
 def _read_through_view(path: Path) -> None:
@@ -218,19 +223,7 @@ def _read_through_view(path: Path) -> None:
 @pytest.mark.parametrize("kind", list(EDITS))
 def test_hand_edited_file_is_refused_by_open(kind, pristine, tmp_path) -> None:
     """The same refusals through SpectrumSet.open: when it opens, or when the rows are read."""
-    edit, error, phrase = EDITS[kind]
-    path = tmp_path / "set.h5"
-    shutil.copy(pristine, path)
-    with h5py.File(path, "r+") as f:
-        edit(f)
-    with pytest.raises(InputError, match="changed outside xlatent"):
-        SpectrumSet.open(path)
-    seal.seal(path)
-    with pytest.raises(error) as info:
-        _read_through_view(path)
-    msg = str(info.value)
-    assert str(path) in msg and "\n" not in msg
-    assert phrase in msg
+    _refuses_hand_edit(kind, pristine, tmp_path, _read_through_view)
 
 
 def _truncated(size: int) -> list[int]:
