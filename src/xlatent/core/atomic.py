@@ -133,12 +133,18 @@ def deferred_interrupt() -> Iterator[Callable[[], None]]:
     swallow it. A second SIGINT raises at once. On leaving, the previous handler is restored
     and a pending interrupt is raised. Outside the main thread, or when SIGINT is not handled
     by Python's default handler (ignored, or a custom handler), nothing changes and ``check``
-    does nothing.
+    does nothing. Nested inside another ``deferred_interrupt`` it shares the outer one's flag
+    (its ``check`` raises a pending interrupt; the outer block restores the handler).
     """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    current = signal.getsignal(signal.SIGINT)
+    outer_check = getattr(current, "xlatent_check", None)
+    if outer_check is not None:  # nested: the outer block's flag and checkpoints serve
+        yield outer_check
+        return
+    if current is not signal.default_int_handler:
         yield lambda: None
         return
     pending = [False]
@@ -153,6 +159,7 @@ def deferred_interrupt() -> Iterator[Callable[[], None]]:
             pending[0] = False
             raise KeyboardInterrupt
 
+    handler.xlatent_check = check  # type: ignore[attr-defined]
     signal.signal(signal.SIGINT, handler)
     try:
         yield check

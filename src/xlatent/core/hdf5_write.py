@@ -89,15 +89,18 @@ class SpectrumSetWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.path)
         self._tmp = self.path.parent / temp_name(self.path)
-        # "x": create, never overwrite (the name is fresh and random).
-        self._f = h5py.File(self._tmp, "x", libver=_LIBVER, userblock_size=seal.USERBLOCK_BYTES)
         try:
-            f = self._f
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["xlatent_version"] = __version__
-            f.attrs["provenance"] = json.dumps(list(provenance or []), default=str)
-            f.create_dataset("energy_edges_kev", data=grid.edges_kev, fletcher32=True)
+            # Deferred: Ctrl-C inside h5py's callbacks would be printed and lost.
+            with deferred_interrupt():
+                # "x": create, never overwrite (the name is fresh and random).
+                f = self._f = h5py.File(
+                    self._tmp, "x", libver=_LIBVER, userblock_size=seal.USERBLOCK_BYTES
+                )
+                f.attrs["format"] = FORMAT_NAME
+                f.attrs["schema_version"] = SCHEMA_VERSION
+                f.attrs["xlatent_version"] = __version__
+                f.attrs["provenance"] = json.dumps(list(provenance or []), default=str)
+                f.create_dataset("energy_edges_kev", data=grid.edges_kev, fletcher32=True)
         except BaseException:
             self.abort()
             raise
@@ -113,6 +116,12 @@ class SpectrumSetWriter:
     # --------------------------------------------------------------------- blocks
     def append(self, block: Any) -> None:
         """Append the rows of ``block`` (a SpectrumSet on the writer's grid)."""
+        # Deferred from the first check on: a Ctrl-C while values are checked could
+        # otherwise land in an h5py callback and be lost.
+        with deferred_interrupt():
+            self._append(block)
+
+    def _append(self, block: Any) -> None:
         if self._done:
             raise ValueError(f"{self.path}: the writer is closed")
         if block.grid != self.grid:
@@ -282,7 +291,9 @@ class SpectrumSetWriter:
 
 def write(s: Any, path: str | Path) -> Path:
     """Write the set ``s`` to ``path`` in one block (see :meth:`SpectrumSet.write`)."""
-    with SpectrumSetWriter(path, s.grid, s.provenance) as w:
+    # One deferred region over the whole write: a Ctrl-C between the writer's own deferred
+    # steps (while it checks the values) would otherwise land wherever Python happened to be.
+    with deferred_interrupt(), SpectrumSetWriter(path, s.grid, s.provenance) as w:
         w.append(s)
     return w.path
 
