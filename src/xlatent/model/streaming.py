@@ -3,7 +3,9 @@
 :func:`fit_streaming` is :meth:`SpectralAutoencoder.fit` for a *row source*: anything with
 ``len(src)``, ``src.grid``, ``src.meta`` and ``src[a:b] -> SpectrumSet`` (a lazy
 ``SpectrumSet.open`` view, a :class:`Rows` subset of one, or an in-memory SpectrumSet sent
-this way). It also runs every distributed fit (:mod:`xlatent.model.distributed`).
+this way). It also runs every distributed fit (:mod:`xlatent.model.distributed`). The meta
+is read by column where the source can (``meta_columns``, as a view does): ``spec_id`` for
+the digest and the training ids, nothing else whole, so no rank holds the whole table.
 
 - Order (:class:`StreamBatches`): each epoch a seeded random order of the blocks of
   :data:`BLOCK_ROWS` rows, and within each group of :data:`BUFFER_BLOCKS` blocks a random
@@ -32,6 +34,7 @@ import pandas as pd
 import torch
 
 from xlatent.core import EnergyGrid, SpectrumSet
+from xlatent.core.spectrumset_view import meta_names_of, meta_of
 from xlatent.model.calibration import MIN_CALIBRATION_SPECTRA, Calibration, fit_calibration
 from xlatent.model.distributed import Dist, init_distributed
 from xlatent.model.network import SpectralTransformerAE, resolve_device
@@ -92,7 +95,15 @@ class Rows:
 
     @property
     def meta(self) -> pd.DataFrame:
-        return self.src.meta.iloc[self.rows].reset_index(drop=True)
+        return meta_of(self.src, None, self.rows)
+
+    @property
+    def meta_names(self) -> list[str]:
+        return meta_names_of(self.src)
+
+    def meta_columns(self, cols: list[str] | None = None, rows: Any = None) -> pd.DataFrame:
+        """Columns ``cols`` of these rows (or of ``rows`` of them), read from the source."""
+        return meta_of(self.src, cols, self.rows if rows is None else self.rows[rows])
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -104,7 +115,7 @@ class Rows:
 def streamed_digest(src: RowSource) -> str:
     """:func:`~xlatent.model.train_state.set_digest` of ``src``, read block by block."""
     block = BLOCK_ROWS
-    h = hashlib.sha256("\n".join(src.meta["spec_id"]).encode())
+    h = hashlib.sha256("\n".join(meta_of(src, ["spec_id"])["spec_id"]).encode())
     for a in range(0, len(src), block):
         h.update(np.ascontiguousarray(src[a : a + block].counts, dtype=np.float64).tobytes())
     return h.hexdigest()[:16]
@@ -210,7 +221,7 @@ def fit_streaming(
         source = StreamBatches(src, dev, dist)
         history = trainer.run(net, source, state=state, checkpoint=checkpoint, dist=dist)
         model.grid_, model.net_, model.history_ = grid, net, history
-        model.training_ids_ = src.meta["spec_id"].astype(str).tolist()
+        model.training_ids_ = meta_of(src, ["spec_id"])["spec_id"].astype(str).tolist()
         vars(model).pop("recipe_", None)  # a refitted model is no longer what a recipe made
         # Every rank calibrates (the same weights, the same result), so each returns the
         # same fitted model; rank 0 alone writes it.
