@@ -18,7 +18,7 @@ the digest and the training ids, nothing else whole, so no rank holds the whole 
   up to :data:`VAL_CACHE_ROWS` per rank, else read again each epoch; the set digest of the
   checkpoints is computed block by block (the same value as in memory) and the calibration
   reads the validation rows and its sample of training rows only (the same result as in
-  memory for the same weights).
+  memory for the same weights), on rank 0, which sends it to the others.
 """
 
 from __future__ import annotations
@@ -223,9 +223,12 @@ def fit_streaming(
         model.grid_, model.net_, model.history_ = grid, net, history
         model.training_ids_ = meta_of(src, ["spec_id"])["spec_id"].astype(str).tolist()
         vars(model).pop("recipe_", None)  # a refitted model is no longer what a recipe made
-        # Every rank calibrates (the same weights, the same result), so each returns the
-        # same fitted model; rank 0 alone writes it.
-        model.calibration_ = stream_calibrate(model, src, *split_indices(len(src), cfg))
+        # Rank 0 calibrates and sends the result (the same weights give the same result on
+        # any rank: it reads the whole validation share, and a calibration on every rank
+        # multiplied that memory by the ranks); each returns the same fitted model, rank 0
+        # alone writes it.
+        cal = stream_calibrate(model, src, *split_indices(len(src), cfg)) if dist.main else None
+        model.calibration_ = dist.broadcast(cal)
         if checkpoint_dir is not None and dist.main:
             model.save(checkpoint_dir)
         dist.barrier()
