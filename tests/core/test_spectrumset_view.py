@@ -347,13 +347,13 @@ def meta_reads(monkeypatch) -> list[tuple]:
 
 
 def test_view_reads_meta_by_block_and_column_only(blocked, meta_reads) -> None:
-    """Opening reads the spec_id column only; a block reads its own meta rows; the whole
+    """Opening reads the spec_id column only (in blocks); a block reads its own meta rows; the whole
     table is read only when ``view.meta`` is touched, then kept (issue 17: each process of a
     parallel run held the whole table)."""
     whole = SpectrumSet.read_hdf5(blocked)
     meta_reads.clear()
     with SpectrumSet.open(blocked) as view:
-        assert meta_reads == [(("spec_id",), None)]
+        assert meta_reads == [(("spec_id",), slice(0, 16384))]  # checked by blocks
         assert view.meta_names == list(whole.meta.columns)
         meta_reads.clear()
         assert_same(view[1000:2100], whole[1000:2100])
@@ -394,3 +394,26 @@ def test_a_damaged_text_column_is_refused_when_read(blocked, tmp_path) -> None:
             with pytest.raises(InputError, match="'source_class' is not valid UTF-8") as info:
                 read()
             assert str(path) in str(info.value)
+
+
+def test_spec_id_check_survives_hash_collisions(blocked, tmp_path, monkeypatch) -> None:
+    """The open's spec_id check compares 64-bit hashes, then the ids whose hashes repeat: a
+    collision is no duplicate, a real duplicate is named as the whole read names it."""
+    import xlatent.core.hdf5_meta as hdf5_meta
+
+    monkeypatch.setattr(hdf5_meta, "CHECK_ROWS", 1000)  # three blocks
+    monkeypatch.setattr(pd.util, "hash_array", lambda a: np.zeros(len(a), dtype=np.uint64))
+    with SpectrumSet.open(blocked) as view:
+        assert len(view) == N
+    path = tmp_path / "dup.h5"
+    shutil.copy(blocked, path)
+    with h5py.File(path, "r+") as f:
+        f["meta"]["spec_id"][2400] = b"s17"
+        f["meta"]["spec_id"][2450] = b"s1500"
+    seal.seal(path)
+    for read in (SpectrumSet.open, SpectrumSet.read_hdf5):
+        with pytest.raises(InputError, match="spec_id 's17' appears more than once"):
+            read(path)
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="spec_id 's17' appears more than once"):
+        SpectrumSet.open(path)
