@@ -191,3 +191,26 @@ def test_rows_and_the_poisson_check_read_columns_of_a_view(written, tmp_path, me
         ("split",),
         ("background_known",),
     }
+
+
+def test_validation_cache_is_prepared_a_chunk_at_a_time(written, monkeypatch) -> None:
+    """Issue 17 (memory): the validation rows were read and prepared all at once when the
+    cache was built; now ``chunk`` rows at a time, into the same tensors."""
+    s, _ = written
+    src = st.StreamBatches(s, torch.device("cpu"), Dist())
+    rows = np.arange(0, 500, 2)
+    whole = src.tensors(rows)
+    asked: list[int] = []
+    real = st.StreamBatches.tensors
+    monkeypatch.setattr(
+        st.StreamBatches, "tensors", lambda self, r: asked.append(len(r)) or real(self, r)
+    )
+    first = list(src.eval_batches(rows, chunk=100))
+    assert asked == [100, 100, 50]
+    assert [len(b["feats"]) for b in first] == [100, 100, 50]
+    for key, v in whole.items():
+        assert torch.equal(torch.cat([b[key] for b in first]), v)
+    again = list(src.eval_batches(rows, chunk=100))  # from the cache: nothing read
+    assert asked == [100, 100, 50] and all(
+        torch.equal(a["counts"], b["counts"]) for a, b in zip(first, again, strict=True)
+    )

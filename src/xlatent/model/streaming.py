@@ -172,7 +172,16 @@ class StreamBatches:
                 yield {key: v[k : k + chunk] for key, v in data.items()}
             return
         if 0 < len(mine) <= VAL_CACHE_ROWS:
-            self._val = (mine, self.tensors(mine))
+            # Read and prepared ``chunk`` rows at a time into the cache (prepare is per
+            # spectrum: the same tensors): all at once, the float64 set and the preparation's
+            # temporaries (~30 kB a row) multiplied the rank's memory at the first validation.
+            data: dict[str, torch.Tensor] = {}
+            for k in range(0, len(mine), chunk):
+                for key, v in self.tensors(mine[k : k + chunk]).items():
+                    if key not in data:
+                        data[key] = v.new_empty((len(mine), *v.shape[1:]))
+                    data[key][k : k + len(v)] = v
+            self._val = (mine, data)
             yield from self.eval_batches(rows, chunk)
             return
         for k in range(0, len(mine), chunk):
