@@ -328,3 +328,92 @@ def test_memory_limit_applies_to_read_not_to_open(blocked, monkeypatch) -> None:
     monkeypatch.setattr(layout, "MAX_READ_BYTES", 1000)  # not even the meta
     with pytest.raises(InputError, match="GiB"):
         SpectrumSet.open(blocked)
+
+
+@pytest.fixture
+def meta_reads(monkeypatch) -> list[tuple]:
+    """Every meta read of a view, as (columns, rows) (None: all)."""
+    import xlatent.core.hdf5_meta as hdf5_meta
+
+    calls: list[tuple] = []
+    real = hdf5_meta.read_meta
+
+    def spy(lay, cols=None, rows=None):
+        calls.append((None if cols is None else tuple(cols), rows))
+        return real(lay, cols, rows)
+
+    monkeypatch.setattr(hdf5_meta, "read_meta", spy)
+    return calls
+
+
+def test_view_reads_meta_by_block_and_column_only(blocked, meta_reads) -> None:
+    """Opening reads the spec_id column only (in blocks); a block reads its own meta rows; the whole
+    table is read only when ``view.meta`` is touched, then kept (issue 17: each process of a
+    parallel run held the whole table)."""
+    whole = SpectrumSet.read_hdf5(blocked)
+    meta_reads.clear()
+    with SpectrumSet.open(blocked) as view:
+        assert meta_reads == [(("spec_id",), slice(0, 16384))]  # checked by blocks
+        assert view.meta_names == list(whole.meta.columns)
+        meta_reads.clear()
+        assert_same(view[1000:2100], whole[1000:2100])
+        idx = np.array([2499, 3, 1500, 1024, 1023])
+        assert_same(view[idx], whole[idx])
+        assert [r for _, r in meta_reads][0] == slice(1000, 2100)
+        assert all(c is None and r is not None for c, r in meta_reads)
+        got = view.meta_columns(["k", "source_class"], rows=[7, 2, -1])
+        want = whole.meta[["k", "source_class"]].iloc[[7, 2, N - 1]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want)
+        pd.testing.assert_frame_equal(view.meta_columns(["flag"], slice(5, 9)),
+                                      whole.meta[["flag"]][5:9].reset_index(drop=True))  # fmt: skip
+        assert len(view.meta_columns(["k"], rows=[])) == 0
+        assert view.summary() == whole.summary()
+        assert all(r is not None or c in (("spec_id",), ("source_class",)) for c, r in meta_reads)
+        meta_reads.clear()
+        pd.testing.assert_frame_equal(view.meta, whole.meta)
+        assert view.meta is view.meta and len(meta_reads) == 1  # read once, then kept
+        assert_same(view[10:20], whole[10:20])  # from the kept table
+        assert len(meta_reads) == 1
+        with pytest.raises(KeyError, match="ghost"):
+            SpectrumSet.open(blocked).meta_columns(["ghost"])
+        with pytest.raises(IndexError):
+            view.meta_columns(["k"], rows=[N])
+
+
+def test_a_damaged_text_column_is_refused_when_read(blocked, tmp_path) -> None:
+    """Not UTF-8 past the seal: open checks spec_id only; the block read and check_meta
+    refuse it (check_meta: the encode driver's check, before any worker reads)."""
+    path = tmp_path / "utf.h5"
+    shutil.copy(blocked, path)
+    with h5py.File(path, "r+") as f:
+        f["meta"]["source_class"][2200] = b"\xff\xfebad"
+    seal.seal(path)
+    with SpectrumSet.open(path) as view:
+        assert len(view[0:2000]) == 2000
+        for read in (lambda: view[2100:2300], view.check_meta, lambda: view.meta):
+            with pytest.raises(InputError, match="'source_class' is not valid UTF-8") as info:
+                read()
+            assert str(path) in str(info.value)
+
+
+def test_spec_id_check_survives_hash_collisions(blocked, tmp_path, monkeypatch) -> None:
+    """The open's spec_id check compares 64-bit hashes, then the ids whose hashes repeat: a
+    collision is no duplicate, a real duplicate is named as the whole read names it."""
+    import xlatent.core.hdf5_meta as hdf5_meta
+
+    monkeypatch.setattr(hdf5_meta, "CHECK_ROWS", 1000)  # three blocks
+    monkeypatch.setattr(pd.util, "hash_array", lambda a: np.zeros(len(a), dtype=np.uint64))
+    with SpectrumSet.open(blocked) as view:
+        assert len(view) == N
+    path = tmp_path / "dup.h5"
+    shutil.copy(blocked, path)
+    with h5py.File(path, "r+") as f:
+        f["meta"]["spec_id"][2400] = b"s17"
+        f["meta"]["spec_id"][2450] = b"s1500"
+    seal.seal(path)
+    for read in (SpectrumSet.open, SpectrumSet.read_hdf5):
+        with pytest.raises(InputError, match="spec_id 's17' appears more than once"):
+            read(path)
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="spec_id 's17' appears more than once"):
+        SpectrumSet.open(path)

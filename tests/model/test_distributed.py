@@ -10,6 +10,7 @@ deviance spread of 1.2 per bin between seeds 3, 4, 5. The tolerances (1e-4 on ev
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,43 @@ def test_pca_cannot_stream_or_distribute(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, [*args, flag])
         assert result.exit_code == 2 and "PCA baseline fits in memory" in result.output
         assert not (tmp_path / "m").exists()
+
+
+RANK_SCRIPT = """
+import json, os, sys
+from xlatent.core import SpectrumSet
+from xlatent.model import SpectralAutoencoder
+from xlatent.model import streaming as st
+
+calls = []
+real = st.stream_calibrate
+st.stream_calibrate = lambda *a: calls.append(1) or real(*a)
+with SpectrumSet.open(sys.argv[1]) as view:
+    m = SpectralAutoencoder(4, epochs=1, seed=3, device="cpu", progress=False)
+    m.fit(view, distributed=True)
+    whole_meta = view._meta is not None
+cal = m.calibration_
+out = {"calibrated": len(calls), "whole_meta": whole_meta, "threshold": cal.threshold,
+       "error_scale": cal.error_scale, "n_reference": cal.n_reference}
+with open(os.path.join(sys.argv[2], os.environ["RANK"] + ".json"), "w") as fh:
+    json.dump(out, fh)
+"""
+
+
+def test_rank_zero_alone_calibrates_and_ranks_hold_no_meta_table(tmp_path: Path) -> None:
+    """Issue 17 (memory): every rank read the whole validation share to calibrate and held
+    the whole meta table; now rank 0 calibrates and sends the result, so every rank returns
+    the same calibration, and no rank reads the whole table."""
+    toy_spectrum_set(700, seed=1).write(tmp_path / "set.h5")  # 70 validation spectra
+    (tmp_path / "ranks.py").write_text(RANK_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           "2", str(tmp_path / "ranks.py"), str(tmp_path / "set.h5"), str(tmp_path)]  # fmt: skip
+    env = {"PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    assert r0["calibrated"] == 1 and r1["calibrated"] == 0
+    assert not r0["whole_meta"] and not r1["whole_meta"]
+    assert {k: v for k, v in r0.items() if k != "calibrated"} == {
+        k: v for k, v in r1.items() if k != "calibrated"
+    }

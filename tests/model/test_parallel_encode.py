@@ -97,3 +97,32 @@ def test_a_set_rewritten_at_the_same_path_is_read_again(tmp_path: Path) -> None:
     # Against the new file read whole (the file stores the area as float32).
     expected = load_model(None).encode_catalog(SpectrumSet.read_hdf5(path), n_draws=0)
     assert np.array_equal(second[lat].to_numpy(), expected[lat].to_numpy())
+
+
+def test_blocks_read_their_own_meta_rows_only(set_path: Path, tmp_path: Path, monkeypatch) -> None:
+    """Issue 17: each worker (and the driver) held the whole meta table. The driver checks
+    the meta block by block and the blocks read their own rows; nothing reads a whole column
+    (the open checks spec_id by blocks too); the catalogue copies every meta column."""
+    import xlatent.core.hdf5_meta as hdf5_meta
+    import xlatent.model.parallel_encode as pe
+
+    calls: list[tuple] = []
+    real = hdf5_meta.read_meta
+
+    def spy(lay, cols=None, rows=None):
+        calls.append((None if cols is None else tuple(cols), rows))
+        return real(lay, cols, rows)
+
+    monkeypatch.setattr(hdf5_meta, "read_meta", spy)
+    monkeypatch.setattr(hdf5_meta, "CHECK_ROWS", 200)  # the driver's check: blocks of 200
+    opts = {"n_draws": 0, "block_rows": BLOCK, "progress": False, "workers": 1}
+    done = encode_to_file(set_path, tmp_path / "lat.parquet", **opts)
+    assert all(r is not None for _, r in calls)  # never a whole column, nor the table
+    assert {c for c, _ in calls} == {None, ("spec_id",)}
+    rows = [r for _, r in calls]
+    assert rows and all(isinstance(r, slice) and r.stop - r.start <= 200 for r in rows)
+    assert slice(BLOCK, 2 * BLOCK) in rows and slice(2 * BLOCK, N) in rows
+    assert pe._CACHE["view"][1]._meta is None
+    got = read_latents(done.path)
+    meta = SpectrumSet.read_hdf5(set_path).meta
+    pd.testing.assert_frame_equal(got[list(meta.columns)], meta, check_exact=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -117,4 +118,96 @@ def test_streaming_resume_is_exact(written, tmp_path, monkeypatch) -> None:
         torch.testing.assert_close(resumed.net_.state_dict()[k], v, rtol=0, atol=0)
     assert (
         resumed.history_[-1]["val_deviance_per_bin"] == whole.history_[-1]["val_deviance_per_bin"]
+    )
+
+
+@pytest.fixture
+def meta_reads(monkeypatch) -> list[tuple]:
+    """Every meta read of a lazy view, as (columns, rows) (None: all)."""
+    import xlatent.core.hdf5_meta as hdf5_meta
+
+    calls: list[tuple] = []
+    real = hdf5_meta.read_meta
+
+    def spy(lay, cols=None, rows=None):
+        calls.append((None if cols is None else tuple(cols), rows))
+        return real(lay, cols, rows)
+
+    monkeypatch.setattr(hdf5_meta, "read_meta", spy)
+    return calls
+
+
+def test_streaming_fit_from_a_view_reads_no_whole_meta_table(
+    written, tmp_path, monkeypatch, meta_reads
+) -> None:
+    """Issue 17: every DDP rank held the whole meta table; a streamed fit from a view reads
+    the whole of only spec_id (digest, training ids) and the Poisson loss's flag columns, and
+    the meta rows of the blocks it reads; the model is the one trained from the same file
+    through a source that holds the whole table."""
+    s, path = written
+    monkeypatch.setattr(st, "BLOCK_ROWS", 64)
+    one = {**OPTS, "epochs": 1}
+    flags = set(("effective_area_known", "background_known"))
+    with SpectrumSet.open(path) as view:
+        model = SpectralAutoencoder(**one).fit(view, checkpoint_dir=tmp_path / "v")
+        assert view._meta is None
+    assert not any(c is None and r is None for c, r in meta_reads)  # never the whole table
+    assert {c for c, _ in meta_reads if c is not None} <= {("spec_id",), *((f,) for f in flags)}
+    blocks = [r for c, r in meta_reads if c is None]  # view[a:b]: all columns of its rows
+    assert blocks and all(len(np.arange(len(s))[r]) <= 64 for r in blocks)
+    assert model.training_ids_ == s.meta["spec_id"].tolist()
+    held = SpectralAutoencoder(**one).fit(LazyFile(path), checkpoint_dir=tmp_path / "h")
+    held_state = held.net_.state_dict()
+    assert all(torch.equal(v, held_state[k]) for k, v in model.net_.state_dict().items())
+    dev = [[h["val_deviance_per_bin"] for h in m.history_] for m in (model, held)]
+    assert dev[0] == dev[1]
+    assert load_model(tmp_path / "v").calibration_.threshold == held.calibration_.threshold
+
+
+def test_rows_and_the_poisson_check_read_columns_of_a_view(written, tmp_path, meta_reads) -> None:
+    from xlatent.cli.model import train_rows
+    from xlatent.model.preprocess import check_loss_inputs
+
+    s, _ = written
+    t = s[:]
+    t.meta["split"] = np.where(np.arange(len(t)) % 3 == 0, "test", "train")
+    t.meta["background_known"] = np.arange(len(t)) != 7
+    t.write(path := tmp_path / "flags.h5")
+    meta_reads.clear()
+    with SpectrumSet.open(path) as view:
+        rows = train_rows(view, all_rows=False, say=False)
+        assert isinstance(rows, st.Rows) and len(rows) == (2 * len(t)) // 3
+        pd.testing.assert_frame_equal(
+            rows.meta_columns(["spec_id", "split"], [1, 0]),
+            t.meta[["spec_id", "split"]].iloc[[2, 1]].reset_index(drop=True),
+        )
+        pd.testing.assert_frame_equal(rows.meta, t.meta.iloc[rows.rows].reset_index(drop=True))
+        msg = r"1 of 500 have background_known == False \(first 's0*7'"
+        with pytest.raises(ValueError, match=msg.replace("s0*7", t.meta["spec_id"][7])):
+            check_loss_inputs(view, "poisson")
+        assert view._meta is None
+    assert not any(c is None and r is None for c, r in meta_reads)
+    assert {c for c, r in meta_reads if r is None} == {("split",), ("background_known",)}
+
+
+def test_validation_cache_is_prepared_a_chunk_at_a_time(written, monkeypatch) -> None:
+    """Issue 17 (memory): the validation rows were read and prepared all at once when the
+    cache was built; now ``chunk`` rows at a time, into the same tensors."""
+    s, _ = written
+    src = st.StreamBatches(s, torch.device("cpu"), Dist())
+    rows = np.arange(0, 500, 2)
+    whole = src.tensors(rows)
+    asked: list[int] = []
+    real = st.StreamBatches.tensors
+    monkeypatch.setattr(
+        st.StreamBatches, "tensors", lambda self, r: asked.append(len(r)) or real(self, r)
+    )
+    first = list(src.eval_batches(rows, chunk=100))
+    assert asked == [100, 100, 50]
+    assert [len(b["feats"]) for b in first] == [100, 100, 50]
+    for key, v in whole.items():
+        assert torch.equal(torch.cat([b[key] for b in first]), v)
+    again = list(src.eval_batches(rows, chunk=100))  # from the cache: nothing read
+    assert asked == [100, 100, 50] and all(
+        torch.equal(a["counts"], b["counts"]) for a, b in zip(first, again, strict=True)
     )

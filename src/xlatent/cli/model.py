@@ -204,11 +204,13 @@ def _train_recipe(ctx: typer.Context, name: str, out: Path) -> None:
 def train_rows(s: Any, all_rows: bool, say: bool = True) -> Any:
     """The rows ``xlatent train`` fits: the 'train' rows of a set with a 'split' column (of a
     lazy view: a lazy subset of it)."""
-    if all_rows or "split" not in s.meta:
+    from xlatent.core.spectrumset_view import meta_names_of, meta_of
+
+    if all_rows or "split" not in meta_names_of(s):
         return s
     from xlatent.core.split import train_indices
 
-    train = train_indices(s.meta)
+    train = train_indices(meta_of(s, ["split"]))  # a lazy view reads this column only
     if train.size == 0:
         fail("the set's 'split' column marks no row 'train'; use --all-rows to fit every row")
     if say:

@@ -239,8 +239,8 @@ def check_layout(path: Path, f: h5py.File) -> Layout:
 
 
 def read_small(layout: Layout, f: h5py.File) -> dict[str, Any]:
-    """The parts of a set kept in memory by a view, checked: ``grid``, ``exposure_s``,
-    ``meta`` and ``provenance``."""
+    """The parts of a set kept in memory by a view, checked: ``grid``, ``exposure_s`` and
+    ``provenance`` (the meta is read by rows and columns: :mod:`xlatent.core.hdf5_meta`)."""
     path = layout.path
     edges = np.asarray(layout.edges[()], dtype=np.float64)
     if not (np.all(np.isfinite(edges)) and edges[0] > 0 and np.all(np.diff(edges) > 0)):
@@ -249,24 +249,9 @@ def read_small(layout: Layout, f: h5py.File) -> dict[str, Any]:
     problem = _values_problem({"exposure_s": exposure})
     if problem is not None:
         raise InputError(path, problem)
-    meta = {}
-    for col, (ds, is_text) in layout.columns.items():
-        if is_text:
-            try:
-                meta[col] = np.array(ds.asstr()[()], dtype=object)
-            except UnicodeDecodeError:
-                raise InputError(path, f"meta column {col!r} is not valid UTF-8 text") from None
-        else:
-            meta[col] = ds[()]
-    n = layout.n
-    meta_df = pd.DataFrame(meta, index=range(n)) if meta else pd.DataFrame(index=range(n))
-    problem = _spec_id_problem(meta_df["spec_id"])
-    if problem is not None:
-        raise InputError(path, problem)
     return {
         "grid": EnergyGrid(edges),
         "exposure_s": exposure,
-        "meta": meta_df,
         "provenance": _read_provenance(path, f),
     }
 

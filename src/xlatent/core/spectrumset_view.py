@@ -1,8 +1,11 @@
 """A SpectrumSet file read lazily: :class:`SpectrumSetView` (``SpectrumSet.open(path)``).
 
-The grid, exposures, meta table and provenance are read (and checked) when the view opens;
-the (n, m) arrays stay on disk and are read, checked and returned as in-memory float64
-SpectrumSets a block at a time, so a set bigger than memory can be streamed. The whole-set
+The grid, exposures and provenance are read (and checked) when the view opens, and the
+``spec_id`` column is checked; the (n, m) arrays and the meta table stay on disk and are read,
+checked and returned as in-memory float64 SpectrumSets a block at a time, so a set bigger than
+memory can be streamed, and each process of a parallel run holds only the rows it reads
+(``view.meta``, the whole table, is read on first use; :meth:`SpectrumSetView.meta_columns`
+reads some columns or rows). The whole-set
 read (``SpectrumSet.read_hdf5``) is :func:`read`: a view, its memory bound, then every row.
 """
 
@@ -17,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from xlatent.core import hdf5_layout as layout_mod
-from xlatent.core import seal
+from xlatent.core import hdf5_meta, seal
 from xlatent.core.bands import band_sums
 from xlatent.core.errors import InputError, XlatentError
 
@@ -28,8 +31,10 @@ SpectrumSet = Any
 class SpectrumSetView:
     """A read-only, lazy view of a SpectrumSet file; open it with ``SpectrumSet.open(path)``.
 
-    ``len(view)``, ``view.grid``, ``view.meta`` (in memory), ``view.provenance``,
-    ``view.has_truth``, ``view.exposure_s``; ``view[a:b]`` and ``view[indices]`` (any order,
+    ``len(view)``, ``view.grid``, ``view.provenance``, ``view.has_truth``,
+    ``view.exposure_s``; ``view.meta`` (the whole table, read on first use and kept),
+    ``view.meta_names`` and ``view.meta_columns(cols, rows)`` (read from the file, nothing
+    kept); ``view[a:b]`` and ``view[indices]`` (any order,
     read sorted and returned in the order asked) give in-memory SpectrumSets;
     :meth:`iter_batches` streams the set in blocks; :meth:`load` reads all of it. The seal is
     checked when the view opens (a streaming SHA-256, unless ``check_seal=False``); the
@@ -51,6 +56,7 @@ class SpectrumSetView:
         self._factory = factory
         self._check_seal = check_seal
         self._f: h5py.File | None = None
+        self._meta: pd.DataFrame | None = None
         path = self.path
         if not path.exists():
             raise InputError(path, "no such file")
@@ -66,15 +72,16 @@ class SpectrumSetView:
         try:
             with self._guard():
                 self._layout = layout_mod.check_layout(path, self._f)
-                # The meta stays in memory; the whole read (read_hdf5) also needs the rows.
+                # A claim of more rows than memory holds is refused (a damaged file?), though
+                # only the exposures stay in memory; the whole read (read_hdf5) needs it all.
                 self._layout.check_memory(rows=whole)
                 small = layout_mod.read_small(self._layout, self._f)
+                hdf5_meta.check_spec_ids(self._layout)
         except BaseException:
             self.close()
             raise
         self.grid = small["grid"]
         self.exposure_s: np.ndarray = small["exposure_s"]
-        self.meta = small["meta"]
         self.provenance: list[dict[str, Any]] = small["provenance"]
 
     def _guard(self) -> Any:
@@ -88,6 +95,65 @@ class SpectrumSetView:
     def has_truth(self) -> bool:
         """Whether the file holds simulator truth (``expected_counts``)."""
         return "expected_counts" in self._layout.arrays
+
+    @property
+    def meta_names(self) -> list[str]:
+        """The meta columns, in the file's order (nothing read)."""
+        return list(self._layout.columns)
+
+    @property
+    def meta(self) -> pd.DataFrame:
+        """The whole meta table, read on first use and then kept (a parallel worker should
+        read its rows with :meth:`meta_columns` or ``view[a:b]`` instead)."""
+        if self._meta is None:
+            self._meta = self._read_meta(None, None)
+        return self._meta
+
+    def meta_columns(
+        self,
+        cols: Sequence[str] | None = None,
+        rows: slice | np.ndarray | Sequence[int] | None = None,
+    ) -> pd.DataFrame:
+        """Columns ``cols`` (default all) of rows ``rows`` (default all; a slice, or indices
+        in any order) of the meta table, read from the file (or from :attr:`meta` once read);
+        index 0, 1, ..."""
+        n = len(self)
+        if rows is None:
+            return self._read_meta(cols, None)
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(n)
+            if step == 1:
+                return self._read_meta(cols, slice(start, max(start, stop)))
+            rows = np.arange(start, stop, step)
+        sel = np.asarray(rows, dtype=np.intp).reshape(-1)
+        if sel.size and (sel.min() < -n or sel.max() >= n):
+            raise IndexError(f"index out of range for {n} spectra")
+        sel = np.where(sel < 0, sel + n, sel)
+        uniq, order = np.unique(sel, return_inverse=True)
+        df = self._read_meta(cols, uniq)
+        return df if np.array_equal(uniq, sel) else df.iloc[order].reset_index(drop=True)
+
+    def _read_meta(
+        self, cols: Sequence[str] | None, rows: slice | np.ndarray | None
+    ) -> pd.DataFrame:
+        unknown = [c for c in cols or () if c not in self._layout.columns]
+        if unknown:
+            raise KeyError(f"{self.path}: no meta column {unknown[0]!r}")
+        if self._meta is not None:
+            df = self._meta if cols is None else self._meta[list(cols)]
+            return df.copy() if rows is None else df.iloc[rows].reset_index(drop=True)
+        if self._f is None:
+            raise ValueError(f"{self.path}: the view is closed")
+        with self._guard():
+            return hdf5_meta.read_meta(self._layout, cols, rows)
+
+    def check_meta(self) -> None:
+        """Read every meta row, block by block (nothing kept): a damaged text column is
+        refused now, as it was when a view read the whole table on opening."""
+        if self._f is None:
+            raise ValueError(f"{self.path}: the view is closed")
+        with self._guard():
+            hdf5_meta.check_all(self._layout)
 
     def __repr__(self) -> str:
         return f"<SpectrumSetView of {self.path}: {len(self)} spectra on {self.grid!r}>"
@@ -131,7 +197,7 @@ class SpectrumSetView:
                 background=arrays["background"],
                 exposure_s=self.exposure_s[rows],
                 effective_area_cm2=arrays["effective_area_cm2"],
-                meta=self.meta.iloc[rows].reset_index(drop=True),
+                meta=self._read_meta(None, rows),
                 expected_counts=arrays.get("expected_counts"),
                 provenance=list(self.provenance),
             )
@@ -156,7 +222,9 @@ class SpectrumSetView:
         net_b = [band_sums(b.net_counts, self.grid)["b"] for b in self.iter_batches(batch_size)]
         net = np.concatenate(net_b) if net_b else np.zeros(0)
         text = repr(self).replace(f"View of {self.path}:", ":")
-        return summary_text(text, self.exposure_s, net, self.meta, self.has_truth)
+        cols = [c for c in ("source_class",) if c in self.meta_names]
+        meta = self.meta_columns(cols)
+        return summary_text(text, self.exposure_s, net, meta, self.has_truth)
 
     def load(self) -> SpectrumSet:
         """The whole set in memory (what ``SpectrumSet.read_hdf5`` gives)."""
@@ -224,10 +292,27 @@ def summary_text(
     return "\n".join(lines)
 
 
+def meta_names_of(src: Any) -> list[str]:
+    """The meta columns of a row source (a view, a SpectrumSet, anything with ``meta``)."""
+    names = getattr(src, "meta_names", None)
+    return list(names) if names is not None else list(src.meta.columns)
+
+
+def meta_of(src: Any, cols: Sequence[str] | None = None, rows: Any = None) -> pd.DataFrame:
+    """Columns ``cols`` (default all) of rows ``rows`` (default all) of a row source's meta,
+    index 0, 1, ...: read from the file for a view (:meth:`SpectrumSetView.meta_columns`, or
+    any source with that method), taken from ``src.meta`` otherwise."""
+    read = getattr(src, "meta_columns", None)
+    if read is not None:
+        return read(cols, rows)
+    meta = src.meta if cols is None else src.meta[list(cols)]
+    return (meta if rows is None else meta.iloc[rows]).reset_index(drop=True)
+
+
 def read(path: str | Path, factory: Callable[..., Any], check_seal: bool = True) -> Any:
     """Read the whole file ``path`` (see :meth:`SpectrumSet.read_hdf5`)."""
     with SpectrumSetView(path, factory, check_seal, whole=True) as view:
         return view.load()
 
 
-__all__ = ["SpectrumSetView", "read", "summary_text"]
+__all__ = ["SpectrumSetView", "meta_names_of", "meta_of", "read", "summary_text"]

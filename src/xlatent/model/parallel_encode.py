@@ -46,9 +46,12 @@ def block_seed(seed: int, index: int) -> int:
 
 def checked_rows(path: str | Path) -> int:
     """Number of spectra in a SpectrumSet file, after the checks :meth:`SpectrumSet.open`
-    makes (seal, schema, meta: a damaged file is refused here with its one-line error, never
-    in a worker; a damaged block is refused when it is read)."""
+    makes and a read of its meta block by block (seal, schema, meta: a damaged file is
+    refused here with its one-line error, never in a worker; a damaged block of the arrays
+    is refused when it is read). Nothing of the meta is kept: the workers, and the driver,
+    hold only the rows of the blocks in flight."""
     with SpectrumSet.open(path) as view:
+        view.check_meta()
         return len(view)
 
 
@@ -78,7 +81,8 @@ def _cached(kind: str, path: str | None, make: Any) -> Any:
 
 
 def read_rows(path: str | Path, a: int, b: int) -> SpectrumSet:
-    """Rows ``a:b`` of a SpectrumSet file: the lazy view's slice (one view per process)."""
+    """Rows ``a:b`` of a SpectrumSet file: the lazy view's slice (one view per process; it
+    reads the block's meta rows, never the whole table)."""
     return _cached("view", str(path), lambda: SpectrumSet.open(path))[a:b]
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xlatent.core import InputError, SpectrumSet
+from xlatent.core.spectrumset_view import meta_names_of, meta_of
 
 #: Relative floor on the effective area (fraction of a spectrum's maximum) before taking logs;
 #: bins with no ARF coverage would otherwise get log(0).
@@ -165,16 +166,18 @@ def check_loss_inputs(spectrum_set: SpectrumSet, loss: str) -> None:
     """
     if loss != "poisson":
         return
-    meta = spectrum_set.meta
+    names = meta_names_of(spectrum_set)  # a lazy view reads only the flag columns
     for col, what in POISSON_NEEDS.items():
-        if col not in meta:
+        if col not in names:
             continue
-        known = meta[col].map(lambda v: v is None or v != v or bool(v)).to_numpy(dtype=bool)
+        flag = meta_of(spectrum_set, [col])[col]
+        known = flag.map(lambda v: v is None or v != v or bool(v)).to_numpy(dtype=bool)
         if not known.all():
-            first = meta["spec_id"].astype(str).to_numpy()[~known][0]
+            bad = np.flatnonzero(~known)
+            first = str(meta_of(spectrum_set, ["spec_id"], bad[:1])["spec_id"].iloc[0])
             raise ValueError(
-                f"loss='poisson' needs the {what} of every spectrum, but {int((~known).sum())} "
-                f"of {len(meta)} have {col} == False (first {first!r}; e.g. Multimodal Universe "
+                f"loss='poisson' needs the {what} of every spectrum, but {bad.size} "
+                f"of {len(flag)} have {col} == False (first {first!r}; e.g. Multimodal Universe "
                 "spectra: background-subtracted, no ARF); train with loss='mse'"
             )
 

@@ -3,7 +3,9 @@
 :func:`fit_streaming` is :meth:`SpectralAutoencoder.fit` for a *row source*: anything with
 ``len(src)``, ``src.grid``, ``src.meta`` and ``src[a:b] -> SpectrumSet`` (a lazy
 ``SpectrumSet.open`` view, a :class:`Rows` subset of one, or an in-memory SpectrumSet sent
-this way). It also runs every distributed fit (:mod:`xlatent.model.distributed`).
+this way). It also runs every distributed fit (:mod:`xlatent.model.distributed`). The meta
+is read by column where the source can (``meta_columns``, as a view does): ``spec_id`` for
+the digest and the training ids, nothing else whole, so no rank holds the whole table.
 
 - Order (:class:`StreamBatches`): each epoch a seeded random order of the blocks of
   :data:`BLOCK_ROWS` rows, and within each group of :data:`BUFFER_BLOCKS` blocks a random
@@ -16,7 +18,7 @@ this way). It also runs every distributed fit (:mod:`xlatent.model.distributed`)
   up to :data:`VAL_CACHE_ROWS` per rank, else read again each epoch; the set digest of the
   checkpoints is computed block by block (the same value as in memory) and the calibration
   reads the validation rows and its sample of training rows only (the same result as in
-  memory for the same weights).
+  memory for the same weights), on rank 0, which sends it to the others.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import pandas as pd
 import torch
 
 from xlatent.core import EnergyGrid, SpectrumSet
+from xlatent.core.spectrumset_view import meta_names_of, meta_of
 from xlatent.model.calibration import MIN_CALIBRATION_SPECTRA, Calibration, fit_calibration
 from xlatent.model.distributed import Dist, init_distributed
 from xlatent.model.network import SpectralTransformerAE, resolve_device
@@ -92,7 +95,15 @@ class Rows:
 
     @property
     def meta(self) -> pd.DataFrame:
-        return self.src.meta.iloc[self.rows].reset_index(drop=True)
+        return meta_of(self.src, None, self.rows)
+
+    @property
+    def meta_names(self) -> list[str]:
+        return meta_names_of(self.src)
+
+    def meta_columns(self, cols: list[str] | None = None, rows: Any = None) -> pd.DataFrame:
+        """Columns ``cols`` of these rows (or of ``rows`` of them), read from the source."""
+        return meta_of(self.src, cols, self.rows if rows is None else self.rows[rows])
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -104,7 +115,7 @@ class Rows:
 def streamed_digest(src: RowSource) -> str:
     """:func:`~xlatent.model.train_state.set_digest` of ``src``, read block by block."""
     block = BLOCK_ROWS
-    h = hashlib.sha256("\n".join(src.meta["spec_id"]).encode())
+    h = hashlib.sha256("\n".join(meta_of(src, ["spec_id"])["spec_id"]).encode())
     for a in range(0, len(src), block):
         h.update(np.ascontiguousarray(src[a : a + block].counts, dtype=np.float64).tobytes())
     return h.hexdigest()[:16]
@@ -161,7 +172,16 @@ class StreamBatches:
                 yield {key: v[k : k + chunk] for key, v in data.items()}
             return
         if 0 < len(mine) <= VAL_CACHE_ROWS:
-            self._val = (mine, self.tensors(mine))
+            # Read and prepared ``chunk`` rows at a time into the cache (prepare is per
+            # spectrum: the same tensors): all at once, the float64 set and the preparation's
+            # temporaries (~30 kB a row) multiplied the rank's memory at the first validation.
+            data: dict[str, torch.Tensor] = {}
+            for k in range(0, len(mine), chunk):
+                for key, v in self.tensors(mine[k : k + chunk]).items():
+                    if key not in data:
+                        data[key] = v.new_empty((len(mine), *v.shape[1:]))
+                    data[key][k : k + len(v)] = v
+            self._val = (mine, data)
             yield from self.eval_batches(rows, chunk)
             return
         for k in range(0, len(mine), chunk):
@@ -210,11 +230,14 @@ def fit_streaming(
         source = StreamBatches(src, dev, dist)
         history = trainer.run(net, source, state=state, checkpoint=checkpoint, dist=dist)
         model.grid_, model.net_, model.history_ = grid, net, history
-        model.training_ids_ = src.meta["spec_id"].astype(str).tolist()
+        model.training_ids_ = meta_of(src, ["spec_id"])["spec_id"].astype(str).tolist()
         vars(model).pop("recipe_", None)  # a refitted model is no longer what a recipe made
-        # Every rank calibrates (the same weights, the same result), so each returns the
-        # same fitted model; rank 0 alone writes it.
-        model.calibration_ = stream_calibrate(model, src, *split_indices(len(src), cfg))
+        # Rank 0 calibrates and sends the result (the same weights give the same result on
+        # any rank: it reads the whole validation share, and a calibration on every rank
+        # multiplied that memory by the ranks); each returns the same fitted model, rank 0
+        # alone writes it.
+        cal = stream_calibrate(model, src, *split_indices(len(src), cfg)) if dist.main else None
+        model.calibration_ = dist.broadcast(cal)
         if checkpoint_dir is not None and dist.main:
             model.save(checkpoint_dir)
         dist.barrier()
