@@ -158,15 +158,26 @@ class _Borrowed:
 def _local_cluster(workers: int, preload: Sequence[str]) -> Any:
     """A LocalCluster of ``workers`` one-thread processes forked from a forkserver that imported
     ``preload`` (with spawn, every worker starts Python and imports everything itself: seconds
-    a worker). The nanny puts OMP/MKL/OPENBLAS_NUM_THREADS=1 in the environment before the
-    first process (and so the forkserver) starts, so BLAS runs one thread in the workers."""
+    a worker), with glibc's malloc settings and no profiler. The nanny puts
+    OMP/MKL/OPENBLAS_NUM_THREADS=1 in the environment before the first process (and so the
+    forkserver) starts, so BLAS runs one thread in the workers."""
     import logging
 
     import dask
     from dask.distributed import LocalCluster
     from distributed.utils import get_mp_context
 
-    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+    # Dask sets MALLOC_TRIM_THRESHOLD_ in its workers, which turns off glibc's adaptive mmap
+    # threshold: every large buffer (torch's activations) is then mmapped and unmapped again,
+    # and page faults doubled a worker's CPU time per block (sys time); None leaves glibc's
+    # defaults, as in this process. Dask's statistical profiler (the dashboard's, off here)
+    # samples the task's stack every 10 ms: ~10% more CPU a block.
+    config = {
+        "distributed.worker.multiprocessing-method": "forkserver",
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        "distributed.worker.profile.enabled": False,
+    }
+    with dask.config.set(config):
         # Dask sets its own preload list on first use; ours (set after it) replaces it. It has
         # effect only while this process's forkserver has not started yet.
         get_mp_context().set_forkserver_preload(["distributed", *preload])
