@@ -282,8 +282,8 @@ def encode(
     (Dask; each loads the model once and runs torch on one thread) or by the cluster at
     --scheduler, and the catalogue is written block by block (memory stays flat). The
     catalogue is the same for any number of workers: each block draws its error redraws
-    from its own seed (the first block from --seed itself). A set of one block or less is
-    encoded in this process.
+    from its own seed (the first block from --seed itself). A set of one block or less, or
+    --workers 1, is encoded in this process on --workers torch threads.
     """
     check_input("--model", model_dir, kind="dir")
     check_output_file("--out", out)

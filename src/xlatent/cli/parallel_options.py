@@ -13,8 +13,9 @@ Workers = Annotated[
     typer.Option(
         "--workers",
         min=1,
-        help="Local worker processes (Dask LocalCluster, one thread each); default: this "
-        "machine's cores; 1: all in this process, no Dask. Small inputs stay in one process.",
+        help="CPU cores to use: local worker processes (Dask LocalCluster, one thread each); "
+        "default: this machine's cores; 1: all in this process on one thread, no Dask. Small "
+        "inputs stay in this process (encode: on N torch threads).",
     ),
 ]
 Scheduler = Annotated[
