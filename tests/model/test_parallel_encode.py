@@ -189,3 +189,35 @@ def test_importing_the_encoder_skips_scikit_learn() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_cli_encodes_on_the_workers_it_started(
+    set_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI starts the pool before loading the model and encode_to_file runs on it (here
+    forced for a small set): the catalogue of one process, and the pool is closed after."""
+    from xlatent.cli import parallel_options
+    from xlatent.core import parallel
+
+    pools: list = []
+
+    class Recorded(parallel.Pool):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            self.used = 0
+            pools.append(self)
+
+        def client(self) -> object:
+            self.used += 1
+            return super().client()
+
+    monkeypatch.setattr(parallel_options, "ENCODE_BLOCK_ROWS", 128)
+    monkeypatch.setattr(parallel, "Pool", Recorded)
+    out = tmp_path / "cli.parquet"
+    args = ["encode", str(set_path), "--out", str(out), "--workers", "2", "--error-draws", "2"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert len(pools) == 1 and pools[0].used and pools[0]._client is None  # used, then closed
+    want = encode_to_file(set_path, tmp_path / "one.parquet", workers=1, n_draws=2,
+                          progress=False)  # fmt: skip
+    pd.testing.assert_frame_equal(read_latents(out), read_latents(want.path), check_exact=True)
