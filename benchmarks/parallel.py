@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import build  # noqa: E402
 
 from xlatent.core import SpectrumSet  # noqa: E402
-from xlatent.core.parallel import ordered_map  # noqa: E402
+from xlatent.core.parallel import Pool, ordered_map  # noqa: E402
 from xlatent.io.ingest import ingest_to_file  # noqa: E402
 from xlatent.model.catalog import read_latents  # noqa: E402
 from xlatent.model.parallel_encode import encode_to_file  # noqa: E402
@@ -59,17 +59,13 @@ def startup_s(workers: int) -> float:
 
 @contextmanager
 def _warm_cluster() -> Iterator[str]:
-    """A running 2-worker LocalCluster with xlatent and torch imported: its address."""
-    import logging
-
-    from dask.distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:  # fmt: skip
+    """A running 2-worker pool (the workers ``encode``/``ingest`` start: forked with xlatent
+    and torch imported, glibc malloc defaults): its scheduler's address."""
+    with Pool(2, preload=("xlatent.io.ingest_chunks", "xlatent.model.parallel_encode")) as pool:
+        client = pool.client()
         for name in ("xlatent.io.ingest_chunks", "xlatent.model.parallel_encode", "torch"):
             client.run(importlib.import_module, name)
-        yield cluster.scheduler_address
+        yield client.scheduler.address
 
 
 def tiled_set(n: int, path: Path) -> None:

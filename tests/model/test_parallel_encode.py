@@ -126,3 +126,127 @@ def test_blocks_read_their_own_meta_rows_only(set_path: Path, tmp_path: Path, mo
     got = read_latents(done.path)
     meta = SpectrumSet.read_hdf5(set_path).meta
     pd.testing.assert_frame_equal(got[list(meta.columns)], meta, check_exact=True)
+
+
+class _ThreadsSeen:
+    """A stand-in model that records torch's thread count when it encodes."""
+
+    latent_dim = 8
+    calibration_ = None
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def encode_catalog(self, block: SpectrumSet, n_draws: int, seed: int) -> pd.DataFrame:
+        import torch
+
+        self.seen.append(torch.get_num_threads())
+        return pd.DataFrame({"spec_id": block.meta["spec_id"].astype(str).to_numpy()})
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_in_process_encoding_runs_one_torch_thread_a_worker(
+    set_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """--workers N means N cores: in this process (1 worker, or a set of one block) torch
+    runs N threads while encoding, and its setting is restored after."""
+    import torch
+
+    from xlatent.model import parallel_encode
+
+    fake = _ThreadsSeen()
+    monkeypatch.setattr(parallel_encode, "load_cached", lambda model_dir: fake)
+    monkeypatch.setattr(parallel_encode, "default_workers", lambda: 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        encode_to_file(set_path, tmp_path / "t.parquet", workers=workers, progress=False)
+        assert fake.seen == [workers]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_pool_workers_start_with_torch_loaded_on_one_thread(set_path: Path, tmp_path: Path) -> None:
+    """Local workers are forked with the encoder's modules imported (not scikit-learn: it is
+    not needed to encode), BLAS and OpenMP on one thread, and glibc's malloc defaults (Dask's
+    MALLOC_TRIM_THRESHOLD_ made torch's buffers mmapped afresh: twice the CPU); a pool given
+    to encode_to_file is used and left open (a second call reuses it)."""
+    from xlatent.core.parallel import Pool
+    from xlatent.model.parallel_encode import PRELOAD
+
+    def state() -> tuple:
+        import os
+        import sys
+
+        from threadpoolctl import threadpool_info
+
+        return ("torch" in sys.modules, "sklearn" in sys.modules, os.environ["OMP_NUM_THREADS"],
+                sorted({lib["num_threads"] for lib in threadpool_info()}),
+                "MALLOC_TRIM_THRESHOLD_" in os.environ)  # fmt: skip
+
+    opts = {"n_draws": 2, "seed": 3, "block_rows": BLOCK, "progress": False}
+    with Pool(2, preload=PRELOAD) as pool:
+        seen = pool.client().run(state)
+        want = (True, False, "1", [1], False)
+        assert len(seen) == 2 and all(s == want for s in seen.values()), seen
+        two = encode_to_file(set_path, tmp_path / "a.parquet", pool=pool, **opts)
+        again = encode_to_file(set_path, tmp_path / "b.parquet", pool=pool, **opts)
+    one = encode_to_file(set_path, tmp_path / "one.parquet", workers=1, **opts)
+    a = read_latents(one.path)
+    for done in (two, again):
+        pd.testing.assert_frame_equal(read_latents(done.path), a, check_exact=True)
+
+
+def test_cli_starts_workers_only_for_more_than_one_block(set_path: Path) -> None:
+    from xlatent.cli.parallel_options import ENCODE_BLOCK_ROWS, ENCODE_PRELOAD, encode_pool
+    from xlatent.model.parallel_encode import BLOCK_ROWS, PRELOAD
+
+    assert (ENCODE_BLOCK_ROWS, ENCODE_PRELOAD) == (BLOCK_ROWS, PRELOAD)
+    assert encode_pool(set_path, 2, None) is None  # N < one block: in this process
+    assert encode_pool(set_path, 1, None) is None
+
+
+def test_importing_the_encoder_skips_scikit_learn() -> None:
+    """A worker (and the driver) imports only what encoding needs: scikit-learn's ~1.5 s
+    import is for PCA fitting and loading."""
+    import subprocess
+    import sys
+
+    code = "import sys, xlatent.model.parallel_encode; print('sklearn' in sys.modules)"
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_cli_encodes_on_the_workers_it_started(
+    set_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI starts the pool before loading the model and encode_to_file runs on it (here
+    forced for a small set): the catalogue of one process, and the pool is closed after."""
+    from xlatent.cli import parallel_options
+    from xlatent.core import parallel
+
+    pools: list = []
+
+    class Recorded(parallel.Pool):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            self.used = 0
+            pools.append(self)
+
+        def client(self) -> object:
+            self.used += 1
+            return super().client()
+
+    monkeypatch.setattr(parallel_options, "ENCODE_BLOCK_ROWS", 128)
+    monkeypatch.setattr(parallel, "Pool", Recorded)
+    out = tmp_path / "cli.parquet"
+    args = ["encode", str(set_path), "--out", str(out), "--workers", "2", "--error-draws", "2"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert len(pools) == 1 and pools[0].used and pools[0]._client is None  # used, then closed
+    want = encode_to_file(set_path, tmp_path / "one.parquet", workers=1, n_draws=2,
+                          progress=False)  # fmt: skip
+    pd.testing.assert_frame_equal(read_latents(out), read_latents(want.path), check_exact=True)

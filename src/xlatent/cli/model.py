@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 
-from xlatent.cli.parallel_options import Scheduler, Workers
+from xlatent.cli.parallel_options import Scheduler, Workers, encode_pool
 from xlatent.clitools import (
     check_input,
     check_output_dir,
@@ -283,29 +284,33 @@ def encode(
     (Dask; each loads the model once and runs torch on one thread) or by the cluster at
     --scheduler, and the catalogue is written block by block (memory stays flat). The
     catalogue is the same for any number of workers: each block draws its error redraws
-    from its own seed (the first block from --seed itself). A set of one block or less is
-    encoded in this process.
+    from its own seed (the first block from --seed itself). A set of one block or less, or
+    --workers 1, is encoded in this process on --workers torch threads.
     """
     check_input("--model", model_dir, kind="dir")
     check_output_file("--out", out)
     if error_draws == 1:
         fail("--error-draws 1 gives no spread; use 0 (no errors) or at least 2")
-    fitted = _load(model_dir)
-    if _sealed(set_path):
-        from xlatent.model.parallel_encode import encode_to_file
+    sealed = _sealed(set_path)
+    pool = encode_pool(set_path, workers, scheduler) if sealed else None
+    with pool or nullcontext():  # the workers start while torch and the model load here
+        fitted = _load(model_dir)
+        if sealed:
+            from xlatent.model.parallel_encode import encode_to_file
 
-        done = encode_to_file(set_path, out, model_dir, n_draws=error_draws, seed=seed, fmt=fmt,
-                              workers=workers, scheduler=scheduler)  # fmt: skip
-        n, n_flagged = done.n, done.n_flagged
-    else:  # another format (PHA, Multimodal Universe): read whole, encode here
-        from xlatent.core import SpectrumSet
-        from xlatent.model.catalog import write_latents
+            done = encode_to_file(set_path, out, model_dir, n_draws=error_draws, seed=seed,
+                                  fmt=fmt, workers=workers, scheduler=scheduler,
+                                  pool=pool)  # fmt: skip
+            n, n_flagged = done.n, done.n_flagged
+        else:  # another format (PHA, Multimodal Universe): read whole, encode here
+            from xlatent.core import SpectrumSet
+            from xlatent.model.catalog import write_latents
 
-        s = SpectrumSet.read(set_path)
-        catalog = fitted.encode_catalog(s, n_draws=error_draws, seed=seed)
-        write_latents(catalog, out, fmt=fmt)
-        n = len(s)
-        n_flagged = int(catalog["ood_flag"].sum()) if "ood_flag" in catalog else None
+            s = SpectrumSet.read(set_path)
+            catalog = fitted.encode_catalog(s, n_draws=error_draws, seed=seed)
+            write_latents(catalog, out, fmt=fmt)
+            n = len(s)
+            n_flagged = int(catalog["ood_flag"].sum()) if "ood_flag" in catalog else None
     if getattr(fitted, "calibration_", None) is None:
         typer.echo(
             f"note: {model_dir or 'the pretrained model'} has no calibration.json (a PCA model, "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -12,8 +13,9 @@ Workers = Annotated[
     typer.Option(
         "--workers",
         min=1,
-        help="Local worker processes (Dask LocalCluster, one thread each); default: this "
-        "machine's cores; 1: all in this process, no Dask. Small inputs stay in one process.",
+        help="CPU cores to use: local worker processes (Dask LocalCluster, one thread each); "
+        "default: this machine's cores; 1: all in this process on one thread, no Dask. Small "
+        "inputs stay in this process (encode: on N torch threads).",
     ),
 ]
 Scheduler = Annotated[
@@ -25,4 +27,24 @@ Scheduler = Annotated[
     ),
 ]
 
-__all__ = ["Scheduler", "Workers"]
+#: xlatent.model.parallel_encode.BLOCK_ROWS and PRELOAD (not imported: they load torch).
+ENCODE_BLOCK_ROWS = 8192
+ENCODE_PRELOAD = ("xlatent.model.parallel_encode",)
+
+
+def encode_pool(set_path: Path, workers: int | None, scheduler: str | None) -> Any:
+    """The Dask pool ``encode`` runs on, started now in the background (None: the set is
+    encoded in this process). Called before torch is imported and the model loaded here, so
+    that the workers start meanwhile."""
+    from xlatent.core import SpectrumSet
+    from xlatent.core.parallel import Pool, default_workers, needs_pool
+
+    with SpectrumSet.open(set_path) as view:
+        n = len(view)
+    workers = default_workers() if workers is None else workers
+    if not needs_pool(-(-n // ENCODE_BLOCK_ROWS), workers, scheduler):
+        return None
+    return Pool(workers, scheduler, ENCODE_PRELOAD)
+
+
+__all__ = ["ENCODE_BLOCK_ROWS", "ENCODE_PRELOAD", "Scheduler", "Workers", "encode_pool"]

@@ -10,6 +10,8 @@ of workers. The driver writes the blocks in order: parquet row group by row grou
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,10 @@ import numpy as np
 import pandas as pd
 
 from xlatent.core import SpectrumSet, atomic_path
-from xlatent.core.parallel import default_workers, ordered_map
+from xlatent.core.parallel import Pool, default_workers, needs_pool, ordered_map
+
+#: What a local worker imports before its first task (once, in the forkserver it is forked from).
+PRELOAD = ("xlatent.model.parallel_encode",)
 
 #: Rows per block (a multiple of the encoder's batches, 512, and of the error redraws'
 #: chunks, so a block's batches are the whole-set run's batches).
@@ -108,6 +113,26 @@ def encode_block(
     return model.encode_catalog(block, n_draws=n_draws, seed=block_seed(seed, index))
 
 
+def start_pool(workers: int | None, scheduler: str | None) -> Pool:
+    """The Dask workers :func:`encode_to_file` runs on, started in the background (give it as
+    ``pool`` and close it after): start them first, then read and check the input and load the
+    model in this process while they start."""
+    return Pool(default_workers() if workers is None else workers, scheduler, PRELOAD)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch runs ``n`` threads inside (``--workers N`` means N cores), its setting after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def encode_to_file(
     set_path: str | Path,
     out: str | Path,
@@ -120,34 +145,48 @@ def encode_to_file(
     scheduler: str | None = None,
     progress: bool = True,
     block_rows: int = BLOCK_ROWS,
+    pool: Pool | None = None,
 ) -> EncodeSummary:
     """Encode the SpectrumSet file ``set_path`` into the catalogue ``out`` (parquet, or FITS
     by suffix or ``fmt``), block by block.
 
-    ``workers`` (default: this machine's cores) local Dask processes, or the cluster at
-    ``scheduler`` (its workers must see ``set_path`` and ``model_dir``); a set of one block
-    (``block_rows`` spectra) or less is encoded in this process. The model goes to the
-    workers as its directory, never pickled. The catalogue is the same for any number of
-    workers; it equals
+    ``workers`` (default: this machine's cores) local Dask processes of one torch thread each,
+    or the cluster at ``scheduler`` (its workers must see ``set_path`` and ``model_dir``), or
+    ``pool`` (from :func:`start_pool`, left open); a set of one block (``block_rows`` spectra)
+    or less, or ``workers`` = 1, is encoded in this process on ``workers`` torch threads. The
+    model goes to the workers as its directory, never pickled. The catalogue is the same for
+    any number of workers; it equals
     :meth:`encode_catalog` of the whole set but for the errors of rows past the first block
     (each block draws its own). ``out`` is written atomically.
     """
-    from xlatent.model.catalog import _is_fits, write_latents
-
     set_path, out = Path(set_path), Path(out)
     n = checked_rows(set_path)  # once here: the blocks are read without re-checking the file
-    mdir = None if model_dir is None else str(Path(model_dir).resolve())
-    model = load_cached(mdir)  # in this process: the tasks run here reuse it
-    bounds = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)] or [(0, 0)]
     workers = default_workers() if workers is None else workers
-    if scheduler is None and len(bounds) < 2:
-        workers = 1
-    local = workers == 1 and scheduler is None
-    path = str(set_path.resolve())
-    tasks = [(path, mdir, a, b, i, n_draws, seed, not local) for i, (a, b) in enumerate(bounds)]
-    frames = ordered_map(encode_block, tasks, workers, scheduler)
-    flagged = 0 if getattr(model, "calibration_", None) is not None else None
+    bounds = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)] or [(0, 0)]
+    with ExitStack() as stack:
+        if pool is None and needs_pool(len(bounds), workers, scheduler):
+            # Started before the model is loaded here: the workers start meanwhile.
+            pool = stack.enter_context(start_pool(workers, scheduler))
+        mdir = None if model_dir is None else str(Path(model_dir).resolve())
+        model = load_cached(mdir)  # in this process: the tasks run here reuse it
+        local = pool is None
+        if local:  # N workers = N cores: torch's threads here
+            stack.enter_context(torch_threads(min(workers, default_workers())))
+        path = str(set_path.resolve())
+        tasks = [(path, mdir, a, b, i, n_draws, seed, not local)
+                 for i, (a, b) in enumerate(bounds)]  # fmt: skip
+        frames = ordered_map(encode_block, tasks, pool=pool)
+        flagged = 0 if getattr(model, "calibration_", None) is not None else None
+        flagged = _write(frames, out, fmt, flagged, n, progress)
+    return EncodeSummary(out, n, model.latent_dim, flagged)
+
+
+def _write(frames: Iterator[pd.DataFrame], out: Path, fmt: str | None, flagged: int | None,
+           n: int, progress: bool) -> int | None:  # fmt: skip
+    """Write the blocks' frames to ``out`` in order; the ood_flag count (None: no flags)."""
     from tqdm.auto import tqdm
+
+    from xlatent.model.catalog import _is_fits, write_latents
 
     bar = tqdm(total=n, desc="encode", unit="spectrum", disable=not progress or n < 2)
     with bar:
@@ -173,7 +212,7 @@ def encode_to_file(
                     flagged = _count(flagged, df)
                     bar.update(len(df))
                 writer.close()
-    return EncodeSummary(out, n, model.latent_dim, flagged)
+    return flagged
 
 
 def _count(flagged: int | None, df: pd.DataFrame) -> int | None:
@@ -182,4 +221,7 @@ def _count(flagged: int | None, df: pd.DataFrame) -> int | None:
     return flagged + int(df["ood_flag"].sum())
 
 
-__all__ = ["BLOCK_ROWS", "EncodeSummary", "block_seed", "encode_block", "encode_to_file"]
+__all__ = [
+    "BLOCK_ROWS", "PRELOAD", "EncodeSummary", "block_seed", "encode_block", "encode_to_file",
+    "start_pool", "torch_threads",
+]  # fmt: skip

@@ -9,9 +9,9 @@ amplitude N as the autoencoder, so both are scored by the same Poisson deviance.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from xlatent.core import EnergyGrid, SpectrumSet, atomic_path
 from xlatent.model.base import LatentModel
@@ -27,6 +27,9 @@ from xlatent.model.checkpoint import (
 )
 from xlatent.model.options import PCA_OPTIONS, check_options
 from xlatent.model.preprocess import prepare, shape_to_counts, x_to_shape
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
 PCA_FILE = "pca.npz"
 PREPROCESSING = {
@@ -64,6 +67,8 @@ class PCABaseline(LatentModel):
                 f"{self.n_components} components need at least {self.n_components} spectra "
                 f"and energy bins; the set has {n} spectra on {m} bins"
             )
+        from sklearn.decomposition import PCA  # here: scikit-learn takes ~1.5 s to import
+
         x = prepare(spectrum_set).net_shape_x
         self.pca_ = PCA(n_components=self.n_components, random_state=self.seed).fit(x)
         self.grid_ = spectrum_set.grid
@@ -117,6 +122,8 @@ class PCABaseline(LatentModel):
         model = cls(**header["config"])
         grid = EnergyGrid(np.asarray(header["grid_edges_kev"]))
         z = _read_arrays(d / PCA_FILE, model.n_components, grid.n_bins)
+        from sklearn.decomposition import PCA
+
         pca = PCA(n_components=model.n_components)
         pca.components_ = z["components"]
         pca.mean_ = z["mean"]
