@@ -241,6 +241,42 @@ def test_a_writer_without_blocks_writes_an_empty_set(tmp_path) -> None:
         assert len(view) == 0 and list(view.iter_batches()) == []
 
 
+def test_arrays_first_then_meta_write_the_same_file(eager, blocked, tmp_path) -> None:
+    """append_arrays as rows come, then append_meta in other blocks and the provenance
+    (a streamed ingest): the file of append()."""
+    with SpectrumSetWriter(tmp_path / "split.h5", eager.grid, [{"step": "old"}]) as w:
+        for a in range(0, N, 700):
+            block = eager[a : a + 700]
+            block.meta = block.meta.iloc[::-1]  # ignored: meta comes later
+            w.append_arrays(block)
+        with pytest.raises(ValueError, match="still to come"):
+            w.append(eager[:1])
+        for a in range(0, N, 1000):
+            w.append_meta(eager.meta.iloc[a : a + 1000])
+        w.set_provenance(eager.provenance)
+    assert_same(SpectrumSet.read_hdf5(w.path), SpectrumSet.read_hdf5(blocked))
+
+
+def test_meta_must_cover_the_arrays_once(tmp_path) -> None:
+    s = make_set(20)
+    with pytest.raises(ValueError, match="meta for 12 of 20 rows"):
+        with SpectrumSetWriter(tmp_path / "a.h5", s.grid) as w:
+            w.append_arrays(s)
+            w.append_meta(s.meta.iloc[:12])
+    with pytest.raises(ValueError, match="meta for 21 rows, arrays for 20"):
+        with SpectrumSetWriter(tmp_path / "a.h5", s.grid) as w:
+            w.append_arrays(s)
+            w.append_meta(s.meta.iloc[:12])
+            w.append_meta(s.meta.iloc[11:])
+    with pytest.raises(ValueError, match="appears more than once"):
+        with SpectrumSetWriter(tmp_path / "a.h5", s.grid) as w:
+            w.append_arrays(s)
+            w.append_arrays(s)
+            w.append_meta(s.meta)
+            w.append_meta(s.meta)
+    assert list(tmp_path.iterdir()) == []
+
+
 # ------------------------------------------------------------------ old files, damage
 def write_old_layout(s: SpectrumSet, path: Path) -> Path:
     """The layout written before issue 17: float64, fixed-size gzip-4 datasets, 1,024-row

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from xlatent.cli import app
 from xlatent.core import SpectrumSet
 from xlatent.io.ingest import ingest_paths, ingest_to_file
+from xlatent.io.ingest_file import Spool
 from xlatent.physics.simulator import simulate
 
 from .conftest import write_mmu_file
@@ -81,6 +82,34 @@ def test_chunks_and_the_file_path_do_not_change_the_set(pha_dir: Path, tmp_path:
         ingest_to_file(pha_dir, out, workers=1, chunk_files=size, progress=False)
         assert_same_set(SpectrumSet.read_hdf5(out), whole)
     assert not [p for p in tmp_path.iterdir() if "spool" in p.name]  # spool removed
+
+
+def test_rows_that_name_a_background_skip_the_spool(
+    pha_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks whose PHA rows all name a background (so none can be a dropped pure
+    background) go into the file as they arrive; from the first chunk with a row that names
+    none on, and for HDF5 sets, arrays wait in the spool for the plan."""
+    saved = []
+    original = Spool._save
+    monkeypatch.setattr(Spool, "_save", lambda sp, i, j, s: saved.append((i, j)) or
+                        original(sp, i, j, s))  # fmt: skip
+    # 34 files in chunks of 7; the MMU file is in chunk 4 (zzz_sky.pha, a pure
+    # background, is no row: it is read as a source and fails)
+    ingest_to_file(pha_dir, tmp_path / "a.h5", workers=1, chunk_files=7, progress=False)
+    assert saved == [(4, "0")]
+    d = shutil.copytree(pha_dir, tmp_path / "pha")
+    tenth = sorted(d.glob("sim-*[0-9].pha"))[9]  # file 10: chunk 1
+    with fits.open(tenth) as hdul:
+        hdul["SPECTRUM"].header["BACKFILE"] = "none"
+        hdul.writeto(tenth, overwrite=True)
+    saved.clear()
+    out = tmp_path / "b.h5"
+    ingest_to_file(d, out, workers=1, chunk_files=7, progress=False)
+    assert saved == [(1, "r"), (2, "r"), (3, "r"), (4, "r"), (4, "0")]
+    got = SpectrumSet.read_hdf5(out)
+    assert got.meta["bkg_file"][got.meta["source_file"] == str(tenth)].tolist() == [""]
+    assert_same_set(got, written(ingest_paths(d, progress=False).spectrum_set, tmp_path / "m.h5"))
 
 
 def test_finish_sets_meta_before_writing_and_may_not_drop_rows(

@@ -75,6 +75,11 @@ class SpectrumSetWriter:
     ``expected_counts``. A block's own provenance is ignored (``provenance`` is the file's).
     :meth:`append` refuses (``ValueError``) what a reader would refuse: values that are
     negative or not finite, exposure <= 0, empty ``spec_id``, and a ``spec_id`` seen before.
+
+    Arrays and meta may also go separately, arrays first: :meth:`append_arrays` (a block's
+    arrays, its meta ignored) as the rows come, then :meth:`append_meta` with the meta of
+    those rows, in order (a streamed ingest learns the whole table only at the end), and
+    :meth:`set_provenance`; closing refuses a file whose meta does not cover every row.
     """
 
     def __init__(
@@ -84,7 +89,8 @@ class SpectrumSetWriter:
 
         self.path = Path(path)
         self.grid = grid
-        self.n = 0
+        self.n = 0  # rows of arrays written
+        self._n_meta = 0  # rows of meta written (== n but while arrays run ahead)
         self._done = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.path)
@@ -119,11 +125,36 @@ class SpectrumSetWriter:
         # Deferred from the first check on: a Ctrl-C while values are checked could
         # otherwise land in an h5py callback and be lost.
         with deferred_interrupt():
-            self._append(block)
+            if self._n_meta != self.n:
+                raise ValueError(f"meta of {self.n - self._n_meta} rows is still to come")
+            self._append(block, with_meta=True)
 
-    def _append(self, block: Any) -> None:
+    def append_arrays(self, block: Any) -> None:
+        """Append the arrays of ``block``'s rows only (its meta is ignored): their meta
+        follows, in the same order, through :meth:`append_meta`."""
+        with deferred_interrupt():
+            self._append(block, with_meta=False)
+
+    def append_meta(self, meta: pd.DataFrame) -> None:
+        """Append the meta of the next ``len(meta)`` rows whose arrays are written."""
+        with deferred_interrupt():
+            self._closed_check()
+            if self._n_meta + len(meta) > self.n:
+                raise ValueError(f"meta for {self._n_meta + len(meta)} rows, arrays for {self.n}")
+            self._append_meta(meta)
+
+    def set_provenance(self, provenance: list[dict[str, Any]]) -> None:
+        """Replace the file's provenance (given when the writer was made)."""
+        with deferred_interrupt():
+            self._closed_check()
+            self._f.attrs["provenance"] = json.dumps(list(provenance), default=str)
+
+    def _closed_check(self) -> None:
         if self._done:
             raise ValueError(f"{self.path}: the writer is closed")
+
+    def _append(self, block: Any, with_meta: bool) -> None:
+        self._closed_check()
         if block.grid != self.grid:
             raise ValueError(f"block on {block.grid!r}, the writer's grid is {self.grid!r}")
         if self._has_truth is not None and block.has_truth != self._has_truth:
@@ -132,15 +163,30 @@ class SpectrumSetWriter:
         if block.has_truth:
             arrays["expected_counts"] = block.expected_counts
         k = len(block)
-        rows = range(self.n, self.n + k)
-        problem = _values_problem(arrays, rows) or _spec_id_problem(block.meta["spec_id"])
-        ids = block.meta["spec_id"].astype(str)
+        problem = _values_problem(arrays, range(self.n, self.n + k))
+        if problem is not None:
+            raise ValueError(f"refusing to write a SpectrumSet whose {problem}")
+        hashes = self._meta_checks(block.meta) if with_meta else None
+        with deferred_interrupt() as check:
+            if not self._ds:
+                self._create_arrays(arrays)
+            for name, data in arrays.items():
+                self._append_array(name, data, check)
+            self.n += k
+        if hashes is not None:
+            self._append_meta(block.meta, hashes)
+
+    def _meta_checks(self, meta: pd.DataFrame) -> np.ndarray:
+        """The hashes of ``meta``'s spec_ids; ValueError for a spec_id that is empty or seen
+        before, or columns that are not the first block's."""
+        problem = _spec_id_problem(meta["spec_id"])
+        ids = meta["spec_id"].astype(str)
         hashes = pd.util.hash_pandas_object(ids, index=False).to_numpy(np.uint64)
-        if problem is None and k and self.n:
+        if problem is None and len(meta) and self._n_meta:
             problem = self._seen_problem(ids, hashes)
         if problem is not None:
             raise ValueError(f"refusing to write a SpectrumSet whose {problem}")
-        columns = list(block.meta.columns)
+        columns = list(meta.columns)
         if self._columns is not None and set(columns) != set(self._columns):
             missing = sorted(set(self._columns) - set(columns))
             extra = sorted(set(columns) - set(self._columns))
@@ -148,17 +194,21 @@ class SpectrumSetWriter:
                 f"block meta columns differ from the first block's (missing {missing}, "
                 f"extra {extra})"
             )
+        return hashes
+
+    def _append_meta(self, meta: pd.DataFrame, hashes: np.ndarray | None = None) -> None:
+        """Append meta rows (``hashes``: of their spec_ids, when already checked)."""
+        if hashes is None:
+            hashes = self._meta_checks(meta)
         with deferred_interrupt() as check:
             if self._columns is None:
-                self._create(arrays, block.meta)
-            for name, data in arrays.items():
-                self._append_array(name, data, check)
+                self._create_meta(meta)
             for col in self._columns or []:
                 check()
-                self._append_column(col, block.meta[col])
+                self._append_column(col, meta[col])
             self._hash_set.update(hashes.tolist())
             self._hash_parts.append(hashes)
-            self.n += k
+            self._n_meta += len(meta)
 
     def _seen_problem(self, ids: pd.Series, hashes: np.ndarray) -> str | None:
         """A spec_id of this block already written, described, or None (hash matches are
@@ -172,7 +222,7 @@ class SpectrumSetWriter:
         seen = ids[hit & ids.isin(written).to_numpy()]
         return f"spec_id {seen.iloc[0]!r} appears more than once" if len(seen) else None
 
-    def _create(self, arrays: dict[str, np.ndarray], meta: pd.DataFrame) -> None:
+    def _create_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         m = self.grid.n_bins
         for name, data in arrays.items():
             if name == "exposure_s":
@@ -183,6 +233,9 @@ class SpectrumSetWriter:
                 continue
             f32 = name in _ALWAYS_F32 or (name in _EXACT_F32 and _exact_in_f32(data))
             self._ds[name] = self._new_2d(name, np.float32 if f32 else np.float64, m)
+        self._has_truth = "expected_counts" in arrays
+
+    def _create_meta(self, meta: pd.DataFrame) -> None:
         g = self._f.create_group("meta")
         self._columns = list(meta.columns)
         g.attrs["columns"] = json.dumps(self._columns)
@@ -193,7 +246,6 @@ class SpectrumSetWriter:
                 g.create_dataset(_key(col), dtype=series.dtype, fletcher32=True, **kw)
             else:
                 g.create_dataset(_key(col), dtype=h5py.string_dtype(), **kw).attrs["kind"] = "str"
-        self._has_truth = "expected_counts" in arrays
 
     def _new_2d(self, name: str, dtype: Any, m: int) -> h5py.Dataset:
         rows = max(1, CHUNK_BYTES // (m * np.dtype(dtype).itemsize))
@@ -251,11 +303,13 @@ class SpectrumSetWriter:
             return self.path
         try:
             with deferred_interrupt() as check:
-                if self._columns is None:  # no block: an empty set
-                    m = self.grid.n_bins
-                    empty = np.zeros((0, m))
-                    self._create({n: empty for n in ARRAYS} | {"exposure_s": np.zeros(0)},
-                                 pd.DataFrame({"spec_id": np.array([], dtype=object)}))  # fmt: skip
+                if self._n_meta != self.n:
+                    raise ValueError(f"{self.path}: meta for {self._n_meta} of {self.n} rows")
+                if not self._ds:  # no block: an empty set
+                    empty = np.zeros((0, self.grid.n_bins))
+                    self._create_arrays({n: empty for n in ARRAYS} | {"exposure_s": np.zeros(0)})
+                if self._columns is None:
+                    self._create_meta(pd.DataFrame({"spec_id": np.array([], dtype=object)}))
                 self._f.close()
                 check()
                 seal.seal(self._tmp)

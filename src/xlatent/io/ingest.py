@@ -12,6 +12,7 @@ source into one (``xlatent ingest --combine-by name``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from xlatent.io.ogip_response import DEFAULT_CACHE, ResponseCache
 #: Fewer files than this are read in this process even with workers > 1: starting a local
 #: cluster costs seconds, more than reading a few hundred files.
 MIN_PARALLEL_FILES = 400
+#: Meta rows written at once at the end of a streamed ingest (a few MB of strings).
+META_ROWS = 65536
 
 
 @dataclass
@@ -124,10 +127,23 @@ def ingest_to_file(
     excl = [exclude] if isinstance(exclude, (str, Path)) else list(exclude)
     grid, files, skipped = _discover(paths, grid, [out, *excl])
     workers = default_workers() if workers is None else workers
-    with spool(out) as sp:
-        chunks = [sp.keep(i, c) for i, c in
-                  enumerate(_read(files, grid, cache, workers, scheduler, progress,
-                                  chunk_files, min_parallel))]  # fmt: skip
+    exposure: list[np.ndarray] = []
+    with spool(out) as sp, ExitStack() as stack:
+        # While every PHA row so far is certainly kept (it names a background, so it is not
+        # one), its chunk's arrays go straight into the file, in order, as the workers read
+        # on: the driver compresses while they read instead of after. From the first chunk
+        # that may lose rows on, arrays wait in the spool for the plan.
+        w, chunks, streamed = None, [], 0
+        for i, c in enumerate(_read(files, grid, cache, workers, scheduler, progress,
+                                    chunk_files, min_parallel)):  # fmt: skip
+            stream = streamed == i and _all_kept(c)
+            if stream and c.rows is not None:
+                if w is None:
+                    w = stack.enter_context(open_writer(out, c.rows.grid, []))
+                w.append_arrays(c.rows)
+                exposure.append(c.rows.exposure_s)
+            streamed += stream
+            chunks.append(sp.keep(i, c, rows=not stream))
         p = plan(chunks, skipped, grid)
         if p.meta is None:
             return IngestFileResult(None, 0, p.skipped)
@@ -137,18 +153,25 @@ def ingest_to_file(
             whole = finish(whole)
             if len(whole) != len(p.meta):
                 raise ValueError("finish may change meta and provenance, not the rows")
-        exposure, a = [], 0
-        with open_writer(out, first, whole.provenance) as w:
-            for i, j in p.pieces(chunks):
-                arr = sp.load(i, j, p.keep[i])
-                n = len(arr[0])
-                w.append(SpectrumSet(
-                    grid=first, counts=arr[0], background=arr[1], exposure_s=arr[2],
-                    effective_area_cm2=arr[3], meta=whole.meta.iloc[a : a + n],
-                    expected_counts=arr[4] if p.has_truth else None,
-                ))  # fmt: skip
-                exposure.append(arr[2])
-                a += n
+        if w is None:
+            w = stack.enter_context(open_writer(out, first, whole.provenance))
+        else:
+            w.set_provenance(whole.provenance)
+        a = w.n
+        for i, j in p.pieces(chunks):
+            if j is None and i < streamed:
+                continue  # in the file already
+            arr = sp.load(i, j, p.keep[i])
+            n = len(arr[0])
+            w.append_arrays(SpectrumSet(
+                grid=first, counts=arr[0], background=arr[1], exposure_s=arr[2],
+                effective_area_cm2=arr[3], meta=whole.meta.iloc[a : a + n],
+                expected_counts=arr[4] if p.has_truth else None,
+            ))  # fmt: skip
+            exposure.append(arr[2])
+            a += n
+        for a in range(0, len(whole.meta), META_ROWS):  # whole columns, in a few blocks
+            w.append_meta(whole.meta.iloc[a : a + META_ROWS])
     text = summary_text(
         repr(whole),
         np.concatenate(exposure),
@@ -157,6 +180,15 @@ def ingest_to_file(
         p.has_truth,
     )
     return IngestFileResult(out, len(whole), p.skipped, text)
+
+
+def _all_kept(c: Chunk) -> bool:
+    """Whether every PHA row of ``c`` is kept whatever the other chunks hold: one that names
+    a background file is never dropped as a pure background (see ``ingest_chunks.plan``)."""
+    if c.rows is None:
+        return True
+    meta = c.rows.meta
+    return "bkg_file" in meta and all(bool(b) for b in meta["bkg_file"])
 
 
 def _discover(

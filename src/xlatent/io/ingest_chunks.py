@@ -20,7 +20,7 @@ import pandas as pd
 
 from xlatent.core import CSC_BANDS_KEV, EnergyGrid, InputError, SpectrumSet, hardness_columns
 from xlatent.core.errors import XlatentError
-from xlatent.io.discover import real_path
+from xlatent.io.discover import real_path, real_paths
 from xlatent.io.grid_mapper import GridMapper
 from xlatent.io.ogip_response import DEFAULT_CACHE
 from xlatent.io.pha import _short
@@ -160,8 +160,10 @@ def _not_background(meta: pd.DataFrame, skipped: list[tuple[str, str]]) -> np.nd
     """
     if not len(meta):
         return np.zeros(0, dtype=bool)
-    src = [real_path(p) for p in meta["source_file"]]
-    bkg = [real_path(p) if p else "" for p in meta["bkg_file"]]
+    src = real_paths(meta["source_file"])
+    named = [p for p in meta["bkg_file"] if p]
+    resolved = iter(real_paths(named))
+    bkg = [next(resolved) if p else "" for p in meta["bkg_file"]]
     targets = {b for s, b in zip(src, bkg, strict=True) if b and b != s}
     if not targets:
         return np.ones(len(meta), dtype=bool)

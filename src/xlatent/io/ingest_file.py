@@ -2,10 +2,12 @@
 
 The chunks of :mod:`xlatent.io.ingest_chunks` arrive in file order, but which rows survive,
 their ``spec_id`` s, and the columns a caller adds over the whole table (the catalogue join,
-the train/test split) are known only once every chunk is in. So each chunk's arrays go to a
-spool folder next to the output as they arrive (only the metadata stays in memory), and a
-second pass appends them, in the final order, to a ``SpectrumSetWriter``: memory stays flat
-at about one chunk, and the file is the one an in-memory ingest would write.
+the train/test split) are known only once every chunk is in. So the arrays of a chunk whose
+rows are certainly kept go into the ``SpectrumSetWriter`` as the chunk arrives (the driver
+compresses while the workers read), other chunks' arrays go to a spool folder next to the
+output (only the metadata stays in memory), and a second pass appends them in the final
+order, then the whole meta: memory stays flat at about one chunk, and the file is the one an
+in-memory ingest would write.
 """
 
 from __future__ import annotations
@@ -47,10 +49,12 @@ class Spool:
         out.parent.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.spool-", dir=out.parent))
 
-    def keep(self, i: int, chunk: Chunk) -> Chunk:
-        """Write chunk ``i``'s arrays to the spool; the chunk with shells in their place."""
+    def keep(self, i: int, chunk: Chunk, rows: bool = True) -> Chunk:
+        """Write chunk ``i``'s arrays to the spool (its PHA rows' only if ``rows``: False
+        when they are in the output already); the chunk with shells in their place."""
         if chunk.rows is not None:
-            self._save(i, "r", chunk.rows)
+            if rows:
+                self._save(i, "r", chunk.rows)
             chunk.rows = shell(chunk.rows)
         for j, s in enumerate(chunk.sets):
             self._save(i, str(j), s)

@@ -152,16 +152,17 @@ def check_values(s: SpectrumSet, path: Path) -> SpectrumSet:
 
 def unique_ids(meta: pd.DataFrame) -> list[str]:
     """``OBSID_OBI_REGION`` for CSC detections, else the file stem; made unique."""
+    # Column by column, not iterrows (a Series a row: ~30 us, most of an ingest's plan).
+    cols = [meta[k].tolist() if k in meta else [None] * len(meta)
+            for k in ("spec_id", "obsid", "obi", "region_id", "source_file")]  # fmt: skip
     ids, seen = [], {}
-    for _, row in meta.iterrows():
-        spec_id = row.get("spec_id")
-        obsid, obi, region = (int_or(row.get(k), -1) for k in ("obsid", "obi", "region_id"))
+    for spec_id, *numbers, source in zip(*cols, strict=True):
+        obsid, obi, region = (int_or(v, -1) for v in numbers)
         if isinstance(spec_id, str) and spec_id and not spec_id.startswith("spec"):
             base = spec_id
         elif obsid >= 0 and region >= 0:
             base = f"{obsid}_{obi:03d}_{region:04d}"
         else:
-            source = row.get("source_file")
             base = Path(source).name.split(".")[0] if isinstance(source, str) else ""
             base = base or (spec_id if isinstance(spec_id, str) and spec_id else "spec")
         n = seen.get(base, 0)
