@@ -172,24 +172,41 @@ def test_pool_workers_start_with_torch_loaded_on_one_thread(set_path: Path, tmp_
     not needed to encode), BLAS and OpenMP on one thread, and glibc's malloc defaults (Dask's
     MALLOC_TRIM_THRESHOLD_ made torch's buffers mmapped afresh: twice the CPU); a pool given
     to encode_to_file is used and left open (a second call reuses it)."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
     from xlatent.core.parallel import Pool
     from xlatent.model.parallel_encode import PRELOAD
 
-    def state() -> tuple:
-        import os
-        import sys
+    # In a fresh interpreter: the preload acts only while the process's forkserver has not
+    # started, and earlier tests in this process may have started it.
+    script = textwrap.dedent("""
+        import json
+        from xlatent.core.parallel import Pool
+        from xlatent.model.parallel_encode import PRELOAD
 
-        from threadpoolctl import threadpool_info
+        def state():
+            import os, sys
+            from threadpoolctl import threadpool_info
+            return ("torch" in sys.modules, "sklearn" in sys.modules,
+                    os.environ["OMP_NUM_THREADS"],
+                    sorted({lib["num_threads"] for lib in threadpool_info()}),
+                    "MALLOC_TRIM_THRESHOLD_" in os.environ)
 
-        return ("torch" in sys.modules, "sklearn" in sys.modules, os.environ["OMP_NUM_THREADS"],
-                sorted({lib["num_threads"] for lib in threadpool_info()}),
-                "MALLOC_TRIM_THRESHOLD_" in os.environ)  # fmt: skip
-
+        if __name__ == "__main__":
+            with Pool(2, preload=PRELOAD) as pool:
+                print(json.dumps(list(pool.client().run(state).values())))
+    """)
+    probe = tmp_path / "probe.py"
+    probe.write_text(script)
+    out = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True,
+                         timeout=300, check=True).stdout  # fmt: skip
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen == [[True, False, "1", [1], False]] * 2, seen
     opts = {"n_draws": 2, "seed": 3, "block_rows": BLOCK, "progress": False}
     with Pool(2, preload=PRELOAD) as pool:
-        seen = pool.client().run(state)
-        want = (True, False, "1", [1], False)
-        assert len(seen) == 2 and all(s == want for s in seen.values()), seen
         two = encode_to_file(set_path, tmp_path / "a.parquet", pool=pool, **opts)
         again = encode_to_file(set_path, tmp_path / "b.parquet", pool=pool, **opts)
     one = encode_to_file(set_path, tmp_path / "one.parquet", workers=1, **opts)
