@@ -2,11 +2,11 @@
 
 :func:`encode` gives, bit for bit, what ``SpectrumEncoder.forward`` gives under
 ``torch.inference_mode`` in eval mode (where each ``nn.TransformerEncoderLayer`` takes
-PyTorch's native fast path, ``torch._transformer_encoder_layer_fwd``), measured on this CPU
-about 1.3x faster for the pretrained model. Where the time went (``torch.profiler``, one
-thread, 512 spectra a pass): ~28% in the native path's ``_transform_bias_rescale_qkv`` (its
-copy of q, k, v into heads, slower than a plain permute), and the rest in matmuls whose
-operands (512 x 33 tokens x 192 floats, 13 MB) do not fit in a core's 1 MB L2 cache. So:
+PyTorch's native fast path, ``torch._transformer_encoder_layer_fwd``). On the shared 2-core
+CPU (load 7-15) interleaved A/Bs of the pretrained model gave 0.96x-1.22x: a modest gain,
+within the noise there. Where the time went (``torch.profiler``, one thread, 512 spectra a
+pass): ~28% in the native path's ``_transform_bias_rescale_qkv``, and the rest mostly in
+matmuls whose operands (512 x 33 tokens x 192 floats, 13 MB) overflow a core's 1 MB L2. So:
 
 - each layer is written out with the ops the native path runs (layer norm, the in-projection
   with its bias, q scaled by 1/sqrt(head_dim), q k^T, softmax, times v, out-projection, the

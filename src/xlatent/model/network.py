@@ -103,7 +103,7 @@ class SpectrumEncoder(nn.Module):
     def forward(
         self, feats: torch.Tensor, glob: torch.Tensor, pos_feats: torch.Tensor
     ) -> torch.Tensor:
-        if fastpath.supported(self, feats.device):  # inference: the same numbers, faster
+        if fastpath.supported(self, feats.device):  # inference: the same numbers
             return fastpath.encode(self, feats, glob, pos_feats)
         b, m, c = feats.shape
         pad = self.n_tokens * self.patch_size - m
