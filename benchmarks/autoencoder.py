@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/autoencoder.py [--n 20000] [--set SET.h5] [--epochs N]
         [--model DIR|pretrained] [--error-draws 16] [--threads 1 2] [--repeats 3]
+        [--modules] [--compare]
 
 Uses ``xlatent.physics.simulator.simulate`` (or a set written by ``xlatent simulate``), or
 with ``--source toy`` the model tests' stand-in generator ``tests/model/toy.py``. Splits the
@@ -9,9 +10,13 @@ set 80/20 (seeded), trains the default autoencoder and the PCA baseline on the 8
 prints on the 20% held out: the mean Poisson deviance of the simulator's noiseless
 ``expected_counts`` (the physical limit), of the autoencoder's and of PCA's reconstructions,
 the training wall time and the encoding throughput with each of ``--threads``: latents only,
-the catalogue (latents + reconstruction deviance + ``ood_score``) and the catalogue with latent
-errors (``--error-draws`` redraws each), best of ``--repeats`` runs. ``--model DIR`` skips
-training (``--model pretrained``: the shipped model). Figures are printed, not asserted.
+latents + reconstruction (``encode_and_reconstruct``), the catalogue (latents + reconstruction
+deviance + ``ood_score``) and the catalogue with latent errors (``--error-draws`` redraws
+each), best of ``--repeats`` runs. ``--modules`` adds the same figures with the encoder's
+inference fast path (:mod:`xlatent.model.fastpath`) switched off, i.e. as before it;
+``--compare`` prints only that A/B for latents + reconstruction, interleaved, and checks the
+outputs are identical. ``--model DIR`` skips training (``--model pretrained``: the shipped
+model). Figures are printed, not asserted.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 import torch
 
 from xlatent.core import SpectrumSet
-from xlatent.model import PCABaseline, SpectralAutoencoder, poisson_deviance
+from xlatent.model import PCABaseline, SpectralAutoencoder, fastpath, poisson_deviance
 
 
 def load_set(args: argparse.Namespace) -> tuple[SpectrumSet, str]:
@@ -53,31 +58,73 @@ def _toy() -> ModuleType:
 ERR_SPECTRA = 2000
 
 
-def _best_rate(fn: Callable[[], object], n: int, repeats: int) -> float:
-    """Spectra per second of the fastest of ``repeats`` runs of ``fn`` (the CPU may be shared:
-    the best run is the one least disturbed)."""
-    best = np.inf
+def _rates(fns: dict[str, Callable[[], object]], n: int, repeats: int) -> dict[str, float]:
+    """Spectra per second of each of ``fns``, the fastest of ``repeats`` runs, the functions
+    interleaved (the CPU may be shared: the best run is the one least disturbed, and
+    interleaving exposes every function to the same disturbances)."""
+    best = dict.fromkeys(fns, np.inf)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return n / best
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: n / t for name, t in best.items()}
+
+
+#: The columns of the throughput table.
+COLUMNS = ("latents", "lat+recon", "catalogue", "errors")
 
 
 def throughput(
-    ae: SpectralAutoencoder, s: SpectrumSet, threads: int, draws: int, repeats: int
-) -> tuple[float, float, float]:
+    ae: SpectralAutoencoder, s: SpectrumSet, threads: int, draws: int, repeats: int, fast: bool
+) -> tuple[float, float, float, float]:
     """Spectra/s on ``threads`` torch threads, everything from the SpectrumSet in memory on:
-    (a) latents only (``transform``), (b) the catalogue ``xlatent encode --error-draws 0``
-    writes (latents, reconstruction deviance, ``ood_score``), (c) with ``draws`` redraws."""
+    (a) latents only (``transform``), (b) latents + reconstruction (``encode_and_reconstruct``),
+    (c) the catalogue ``xlatent encode --error-draws 0`` writes (latents, reconstruction
+    deviance, ``ood_score``), (d) with ``draws`` redraws. ``fast``: the encoder's inference
+    fast path (:mod:`xlatent.model.fastpath`, the default), else its modules (as before it)."""
     torch.set_num_threads(threads)
-    sub = s[np.arange(min(ERR_SPECTRA, len(s)))]
-    ae.transform(sub[np.arange(min(512, len(sub)))])  # warm-up
-    return (
-        _best_rate(lambda: ae.transform(s), len(s), repeats),
-        _best_rate(lambda: ae.encode_catalog(s, n_draws=0), len(s), repeats),
-        _best_rate(lambda: ae.encode_catalog(sub, n_draws=draws), len(sub), repeats),
-    )
+    fastpath.ENABLED = fast
+    try:
+        sub = s[np.arange(min(ERR_SPECTRA, len(s)))]
+        ae.transform(sub[np.arange(min(512, len(sub)))])  # warm-up
+        rates = _rates(
+            {
+                "latents": lambda: ae.transform(s),
+                "lat+recon": lambda: ae.encode_and_reconstruct(s),
+                "catalogue": lambda: ae.encode_catalog(s, n_draws=0),
+            },
+            len(s),
+            repeats,
+        )
+        errors = {"errors": lambda: ae.encode_catalog(sub, n_draws=draws)}
+        rates |= _rates(errors, len(sub), repeats)
+        return tuple(rates[c] for c in COLUMNS)
+    finally:
+        fastpath.ENABLED = True
+
+
+def compare(ae: SpectralAutoencoder, s: SpectrumSet, threads: list[int], repeats: int) -> None:
+    """``encode_and_reconstruct`` through the encoder's modules against the fast path, the two
+    interleaved, ``repeats`` rounds, at each thread count; checks the outputs are identical."""
+    print(f"modules vs fast path, latents + reconstruction, spectra/s (best of {repeats}, "
+          f"interleaved; {len(s)} spectra):")  # fmt: skip
+
+    def run(fast: bool) -> tuple[np.ndarray, np.ndarray]:
+        fastpath.ENABLED = fast
+        try:
+            return ae.encode_and_reconstruct(s)
+        finally:
+            fastpath.ENABLED = True
+
+    (z0, r0), (z1, r1) = run(False), run(True)
+    same = np.array_equal(z0, z1) and np.array_equal(r0, r1)
+    print(f"  outputs bit for bit identical: {same}")
+    for k in threads:
+        torch.set_num_threads(k)
+        rates = _rates({"modules": lambda: run(False), "fast": lambda: run(True)}, len(s), repeats)
+        print(f"  {k} thread(s): modules {rates['modules']:7.0f}  fast path {rates['fast']:7.0f}"
+              f"  ({rates['fast'] / rates['modules']:.2f}x)")  # fmt: skip
 
 
 def main() -> None:
@@ -94,6 +141,8 @@ def main() -> None:
     ap.add_argument("--save", help="also save the trained autoencoder to this directory")
     ap.add_argument("--model", help="a trained model directory: skip training (timing only)")
     ap.add_argument("--error-draws", type=int, default=16, help="K of the with-errors encode")
+    ap.add_argument("--modules", action="store_true", help="also time without the fast path")
+    ap.add_argument("--compare", action="store_true", help="only the modules-vs-fast-path A/B")
     args = ap.parse_args()
     torch.set_num_threads(max(args.threads))
 
@@ -123,7 +172,15 @@ def main() -> None:
     pca = PCABaseline(n_components=8).fit(train)
     t_pca = time.perf_counter() - t0
 
-    rates = {k: throughput(ae, s, k, args.error_draws, args.repeats) for k in args.threads}
+    if args.compare:
+        compare(ae, s, args.threads, args.repeats)
+        return
+    modes = {"fast": True, "modules": False} if args.modules else {"fast": True}
+    rates = {
+        (k, mode): throughput(ae, s, k, args.error_draws, args.repeats, fast)
+        for k in args.threads
+        for mode, fast in modes.items()
+    }
     d_truth = poisson_deviance(test.counts, test.expected_counts + test.background)
     d_ae = ae.deviance(test)
     d_pca = pca.deviance(test)
@@ -131,9 +188,10 @@ def main() -> None:
     print(f"epochs run: {len(ae.history_)}; train time {t_train:.1f} s; PCA fit {t_pca:.1f} s")
     print(f"encoding throughput, spectra/s (best of {args.repeats}; {len(s)} spectra, "
           f"{min(len(s), ERR_SPECTRA)} with errors):")  # fmt: skip
-    print(f"  {'threads':>7} {'latents':>9} {'catalogue':>10} {f'errors K={args.error_draws}':>12}")
-    for k, (a, b, c) in rates.items():
-        print(f"  {k:>7} {a:9.0f} {b:10.0f} {c:12.0f}")
+    print(f"  {'threads':>7} {'encoder':>8} " + " ".join(f"{c:>10}" for c in COLUMNS[:3])
+          + f" {f'errors K={args.error_draws}':>12}")  # fmt: skip
+    for (k, mode), r in rates.items():
+        print(f"  {k:>7} {mode:>8} " + " ".join(f"{x:10.0f}" for x in r[:3]) + f" {r[3]:12.0f}")
     print(f"mean Poisson deviance on the test split (m = {s.grid.n_bins} bins):")
     print(f"  truth (noiseless expected_counts): {d_truth.mean():.3f}")
     print(f"  autoencoder: {d_ae.mean():.3f}  ({100 * (d_ae.mean() / d_truth.mean() - 1):+.2f}%)")
