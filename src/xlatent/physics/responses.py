@@ -138,7 +138,9 @@ class ChipGroup:
             self.rmf.e_min, self.rmf.e_max, self.w_grid, self.ref.broad_grid
         )
         self.sky_photon = sky_photon_flux(self.ref, self.ref)
-        self.avg = bin_average_operator(ref_rmf.energ_lo, ref_rmf.energ_hi, grid)
+        # Sparse: a dense BLAS product's rounding of one row depends on how many rows it is
+        # given (kernel blocking), so a block of sources got other areas than the whole set.
+        self.avg = sp.csr_matrix(bin_average_operator(ref_rmf.energ_lo, ref_rmf.energ_hi, grid))
         self.n_channels = self.rmf.n_channels
         self.band = band_channels(self.rmf.e_min, self.rmf.e_max)
         self.r_band = np.asarray(self.matrix @ self.band.astype(np.float64)).ravel()
@@ -167,7 +169,7 @@ class ChipGroup:
             rows, res, _fold(res["photon_flux"] * area, self.matrix),
             res["photon_flux"] @ self.ref.broad_per_photon,
             _fold(area * self.sky_photon[None, :], self.matrix), self.particle, self.w_grid,
-            area @ self.avg, area,
+            np.asarray((self.avg.T @ area.T).T), area,
         )  # fmt: skip
 
     def fold(
