@@ -31,3 +31,19 @@ def real_spectra_dir(shared: Path) -> Path:
 @pytest.fixture(scope="session")
 def td_csv(shared: Path) -> Path:
     return shared / "data" / "csc_td" / "TD.csv"
+
+
+@pytest.fixture
+def meta_reads(monkeypatch) -> list[tuple]:
+    """Every meta read of a view, as (columns, rows) (None: all)."""
+    import xlatent.core.hdf5_meta as hdf5_meta
+
+    calls: list[tuple] = []
+    real = hdf5_meta.read_meta
+
+    def spy(lay, cols=None, rows=None):
+        calls.append((None if cols is None else tuple(cols), rows))
+        return real(lay, cols, rows)
+
+    monkeypatch.setattr(hdf5_meta, "read_meta", spy)
+    return calls

@@ -366,22 +366,6 @@ def test_memory_limit_applies_to_read_not_to_open(blocked, monkeypatch) -> None:
         SpectrumSet.open(blocked)
 
 
-@pytest.fixture
-def meta_reads(monkeypatch) -> list[tuple]:
-    """Every meta read of a view, as (columns, rows) (None: all)."""
-    import xlatent.core.hdf5_meta as hdf5_meta
-
-    calls: list[tuple] = []
-    real = hdf5_meta.read_meta
-
-    def spy(lay, cols=None, rows=None):
-        calls.append((None if cols is None else tuple(cols), rows))
-        return real(lay, cols, rows)
-
-    monkeypatch.setattr(hdf5_meta, "read_meta", spy)
-    return calls
-
-
 def test_view_reads_meta_by_block_and_column_only(blocked, meta_reads) -> None:
     """Opening reads the spec_id column only (in blocks); a block reads its own meta rows; the whole
     table is read only when ``view.meta`` is touched, then kept (issue 17: each process of a

@@ -99,21 +99,16 @@ def test_a_set_rewritten_at_the_same_path_is_read_again(tmp_path: Path) -> None:
     assert np.array_equal(second[lat].to_numpy(), expected[lat].to_numpy())
 
 
-def test_blocks_read_their_own_meta_rows_only(set_path: Path, tmp_path: Path, monkeypatch) -> None:
+def test_blocks_read_their_own_meta_rows_only(
+    set_path: Path, tmp_path: Path, monkeypatch, meta_reads
+) -> None:
     """Issue 17: each worker (and the driver) held the whole meta table. The driver checks
     the meta block by block and the blocks read their own rows; nothing reads a whole column
     (the open checks spec_id by blocks too); the catalogue copies every meta column."""
     import xlatent.core.hdf5_meta as hdf5_meta
     import xlatent.model.parallel_encode as pe
 
-    calls: list[tuple] = []
-    real = hdf5_meta.read_meta
-
-    def spy(lay, cols=None, rows=None):
-        calls.append((None if cols is None else tuple(cols), rows))
-        return real(lay, cols, rows)
-
-    monkeypatch.setattr(hdf5_meta, "read_meta", spy)
+    calls = meta_reads
     monkeypatch.setattr(hdf5_meta, "CHECK_ROWS", 200)  # the driver's check: blocks of 200
     opts = {"n_draws": 0, "block_rows": BLOCK, "progress": False, "workers": 1}
     done = encode_to_file(set_path, tmp_path / "lat.parquet", **opts)

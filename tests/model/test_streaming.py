@@ -121,22 +121,6 @@ def test_streaming_resume_is_exact(written, tmp_path, monkeypatch) -> None:
     )
 
 
-@pytest.fixture
-def meta_reads(monkeypatch) -> list[tuple]:
-    """Every meta read of a lazy view, as (columns, rows) (None: all)."""
-    import xlatent.core.hdf5_meta as hdf5_meta
-
-    calls: list[tuple] = []
-    real = hdf5_meta.read_meta
-
-    def spy(lay, cols=None, rows=None):
-        calls.append((None if cols is None else tuple(cols), rows))
-        return real(lay, cols, rows)
-
-    monkeypatch.setattr(hdf5_meta, "read_meta", spy)
-    return calls
-
-
 def test_streaming_fit_from_a_view_reads_no_whole_meta_table(
     written, tmp_path, monkeypatch, meta_reads
 ) -> None:
