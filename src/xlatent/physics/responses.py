@@ -60,12 +60,15 @@ class Folded:
     arf_cm2: np.ndarray | None  # (k, n_e) per-source ARF (family members), else None
 
 
-def bin_average_operator(lo_kev: np.ndarray, hi_kev: np.ndarray, grid: EnergyGrid) -> np.ndarray:
-    """Dense (n_e, m) matrix: ``area @ op`` is :func:`xlatent.core.grid.bin_average` of every
+def bin_average_operator(lo_kev: np.ndarray, hi_kev: np.ndarray, grid: EnergyGrid) -> sp.csr_matrix:
+    """Sparse (n_e, m) matrix: ``_fold(area, op)`` is :func:`xlatent.core.grid.bin_average` of every
     row of ``area`` (overlap-weighted mean on each grid bin; 0 where nothing covers a bin)."""
     kev = (sp.diags(hi_kev - lo_kev) @ overlap_matrix(lo_kev, hi_kev, grid.edges_kev)).toarray()
     covered = kev.sum(axis=0)
-    return np.divide(kev, covered, out=np.zeros_like(kev), where=covered > 0)
+    # Sparse, applied with _fold: a dense BLAS product's rounding of one row depends on how
+    # many rows it is given (kernel blocking), so a block of sources got other areas than the
+    # whole set.
+    return sp.csr_matrix(np.divide(kev, covered, out=np.zeros_like(kev), where=covered > 0))
 
 
 def _fold(x: np.ndarray, matrix: sp.csr_matrix) -> np.ndarray:
@@ -138,9 +141,7 @@ class ChipGroup:
             self.rmf.e_min, self.rmf.e_max, self.w_grid, self.ref.broad_grid
         )
         self.sky_photon = sky_photon_flux(self.ref, self.ref)
-        # Sparse: a dense BLAS product's rounding of one row depends on how many rows it is
-        # given (kernel blocking), so a block of sources got other areas than the whole set.
-        self.avg = sp.csr_matrix(bin_average_operator(ref_rmf.energ_lo, ref_rmf.energ_hi, grid))
+        self.avg = bin_average_operator(ref_rmf.energ_lo, ref_rmf.energ_hi, grid)
         self.n_channels = self.rmf.n_channels
         self.band = band_channels(self.rmf.e_min, self.rmf.e_max)
         self.r_band = np.asarray(self.matrix @ self.band.astype(np.float64)).ravel()
@@ -169,7 +170,7 @@ class ChipGroup:
             rows, res, _fold(res["photon_flux"] * area, self.matrix),
             res["photon_flux"] @ self.ref.broad_per_photon,
             _fold(area * self.sky_photon[None, :], self.matrix), self.particle, self.w_grid,
-            np.asarray((self.avg.T @ area.T).T), area,
+            _fold(area, self.avg), area,
         )  # fmt: skip
 
     def fold(
