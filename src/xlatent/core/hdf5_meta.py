@@ -48,15 +48,20 @@ def _column(layout: Layout, col: str, rows: RowSel) -> np.ndarray:
     return np.array(values, dtype=object) if is_text else np.asarray(values)
 
 
+def check_columns(layout: Layout, cols: Sequence[str] | None) -> None:
+    """KeyError naming the file for a column of ``cols`` the meta table does not have."""
+    unknown = [c for c in cols or () if c not in layout.columns]
+    if unknown:
+        raise KeyError(f"{layout.path}: no meta column {unknown[0]!r}")
+
+
 def read_meta(
     layout: Layout, cols: Sequence[str] | None = None, rows: RowSel = None
 ) -> pd.DataFrame:
     """Columns ``cols`` (default all, in the file's order) of rows ``rows`` (None: all; a
     step-1 slice; sorted unique indices) of the meta table, index 0, 1, ..."""
     names = list(layout.columns) if cols is None else list(cols)
-    unknown = [c for c in names if c not in layout.columns]
-    if unknown:
-        raise KeyError(f"{layout.path}: no meta column {unknown[0]!r}")
+    check_columns(layout, names)
     if rows is None:
         k = layout.n
     elif isinstance(rows, slice):
@@ -95,4 +100,4 @@ def check_all(layout: Layout) -> None:
         read_meta(layout, None, slice(a, min(a + block, layout.n)))
 
 
-__all__ = ["check_all", "check_spec_ids", "read_meta"]
+__all__ = ["check_all", "check_columns", "check_spec_ids", "read_meta"]

@@ -136,9 +136,7 @@ class SpectrumSetView:
     def _read_meta(
         self, cols: Sequence[str] | None, rows: slice | np.ndarray | None
     ) -> pd.DataFrame:
-        unknown = [c for c in cols or () if c not in self._layout.columns]
-        if unknown:
-            raise KeyError(f"{self.path}: no meta column {unknown[0]!r}")
+        hdf5_meta.check_columns(self._layout, cols)  # also for the kept table
         if self._meta is not None:
             df = self._meta if cols is None else self._meta[list(cols)]
             return df.copy() if rows is None else df.iloc[rows].reset_index(drop=True)
