@@ -29,6 +29,17 @@ def small_set(n: int = 4) -> SpectrumSet:
                        np.full((n, m), 100.0), pd.DataFrame({"x": np.arange(n)}))  # fmt: skip
 
 
+def assert_interrupted_write_leaves_target(tmp_path: Path) -> None:
+    """Writing a set over an existing file raises KeyboardInterrupt, and leaves the file as it
+    was and no temp file."""
+    target = tmp_path / "set.h5"
+    target.write_bytes(b"previous")
+    with pytest.raises(KeyboardInterrupt):
+        small_set().write(target)
+    assert target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.h5"]
+
+
 def dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
@@ -71,12 +82,7 @@ def test_keyboard_interrupt_inside_write_removes_temp_and_keeps_target(tmp_path,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(SpectrumSetWriter, "_append_column", interrupted)
-    target = tmp_path / "set.h5"
-    target.write_bytes(b"previous")
-    with pytest.raises(KeyboardInterrupt):
-        small_set().write(target)
-    assert target.read_bytes() == b"previous"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.h5"]
+    assert_interrupted_write_leaves_target(tmp_path)
 
 
 def test_sigint_during_write_stops_it(tmp_path, monkeypatch) -> None:
@@ -91,12 +97,8 @@ def test_sigint_during_write_stops_it(tmp_path, monkeypatch) -> None:
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(SpectrumSetWriter, "_append_column", column_then_sigint)
-    target = tmp_path / "set.h5"
-    target.write_bytes(b"previous")
-    with pytest.raises(KeyboardInterrupt):
-        small_set().write(target)
-    assert sent and target.read_bytes() == b"previous"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.h5"]
+    assert_interrupted_write_leaves_target(tmp_path)
+    assert sent
 
 
 def test_sigint_lost_in_a_callback_while_values_are_checked_still_stops_the_write(
@@ -119,12 +121,7 @@ def test_sigint_lost_in_a_callback_while_values_are_checked_still_stops_the_writ
         return original(*args, **kwargs)
 
     monkeypatch.setattr(hw, "_values_problem", check_then_sigint)
-    target = tmp_path / "set.h5"
-    target.write_bytes(b"previous")
-    with pytest.raises(KeyboardInterrupt):
-        small_set().write(target)
-    assert target.read_bytes() == b"previous"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.h5"]
+    assert_interrupted_write_leaves_target(tmp_path)
 
 
 def test_nested_deferred_interrupt_shares_the_outer_flag() -> None:

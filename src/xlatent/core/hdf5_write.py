@@ -345,8 +345,8 @@ class SpectrumSetWriter:
 
 def write(s: Any, path: str | Path) -> Path:
     """Write the set ``s`` to ``path`` in one block (see :meth:`SpectrumSet.write`)."""
-    # One deferred region over the whole write: a Ctrl-C between the writer's own deferred
-    # steps (while it checks the values) would otherwise land wherever Python happened to be.
+    # One deferred region over the whole write, the gaps between the writer's own deferred
+    # steps (opening, appending, closing) included.
     with deferred_interrupt(), SpectrumSetWriter(path, s.grid, s.provenance) as w:
         w.append(s)
     return w.path
