@@ -172,6 +172,8 @@ def encode_to_file(
         local = pool is None
         if local:  # N workers = N cores: torch's threads here
             stack.enter_context(torch_threads(min(workers, default_workers())))
+        elif pool.local:  # this process encodes blocks too: one core of the pool's
+            stack.enter_context(torch_threads(1))
         path = str(set_path.resolve())
         tasks = [(path, mdir, a, b, i, n_draws, seed, not local)
                  for i, (a, b) in enumerate(bounds)]  # fmt: skip
