@@ -71,7 +71,7 @@ def ordered_map(
     own = pool is None
     p = Pool(workers, scheduler, (fn.__module__,)) if own else pool
     try:
-        limit = max_in_flight or 2 * p.n_workers()
+        limit = max_in_flight or (3 if p.local else 2) * p.n_workers()
         pending: deque[_Slot] = deque()
         for task in tasks:
             pending.append(_Slot(p, fn, task))
@@ -93,18 +93,13 @@ class _Slot:
 
     def __init__(self, pool: Pool, fn: Callable[..., Any], task: tuple[Any, ...]) -> None:
         self.fn, self.task = fn, task
-        self.future: Any = pool.submit(fn, *task) if pool.ready() else None
+        self.future: Any = None if pool.local else pool.submit(fn, *task)
         self.done_here = False
         self.value: Any = None
         self.error: Exception | None = None
 
     def settled(self) -> bool:
         return self.done_here or (self.future is not None and self.future.done())
-
-    def take_back(self) -> bool:
-        """Whether this process may run the task: not submitted yet, or taken back from
-        the pool before a worker started it."""
-        return not self.done_here and (self.future is None or self.future.cancel())
 
     def run_here(self) -> None:
         self.future, self.done_here = None, True
@@ -127,19 +122,32 @@ class _Slot:
 
 
 def _next(pool: Pool, pending: deque[_Slot]) -> Any:
-    """The head's result; meanwhile, on a local pool, this process runs tasks no worker
-    has started (the earliest first), so that it never waits while work is left."""
+    """The head's result. On a local pool the processes get at most two tasks each (one
+    running, one queued) and this process runs the next task no one has while the head is
+    not done: it never waits while there is work, and no task is queued behind a busy worker
+    while this process could run it."""
     if pool.local:
+        _feed(pool, pending)
         while not pending[0].settled():
-            if pool.ready():
-                for s in pending:
-                    if s.future is None and not s.done_here:
-                        s.future = pool.submit(s.fn, *s.task)
-            s = next((s for s in pending if s.take_back()), None)
+            s = next((s for s in pending if s.future is None and not s.done_here), None)
             if s is None:
                 break
             s.run_here()
+            _feed(pool, pending)
     return pending.popleft().result()
+
+
+def _feed(pool: Pool, pending: deque[_Slot]) -> None:
+    """Submit waiting tasks, in order, while the processes have fewer than two each."""
+    if not pool.ready():
+        return
+    busy = sum(s.future is not None and not s.future.done() for s in pending)
+    for s in pending:
+        if busy >= 2 * pool.processes:
+            return
+        if s.future is None and not s.done_here:
+            s.future = pool.submit(s.fn, *s.task)
+            busy += 1
 
 
 class Pool:
@@ -153,8 +161,9 @@ class Pool:
     def __init__(self, workers: int, scheduler: str | None = None, preload: Sequence[str] = ()):
         self.workers, self.scheduler = check_workers(workers), scheduler
         self.local = scheduler is None
+        self.processes = max(1, workers - 1) if self.local else 0
         if self.local:
-            self._impl: Any = LocalProcesses(max(1, workers - 1), preload)
+            self._impl: Any = LocalProcesses(self.processes, preload)
         else:
             self._impl = _DaskClient(scheduler)
 
