@@ -75,6 +75,9 @@ class LocalProcesses:
     def ready(self) -> bool:
         return not self._thread.is_alive()
 
+    def wait_ready(self) -> None:
+        self._thread.join()
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         self._thread.join()
         if self._error is not None:

@@ -51,6 +51,7 @@ def ordered_map(
     scheduler: str | None = None,
     max_in_flight: int | None = None,
     pool: Pool | None = None,
+    first: Callable[[], object] | None = None,
 ) -> Iterator[Any]:
     """``fn(*task)`` for each task, yielded in task order.
 
@@ -61,10 +62,14 @@ def ordered_map(
     yielded. ``fn`` must be importable by the workers (a module-level function; its module is
     imported before the local processes fork), and its arguments small: send paths, not
     data. ``pool``: run on it (``workers`` and ``scheduler`` are then ignored) and leave it
-    running. An exception of a task is raised when its result is due.
+    running. An exception of a task is raised when its result is due. ``first()`` runs in
+    this process before any result is yielded, while the workers run the first tasks (a
+    check of the input whose error must come before theirs).
     """
     check_workers(workers)
     if pool is None and workers == 1 and scheduler is None:
+        if first is not None:
+            first()
         for task in tasks:
             yield fn(*task)
         return
@@ -73,10 +78,20 @@ def ordered_map(
     try:
         limit = max_in_flight or (3 if p.local else 2) * p.n_workers()
         pending: deque[_Slot] = deque()
-        for task in tasks:
+        it = iter(tasks)
+        for task in it:
             pending.append(_Slot(p, fn, task))
             if len(pending) >= limit:
+                break
+        if first is not None:
+            if p.local:  # started with this process's own preparations: about up by now
+                p.wait_ready()
+                _feed(p, pending)
+            first()
+        for task in it:
+            while len(pending) >= limit:
                 yield _next(p, pending)
+            pending.append(_Slot(p, fn, task))
         while pending:
             yield _next(p, pending)
     except BaseException:
@@ -171,6 +186,10 @@ class Pool:
         """Whether the workers are up (False while they start)."""
         return self._impl.ready()
 
+    def wait_ready(self) -> None:
+        """Wait until the workers are up (or failed to start)."""
+        self._impl.wait_ready()
+
     def n_workers(self) -> int:
         """Cores working on tasks (a Dask cluster's: once connected)."""
         return self.workers if self.local else self._impl.n_workers(self.workers)
@@ -219,6 +238,9 @@ class _DaskClient:
 
     def ready(self) -> bool:
         return not self._thread.is_alive()
+
+    def wait_ready(self) -> None:
+        self._thread.join()
 
     def client(self) -> Any:
         self._thread.join()

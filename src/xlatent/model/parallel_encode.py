@@ -160,7 +160,8 @@ def encode_to_file(
     (each block draws its own). ``out`` is written atomically.
     """
     set_path, out = Path(set_path), Path(out)
-    n = checked_rows(set_path)  # once here: the blocks are read without re-checking the file
+    with SpectrumSet.open(set_path) as view:  # the seal and schema checks
+        n = len(view)
     workers = default_workers() if workers is None else workers
     bounds = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)] or [(0, 0)]
     with ExitStack() as stack:
@@ -177,7 +178,9 @@ def encode_to_file(
         path = str(set_path.resolve())
         tasks = [(path, mdir, a, b, i, n_draws, seed, not local)
                  for i, (a, b) in enumerate(bounds)]  # fmt: skip
-        frames = ordered_map(encode_block, tasks, pool=pool)
+        # The meta check (once here: the blocks are read without re-checking the file) runs
+        # while the workers encode the first blocks; its error comes before theirs.
+        frames = ordered_map(encode_block, tasks, pool=pool, first=lambda: checked_rows(path))
         flagged = 0 if getattr(model, "calibration_", None) is not None else None
         flagged = _write(frames, out, fmt, flagged, n, progress)
     return EncodeSummary(out, n, model.latent_dim, flagged)
