@@ -95,3 +95,17 @@ def test_abort_stops_the_workers_at_once() -> None:
     pool.close(abort=True)
     assert procs and not any(p.is_alive() for p in procs)
     assert busy.done()
+
+
+def test_a_dask_scheduler_runs_the_tasks() -> None:
+    """--scheduler ADDRESS: the tasks go to that Dask cluster (here one in this process)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster:  # fmt: skip
+        with Pool(1, cluster.scheduler_address) as pool:
+            assert not pool.local
+            got = list(ordered_map(fails_at, [(i, -1) for i in range(10)], pool=pool))
+        assert got == list(range(10))
+        got = list(ordered_map(fails_at, [(i, -1) for i in range(5)],
+                               scheduler=cluster.scheduler_address))  # fmt: skip
+        assert got == list(range(5))
