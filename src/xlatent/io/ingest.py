@@ -69,7 +69,7 @@ def ingest_paths(
     reason in ``result.skipped`` and the batch goes on; the rest are kept, in file-name order
     (PHA spectra first, then the sets HDF5 files hold). Paths in ``exclude`` (such as the
     output file about to be written) are never read. ``workers`` > 1 or ``scheduler`` read
-    chunks of files on Dask (see :func:`ingest_to_file`); the set is the same.
+    chunks of files on workers (see :func:`ingest_to_file`); the set is the same.
     """
     grid, files, skipped = _discover(paths, grid, exclude)
     chunks = list(_read(files, grid, cache, workers, scheduler, progress))
@@ -114,11 +114,12 @@ def ingest_to_file(
     """Ingest straight into the SpectrumSet file ``out`` with memory flat in the number of files.
 
     Files are read in chunks of ``chunk_files`` consecutive files: in this process when
-    ``workers`` is 1, else on a Dask ``LocalCluster`` of ``workers`` single-threaded processes
-    (default: this machine's cores), or on the running cluster at ``scheduler``, whose
-    workers must see the same files. Fewer than ``min_parallel`` files are read here whatever
-    ``workers`` is (a cluster takes seconds to start). Chunk arrays are spooled beside
-    ``out`` and written in file order, so the file is the same as
+    ``workers`` is 1, else on ``workers`` local cores (default: this machine's cores;
+    ``workers - 1`` single-threaded processes and this one, see
+    :func:`xlatent.core.parallel.ordered_map`), or on the running Dask cluster at
+    ``scheduler``, whose workers must see the same files. Fewer than ``min_parallel`` files
+    are read here whatever ``workers`` is (workers take a second or two to start). Chunk
+    arrays are spooled beside ``out`` and written in file order, so the file is the same as
     ``ingest_paths(...).spectrum_set.write(out)`` for any number of workers. ``finish``
     may change the whole set's meta and provenance (not its rows) before anything is
     written: it gets the set with placeholder arrays. ``out`` is written atomically.
@@ -208,7 +209,7 @@ def _read(
     scheduler: str | None, progress: bool, chunk_files: int = CHUNK_FILES,
     min_parallel: int = MIN_PARALLEL_FILES,
 ) -> Iterator[Chunk]:  # fmt: skip
-    """The chunks of ``files``, in order, read here or on Dask, with a progress bar."""
+    """The chunks of ``files``, in order, read here or on workers, with a progress bar."""
     from tqdm.auto import tqdm
 
     check_workers(workers)
