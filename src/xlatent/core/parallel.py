@@ -13,6 +13,7 @@ order the tasks were given, as soon as it and all before it are done.
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -76,24 +77,24 @@ def ordered_map(
     own = pool is None
     p = Pool(workers, scheduler, (fn.__module__,)) if own else pool
     try:
+        q = _InFlight(p, fn)
         limit = max_in_flight or (3 if p.local else 2) * p.n_workers()
-        pending: deque[_Slot] = deque()
         it = iter(tasks)
         for task in it:
-            pending.append(_Slot(p, fn, task))
-            if len(pending) >= limit:
+            q.add(task)
+            if len(q) >= limit:
                 break
         if first is not None:
             if p.local:  # started with this process's own preparations: about up by now
                 p.wait_ready()
-                _feed(p, pending)
+                q.feed()
             first()
         for task in it:
-            while len(pending) >= limit:
-                yield _next(p, pending)
-            pending.append(_Slot(p, fn, task))
-        while pending:
-            yield _next(p, pending)
+            while len(q) >= limit:
+                yield q.next()
+            q.add(task)
+        while len(q):
+            yield q.next()
     except BaseException:
         if own:
             p.close(abort=True)
@@ -106,25 +107,27 @@ def ordered_map(
 class _Slot:
     """One task of :func:`ordered_map`: submitted to the pool, or run in this process."""
 
-    def __init__(self, pool: Pool, fn: Callable[..., Any], task: tuple[Any, ...]) -> None:
+    def __init__(self, fn: Callable[..., Any], task: tuple[Any, ...]) -> None:
         self.fn, self.task = fn, task
-        self.future: Any = None if pool.local else pool.submit(fn, *task)
-        self.done_here = False
+        self.future: Any = None
+        self.here = False  # taken (and run at once) by this process
         self.value: Any = None
         self.error: Exception | None = None
 
+    def free(self) -> bool:
+        return self.future is None and not self.here
+
     def settled(self) -> bool:
-        return self.done_here or (self.future is not None and self.future.done())
+        return self.here or (self.future is not None and self.future.done())
 
     def run_here(self) -> None:
-        self.future, self.done_here = None, True
         try:
             self.value = self.fn(*self.task)
         except Exception as exc:  # raised in its turn, as a worker's would be
             self.error = exc
 
     def result(self) -> Any:
-        if self.done_here:
+        if self.here:
             if self.error is not None:
                 raise self.error
             return self.value
@@ -136,33 +139,69 @@ class _Slot:
                 release()
 
 
-def _next(pool: Pool, pending: deque[_Slot]) -> Any:
-    """The head's result. On a local pool the processes get at most two tasks each (one
-    running, one queued) and this process runs the next task no one has while the head is
-    not done: it never waits while there is work, and no task is queued behind a busy worker
-    while this process could run it."""
-    if pool.local:
-        _feed(pool, pending)
-        while not pending[0].settled():
-            s = next((s for s in pending if s.future is None and not s.done_here), None)
-            if s is None:
-                break
-            s.run_here()
-            _feed(pool, pending)
-    return pending.popleft().result()
+class _InFlight:
+    """The tasks of one :func:`ordered_map` submitted or taken but not yet yielded, in order.
 
+    On a local pool each process holds one task at a time; when it finishes, the pool's
+    result thread submits the next free one (hence the lock), and this process takes the next
+    free task whenever the head is not done. So it never waits while there is work, and no
+    task waits behind a busy worker while another core is idle (the last ones included).
+    """
 
-def _feed(pool: Pool, pending: deque[_Slot]) -> None:
-    """Submit waiting tasks, in order, while the processes have fewer than two each."""
-    if not pool.ready():
-        return
-    busy = sum(s.future is not None and not s.future.done() for s in pending)
-    for s in pending:
-        if busy >= 2 * pool.processes:
+    def __init__(self, pool: Pool, fn: Callable[..., Any]) -> None:
+        self.pool, self.fn = pool, fn
+        self.slots: deque[_Slot] = deque()
+        self.lock = threading.RLock()  # RLock: a callback may run in the submitting thread
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def add(self, task: tuple[Any, ...]) -> None:
+        s = _Slot(self.fn, task)
+        if not self.pool.local:
+            s.future = self.pool.submit(self.fn, *task)
+        with self.lock:
+            self.slots.append(s)
+
+    def feed(self) -> None:
+        """Give free tasks, in order, to the processes that have none."""
+        if not self.pool.ready():
             return
-        if s.future is None and not s.done_here:
-            s.future = pool.submit(s.fn, *s.task)
-            busy += 1
+        with self.lock:
+            busy = sum(s.future is not None and not s.future.done() for s in self.slots)
+            for s in self.slots:
+                if busy >= self.pool.processes:
+                    return
+                if s.free():
+                    s.future = self.pool.submit(self.fn, *s.task)
+                    s.future.add_done_callback(self._finished)
+                    busy += 1
+
+    def _finished(self, _future: Any) -> None:
+        try:
+            self.feed()
+        except Exception:  # the pool is closing or broken: the next feed here raises it
+            pass
+
+    def take(self) -> _Slot | None:
+        with self.lock:
+            s = next((s for s in self.slots if s.free()), None)
+            if s is not None:
+                s.here = True
+            return s
+
+    def next(self) -> Any:
+        """The head's result; on a local pool, this process works until it is done."""
+        if self.pool.local:
+            self.feed()
+            while not self.slots[0].settled():
+                s = self.take()
+                if s is None:
+                    break
+                s.run_here()
+        with self.lock:
+            head = self.slots.popleft()
+        return head.result()
 
 
 class Pool:
