@@ -43,6 +43,8 @@ class LocalProcesses:
         self.n, self.preload = n, list(preload)
         self._executor: Any = None
         self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._start, name="xlatent-workers-start",
                                         daemon=True)  # fmt: skip
         self._thread.start()
@@ -68,9 +70,14 @@ class LocalProcesses:
             # One call a worker: each submit forks one process (the first waits for the
             # server's imports); done here, never in the caller's submit.
             wait([ex.submit(_up) for _ in range(self.n)])
-            self._executor = ex
         except BaseException as exc:  # raised in the caller's thread by submit()
             self._error = exc
+            return
+        with self._lock:
+            if not self._closed:
+                self._executor = ex
+                return
+        _stop(ex, abort=True)  # closed while starting: unused
 
     def ready(self) -> bool:
         return not self._thread.is_alive()
@@ -85,15 +92,25 @@ class LocalProcesses:
         return self._executor.submit(fn, *args)
 
     def close(self, abort: bool = False) -> None:
-        """Stop the processes: after their tasks, or (``abort``) at once."""
+        """Stop the processes: after their tasks, or (``abort``) at once; ``abort`` while they
+        start returns at once (the start stops them when it ends)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if abort and self._thread.is_alive():
+                return
         self._thread.join()
         ex, self._executor = self._executor, None
-        if ex is None:
-            return
-        if abort:
-            for p in list(getattr(ex, "_processes", {}).values()):
-                p.terminate()
-        ex.shutdown(wait=True, cancel_futures=True)
+        if ex is not None:
+            _stop(ex, abort)
+
+
+def _stop(ex: Any, abort: bool) -> None:
+    if abort:
+        for p in list(getattr(ex, "_processes", {}).values()):
+            p.terminate()
+    ex.shutdown(wait=True, cancel_futures=True)
 
 
 __all__ = ["LocalProcesses"]
