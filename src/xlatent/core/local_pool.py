@@ -4,8 +4,8 @@ A ``concurrent.futures.ProcessPoolExecutor`` whose processes are forked from a
 ``multiprocessing`` forkserver that imported the task's modules once (a worker then starts
 in milliseconds instead of starting Python and importing torch), BLAS and OpenMP on one
 thread, started in a background thread so that the caller works meanwhile. No scheduler,
-nanny or event loop: a Dask ``LocalCluster`` cost ~50% more CPU than the work itself on two
-cores, and seconds to start.
+nanny or event loop: with a Dask ``LocalCluster``, ingest on two workers spent ~50% more CPU
+than on one, and the workers took seconds to start.
 """
 
 from __future__ import annotations
