@@ -1,13 +1,15 @@
-"""Speed-up of 2 Dask workers over 1 for ingest (PHA files) and encoding (issue 17).
+"""Speed-up of 2 workers over 1 for ingest (PHA files) and encoding (issue 17).
 
 Ingest: ``--n-files`` copies of the real Chandra spectra (benchmarks/ingest.py's layout: a
 directory per detection, responses shared through symlinks) streamed into one SpectrumSet
 file by ``ingest_to_file``. Encode: a set of ``--n-spectra`` (simulated 10,000 at a time and
 tiled with new spec_ids: encoding time does not depend on what the spectra are) encoded by
 ``encode_to_file`` with the pretrained model. Each is timed end to end with ``--workers 1``
-(in this process, one torch thread) and ``--workers 2`` (a LocalCluster, its start-up
-included; the start-up alone is printed too), then on a 2-worker cluster already running
-(``scheduler=``: the throughput once start-up is paid), and the outputs are checked identical.
+(in this process, one torch thread) and ``--workers 2`` (one local worker process and this
+one, its start-up included; the start-up alone is printed too), then on a 2-worker Dask
+cluster already running (``scheduler=``), and the outputs are checked identical. (The figures
+below are from the Dask LocalCluster that ``--workers 2`` used then; benchmarks/scale.py
+measures the command lines.)
 
     python benchmarks/parallel.py [--n-files 5000] [--n-spectra 100000] [--error-draws 0]
 
@@ -40,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import build  # noqa: E402
 
 from xlatent.core import SpectrumSet  # noqa: E402
-from xlatent.core.parallel import Pool, ordered_map  # noqa: E402
+from xlatent.core.parallel import ordered_map  # noqa: E402
 from xlatent.io.ingest import ingest_to_file  # noqa: E402
 from xlatent.model.catalog import read_latents  # noqa: E402
 from xlatent.model.parallel_encode import encode_to_file  # noqa: E402
@@ -51,7 +53,7 @@ def _noop(x: int) -> int:
 
 
 def startup_s(workers: int) -> float:
-    """Seconds to start a LocalCluster, run one trivial task and close it."""
+    """Seconds to start the local workers, run one trivial task and close them."""
     t0 = time.perf_counter()
     list(ordered_map(_noop, [(1,)], workers=workers))
     return time.perf_counter() - t0
@@ -59,13 +61,18 @@ def startup_s(workers: int) -> float:
 
 @contextmanager
 def _warm_cluster() -> Iterator[str]:
-    """A running 2-worker pool (the workers ``encode``/``ingest`` start: forked with xlatent
-    and torch imported, glibc malloc defaults): its scheduler's address."""
-    with Pool(2, preload=("xlatent.io.ingest_chunks", "xlatent.model.parallel_encode")) as pool:
-        client = pool.client()
+    """A running 2-worker Dask cluster (one thread a worker, xlatent and torch imported): its
+    scheduler's address, for ``--scheduler``."""
+    import logging
+
+    from dask.distributed import Client, LocalCluster
+
+    quiet = {"dashboard_address": ":0", "silence_logs": logging.ERROR}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, **quiet) as cluster, \
+            Client(cluster) as client:  # fmt: skip
         for name in ("xlatent.io.ingest_chunks", "xlatent.model.parallel_encode", "torch"):
             client.run(importlib.import_module, name)
-        yield client.scheduler.address
+        yield cluster.scheduler_address
 
 
 def tiled_set(n: int, path: Path) -> None:
@@ -101,7 +108,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     print(f"cores: {os.cpu_count()}; load average now: {os.getloadavg()[0]:.1f}")
-    print(f"LocalCluster(2) start + one task + close: {startup_s(2):.1f} s")
+    print(f"2 local workers: start + one task + close: {startup_s(2):.1f} s")
     with tempfile.TemporaryDirectory() as tmp, _warm_cluster() as addr:
         root = Path(tmp)
         if args.n_files:

@@ -1,4 +1,4 @@
-"""Parallel ingest (issue 17): chunks of files read by Dask workers give the serial file."""
+"""Parallel ingest (issue 17): chunks of files read by workers give the serial file."""
 
 from __future__ import annotations
 
@@ -172,3 +172,41 @@ def test_response_paths_are_each_spectrum_own(real_spectra_dir: Path, tmp_path: 
     for i, d in enumerate(("det0", "det1")):
         assert meta["arf_file"][i] == str(tmp_path / d / "9774.arf")
         assert meta["rmf_file"][i] == str(tmp_path / d / "9774.rmf")
+
+
+@pytest.mark.parametrize("min_parallel", [0, 10_000])
+def test_workers_start_while_the_files_are_found(
+    pha_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, min_parallel: int
+) -> None:
+    """ingest_to_file starts its local workers before discovery (they are up for the first
+    chunks); with too few files it reads them here and stops the workers without waiting for
+    their start. The file is the serial one either way."""
+    import xlatent.io.ingest as ingest_mod
+
+    events: list[str] = []
+
+    class Recorded(ingest_mod.Pool):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            events.append("pool")
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+        def close(self, abort: bool = False) -> None:
+            events.append(f"close abort={abort}")
+            super().close(abort)
+
+    real_discover = ingest_mod._discover
+
+    def discover(*args: object) -> object:
+        events.append("discover")
+        return real_discover(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest_mod, "Pool", Recorded)
+    monkeypatch.setattr(ingest_mod, "_discover", discover)
+    opts = {"chunk_files": 7, "min_parallel": min_parallel, "progress": False}
+    ingest_to_file(pha_dir, tmp_path / "two.h5", workers=2, **opts)
+    assert events[:2] == ["pool", "discover"]
+    assert events[2] == ("close abort=True" if min_parallel else "close abort=False")
+    ingest_to_file(pha_dir, tmp_path / "one.h5", workers=1, **opts)
+    assert events.count("pool") == 1  # one worker: none started
+    assert_same_set(SpectrumSet.read_hdf5(tmp_path / "one.h5"),
+                    SpectrumSet.read_hdf5(tmp_path / "two.h5"))  # fmt: skip

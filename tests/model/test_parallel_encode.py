@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -163,10 +164,11 @@ def test_in_process_encoding_runs_one_torch_thread_a_worker(
 
 
 def test_pool_workers_start_with_torch_loaded_on_one_thread(set_path: Path, tmp_path: Path) -> None:
-    """Local workers are forked with the encoder's modules imported (not scikit-learn: it is
-    not needed to encode), BLAS and OpenMP on one thread, and glibc's malloc defaults (Dask's
-    MALLOC_TRIM_THRESHOLD_ made torch's buffers mmapped afresh: twice the CPU); a pool given
-    to encode_to_file is used and left open (a second call reuses it)."""
+    """Local workers are processes forked with the encoder's modules imported (not
+    scikit-learn: it is not needed to encode), torch, BLAS and OpenMP on one thread, glibc's
+    malloc defaults (Dask's MALLOC_TRIM_THRESHOLD_ made torch's buffers mmapped afresh: twice
+    the CPU) and no Dask; a pool given to encode_to_file is used and left open (a second call
+    reuses it)."""
     import json
     import subprocess
     import sys
@@ -178,32 +180,38 @@ def test_pool_workers_start_with_torch_loaded_on_one_thread(set_path: Path, tmp_
     # In a fresh interpreter: the preload acts only while the process's forkserver has not
     # started, and earlier tests in this process may have started it.
     script = textwrap.dedent("""
-        import json
+        import json, os
         from xlatent.core.parallel import Pool
         from xlatent.model.parallel_encode import PRELOAD
 
         def state():
             import os, sys
+            import torch
             from threadpoolctl import threadpool_info
-            return ("torch" in sys.modules, "sklearn" in sys.modules,
-                    os.environ["OMP_NUM_THREADS"],
+            return (os.getpid(), "sklearn" in sys.modules, "distributed" in sys.modules,
+                    os.environ["OMP_NUM_THREADS"], torch.get_num_threads(),
                     sorted({lib["num_threads"] for lib in threadpool_info()}),
                     "MALLOC_TRIM_THRESHOLD_" in os.environ)
 
         if __name__ == "__main__":
-            with Pool(2, preload=PRELOAD) as pool:
-                print(json.dumps(list(pool.client().run(state).values())))
+            with Pool(3, preload=PRELOAD) as pool:  # two processes and this one
+                seen = [pool.submit(state).result() for _ in range(4)]
+            print(json.dumps([os.getpid(), "OMP_NUM_THREADS" in os.environ, seen]))
     """)
     probe = tmp_path / "probe.py"
     probe.write_text(script)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     out = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True,
-                         timeout=300, check=True).stdout  # fmt: skip
-    seen = json.loads(out.strip().splitlines()[-1])
-    assert seen == [[True, False, "1", [1], False]] * 2, seen
+                         timeout=300, check=True, env=env).stdout  # fmt: skip
+    me, env_here, seen = json.loads(out.strip().splitlines()[-1])
+    assert not env_here  # the one-thread settings went to the workers only
+    assert me not in {s[0] for s in seen}  # run by the worker processes
+    assert [s[1:] for s in seen] == [[False, False, "1", 1, [1], False]] * 4, seen
     opts = {"n_draws": 2, "seed": 3, "block_rows": BLOCK, "progress": False}
     with Pool(2, preload=PRELOAD) as pool:
         two = encode_to_file(set_path, tmp_path / "a.parquet", pool=pool, **opts)
         again = encode_to_file(set_path, tmp_path / "b.parquet", pool=pool, **opts)
+        assert pool.submit(os.getpid).result() != os.getpid()  # left open
     one = encode_to_file(set_path, tmp_path / "one.parquet", workers=1, **opts)
     a = read_latents(one.path)
     for done in (two, again):
@@ -248,9 +256,9 @@ def test_cli_encodes_on_the_workers_it_started(
             self.used = 0
             pools.append(self)
 
-        def client(self) -> object:
+        def ready(self) -> bool:
             self.used += 1
-            return super().client()
+            return super().ready()
 
     monkeypatch.setattr(parallel_options, "ENCODE_BLOCK_ROWS", 128)
     monkeypatch.setattr(parallel, "Pool", Recorded)
@@ -258,7 +266,8 @@ def test_cli_encodes_on_the_workers_it_started(
     args = ["encode", str(set_path), "--out", str(out), "--workers", "2", "--error-draws", "2"]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert len(pools) == 1 and pools[0].used and pools[0]._client is None  # used, then closed
+    assert len(pools) == 1 and pools[0].used  # used
+    assert pools[0]._impl._executor is None  # then closed
     want = encode_to_file(set_path, tmp_path / "one.parquet", workers=1, n_draws=2,
                           progress=False)  # fmt: skip
     pd.testing.assert_frame_equal(read_latents(out), read_latents(want.path), check_exact=True)

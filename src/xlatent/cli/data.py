@@ -92,10 +92,11 @@ def ingest(
     --test-fraction of the spectra 'test' (whole sources, by CSC name, stratified by class).
     --combine-by sums spectra after the catalogue/labels join (which supplies CSC names).
 
-    Files are read in chunks of 500 by --workers local processes (Dask), or by the cluster at
-    --scheduler, and streamed to --out (memory stays flat; without --combine-by, which needs
-    the whole set in memory); the file is the same for any number of workers. Fewer than 400
-    files are read in one process whatever --workers says (a cluster takes seconds to start).
+    Files are read in chunks of 500 by --workers cores (N-1 processes and this one), or by the
+    Dask cluster at --scheduler, and streamed to --out (memory stays flat; without
+    --combine-by, which needs the whole set in memory); the file is the same for any number
+    of workers. Fewer than 400 files are read in one process whatever --workers says (workers
+    take a second or two to start).
     """
     check_positive("--emin", emin)
     if not emax > emin:

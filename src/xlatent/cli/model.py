@@ -281,7 +281,8 @@ def encode(
     Without --model, the pretrained model shipped with xlatent encodes (docs/model_card.md).
 
     A SpectrumSet file is encoded in blocks of 8192 spectra by --workers local processes
-    (Dask; each loads the model once and runs torch on one thread) or by the cluster at
+    (--workers - 1 processes and this one; each loads the model once and runs torch on one
+    thread) or by the Dask cluster at
     --scheduler, and the catalogue is written block by block (memory stays flat). The
     catalogue is the same for any number of workers: each block draws its error redraws
     from its own seed (the first block from --seed itself). A set of one block or less, or

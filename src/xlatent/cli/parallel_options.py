@@ -13,8 +13,8 @@ Workers = Annotated[
     typer.Option(
         "--workers",
         min=1,
-        help="CPU cores to use: local worker processes (Dask LocalCluster, one thread each); "
-        "default: this machine's cores; 1: all in this process on one thread, no Dask. Small "
+        help="CPU cores to use: N-1 local worker processes and this one, one thread each; "
+        "default: this machine's cores; 1: all in this process on one thread. Small "
         "inputs stay in this process (encode: on N torch threads).",
     ),
 ]
@@ -33,7 +33,7 @@ ENCODE_PRELOAD = ("xlatent.model.parallel_encode",)
 
 
 def encode_pool(set_path: Path, workers: int | None, scheduler: str | None) -> Any:
-    """The Dask pool ``encode`` runs on, started now in the background (None: the set is
+    """The pool ``encode`` runs on, started now in the background (None: the set is
     encoded in this process). Called before torch is imported and the model loaded here, so
     that the workers start meanwhile."""
     from xlatent.core import SpectrumSet

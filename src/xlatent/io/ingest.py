@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
-from xlatent.core.parallel import check_workers, default_workers, ordered_map
+from xlatent.core.parallel import Pool, check_workers, default_workers, ordered_map
 from xlatent.core.spectrumset_view import summary_text
 from xlatent.io.combine import combine_by
 from xlatent.io.discover import discover
@@ -69,7 +69,7 @@ def ingest_paths(
     reason in ``result.skipped`` and the batch goes on; the rest are kept, in file-name order
     (PHA spectra first, then the sets HDF5 files hold). Paths in ``exclude`` (such as the
     output file about to be written) are never read. ``workers`` > 1 or ``scheduler`` read
-    chunks of files on Dask (see :func:`ingest_to_file`); the set is the same.
+    chunks of files on workers (see :func:`ingest_to_file`); the set is the same.
     """
     grid, files, skipped = _discover(paths, grid, exclude)
     chunks = list(_read(files, grid, cache, workers, scheduler, progress))
@@ -114,28 +114,37 @@ def ingest_to_file(
     """Ingest straight into the SpectrumSet file ``out`` with memory flat in the number of files.
 
     Files are read in chunks of ``chunk_files`` consecutive files: in this process when
-    ``workers`` is 1, else on a Dask ``LocalCluster`` of ``workers`` single-threaded processes
-    (default: this machine's cores), or on the running cluster at ``scheduler``, whose
-    workers must see the same files. Fewer than ``min_parallel`` files are read here whatever
-    ``workers`` is (a cluster takes seconds to start). Chunk arrays are spooled beside
-    ``out`` and written in file order, so the file is the same as
+    ``workers`` is 1, else on ``workers`` local cores (default: this machine's cores;
+    ``workers - 1`` single-threaded processes and this one, see
+    :func:`xlatent.core.parallel.ordered_map`), or on the running Dask cluster at
+    ``scheduler``, whose workers must see the same files. Fewer than ``min_parallel`` files
+    are read here whatever ``workers`` is (workers take a second or two to start). Chunk
+    arrays are spooled beside ``out`` and written in file order, so the file is the same as
     ``ingest_paths(...).spectrum_set.write(out)`` for any number of workers. ``finish``
     may change the whole set's meta and provenance (not its rows) before anything is
     written: it gets the set with placeholder arrays. ``out`` is written atomically.
     """
     out = Path(out)
     excl = [exclude] if isinstance(exclude, (str, Path)) else list(exclude)
-    grid, files, skipped = _discover(paths, grid, [out, *excl])
-    workers = default_workers() if workers is None else workers
+    workers = check_workers(default_workers() if workers is None else workers)
     exposure: list[np.ndarray] = []
-    with spool(out) as sp, ExitStack() as stack:
+    with ExitStack() as stack:
+        # Local workers start while the files are found: they are up for the first chunks.
+        pool = None
+        if scheduler is None and workers > 1:
+            pool = stack.enter_context(Pool(workers, None, (read_chunk.__module__,)))
+        grid, files, skipped = _discover(paths, grid, [out, *excl])
+        if pool is not None and len(files) < min_parallel:
+            pool.close(abort=True)  # read here: the workers stop as soon as they are up
+            pool = None
+        sp = stack.enter_context(spool(out))
         # While every PHA row so far is certainly kept (it names a background, so it is not
         # one), its chunk's arrays go straight into the file, in order, as the workers read
         # on: the driver compresses while they read instead of after. From the first chunk
         # that may lose rows on, arrays wait in the spool for the plan.
         w, chunks, streamed = None, [], 0
         for i, c in enumerate(_read(files, grid, cache, workers, scheduler, progress,
-                                    chunk_files, min_parallel)):  # fmt: skip
+                                    chunk_files, min_parallel, pool)):  # fmt: skip
             stream = streamed == i and _all_kept(c)
             if stream and c.rows is not None:
                 if w is None:
@@ -206,20 +215,21 @@ def _discover(
 def _read(
     files: list[Path], grid: EnergyGrid, cache: ResponseCache | None, workers: int,
     scheduler: str | None, progress: bool, chunk_files: int = CHUNK_FILES,
-    min_parallel: int = MIN_PARALLEL_FILES,
+    min_parallel: int = MIN_PARALLEL_FILES, pool: Pool | None = None,
 ) -> Iterator[Chunk]:  # fmt: skip
-    """The chunks of ``files``, in order, read here or on Dask, with a progress bar."""
+    """The chunks of ``files``, in order, read here or on workers (``pool``: these), with a
+    progress bar."""
     from tqdm.auto import tqdm
 
     check_workers(workers)
     parts = chunked(files, chunk_files)
     bar = tqdm(total=len(files), desc="ingest", unit="file", disable=not progress or len(files) < 2)
-    if scheduler is None and (workers == 1 or len(files) < min_parallel):
+    if pool is None and scheduler is None and (workers == 1 or len(files) < min_parallel):
         mapper = GridMapper(grid, cache)
         done = (read_files([Path(f) for f in part], grid, mapper) for part in parts)
     else:  # each worker process keeps its own response cache
         done = ordered_map(read_chunk, [(part, grid, cache is not None) for part in parts],
-                           workers, scheduler)  # fmt: skip
+                           workers, scheduler, pool=pool)  # fmt: skip
     with bar:
         for chunk in done:
             bar.update(chunk.n_files)

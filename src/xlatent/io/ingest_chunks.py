@@ -1,6 +1,6 @@
 """Ingest in chunks of files: what one task reads, and how the chunks become one set.
 
-A chunk is a run of consecutive discovered files. :func:`read_chunk` (a Dask task, or a plain
+A chunk is a run of consecutive discovered files. :func:`read_chunk` (a worker's task, or a plain
 call when ingest runs in this process) reads it into a :class:`Chunk`: its PHA rows stacked
 into one set, the whole sets its HDF5 files held, their band columns, and the files it skipped.
 :func:`plan` then does, on the chunks' metadata only, everything :func:`ingest_paths` does
@@ -26,7 +26,7 @@ from xlatent.io.ogip_response import DEFAULT_CACHE
 from xlatent.io.pha import _short
 from xlatent.io.registry import read_part, stack_rows, unique_ids
 
-#: Files per chunk (one Dask task): big enough that scheduling costs nothing next to reading,
+#: Files per chunk (one task): big enough that scheduling costs nothing next to reading,
 #: small enough that a chunk's arrays (~3 kB per spectrum) stay a few MB.
 CHUNK_FILES = 500
 
@@ -87,7 +87,7 @@ _MAPPERS: dict[tuple[bytes, bool], GridMapper] = {}
 
 
 def read_chunk(files: list[str], grid: EnergyGrid, use_cache: bool = True) -> Chunk:
-    """The Dask task: read ``files`` with this process's response cache and grid mapper."""
+    """The task: read ``files`` with this process's response cache and grid mapper."""
     key = (grid.edges_kev.tobytes(), use_cache)
     if key not in _MAPPERS:
         _MAPPERS[key] = GridMapper(grid, DEFAULT_CACHE if use_cache else None)

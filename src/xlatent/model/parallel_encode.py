@@ -1,4 +1,4 @@
-"""Encoding a SpectrumSet file in row blocks, here or on Dask workers, streamed to the catalogue.
+"""Encoding a SpectrumSet file in row blocks, here or on workers, streamed to the catalogue.
 
 The set is cut into blocks of :data:`BLOCK_ROWS` consecutive rows, the same blocks whatever
 the number of workers. Each block is read from the file by whoever encodes it (a worker loads
@@ -60,7 +60,7 @@ def checked_rows(path: str | Path) -> int:
         return len(view)
 
 
-#: One open view and one loaded model per process (a Dask worker encodes many blocks of the
+#: One open view and one loaded model per process (a worker encodes many blocks of the
 #: same file with the same model), each kept with the stamp of what it was made from.
 _CACHE: dict[str, tuple[tuple, Any]] = {}
 
@@ -102,7 +102,7 @@ def encode_block(
     set_path: str, model_dir: str | None, a: int, b: int, index: int, n_draws: int, seed: int,
     one_thread: bool = False,
 ) -> pd.DataFrame:  # fmt: skip
-    """The Dask task: the catalogue rows ``a:b``, block ``index`` (which seeds its
+    """The task: the catalogue rows ``a:b``, block ``index`` (which seeds its
     redraws). ``one_thread``: run torch on one thread (a worker process)."""
     if one_thread:
         import torch
@@ -114,7 +114,7 @@ def encode_block(
 
 
 def start_pool(workers: int | None, scheduler: str | None) -> Pool:
-    """The Dask workers :func:`encode_to_file` runs on, started in the background (give it as
+    """The workers :func:`encode_to_file` runs on, started in the background (give it as
     ``pool`` and close it after): start them first, then read and check the input and load the
     model in this process while they start."""
     return Pool(default_workers() if workers is None else workers, scheduler, PRELOAD)
@@ -150,17 +150,18 @@ def encode_to_file(
     """Encode the SpectrumSet file ``set_path`` into the catalogue ``out`` (parquet, or FITS
     by suffix or ``fmt``), block by block.
 
-    ``workers`` (default: this machine's cores) local Dask processes of one torch thread each,
-    or the cluster at ``scheduler`` (its workers must see ``set_path`` and ``model_dir``), or
-    ``pool`` (from :func:`start_pool`, left open); a set of one block (``block_rows`` spectra)
-    or less, or ``workers`` = 1, is encoded in this process on ``workers`` torch threads. The
-    model goes to the workers as its directory, never pickled. The catalogue is the same for
-    any number of workers; it equals
+    ``workers`` (default: this machine's cores) local cores (``workers - 1`` processes and this
+    one, a torch thread each), or the Dask cluster at ``scheduler`` (its workers must see
+    ``set_path`` and ``model_dir``), or ``pool`` (from :func:`start_pool`, left open); a set
+    of one block (``block_rows`` spectra) or less, or ``workers`` = 1, is encoded in this
+    process on ``workers`` torch threads. The model goes to the workers as its directory,
+    never pickled. The catalogue is the same for any number of workers; it equals
     :meth:`encode_catalog` of the whole set but for the errors of rows past the first block
     (each block draws its own). ``out`` is written atomically.
     """
     set_path, out = Path(set_path), Path(out)
-    n = checked_rows(set_path)  # once here: the blocks are read without re-checking the file
+    with SpectrumSet.open(set_path) as view:  # the seal and schema checks
+        n = len(view)
     workers = default_workers() if workers is None else workers
     bounds = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)] or [(0, 0)]
     with ExitStack() as stack:
@@ -172,10 +173,14 @@ def encode_to_file(
         local = pool is None
         if local:  # N workers = N cores: torch's threads here
             stack.enter_context(torch_threads(min(workers, default_workers())))
+        elif pool.local:  # this process encodes blocks too: one core of the pool's
+            stack.enter_context(torch_threads(1))
         path = str(set_path.resolve())
         tasks = [(path, mdir, a, b, i, n_draws, seed, not local)
                  for i, (a, b) in enumerate(bounds)]  # fmt: skip
-        frames = ordered_map(encode_block, tasks, pool=pool)
+        # The meta check (once here: the blocks are read without re-checking the file) runs
+        # while the workers encode the first blocks; its error comes before theirs.
+        frames = ordered_map(encode_block, tasks, pool=pool, first=lambda: checked_rows(path))
         flagged = 0 if getattr(model, "calibration_", None) is not None else None
         flagged = _write(frames, out, fmt, flagged, n, progress)
     return EncodeSummary(out, n, model.latent_dim, flagged)
