@@ -46,6 +46,19 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "augment": "thin",
         "polish_epochs": 5,
     },
+    "noise_0.2_thin_0.3_counts_300": {
+        "latent_noise": 0.2,
+        "consistency": 0.3,
+        "augment": "thin",
+        "latent_noise_counts": 300.0,
+    },
+    "noise_0.2_thin_0.3_counts_300_polish_5": {
+        "latent_noise": 0.2,
+        "consistency": 0.3,
+        "augment": "thin",
+        "latent_noise_counts": 300.0,
+        "polish_epochs": 5,
+    },
     "noise_0.3_counts_300": {"latent_noise": 0.3, "latent_noise_counts": 300.0},
     "noise_0.3_counts_300_polish_5": {
         "latent_noise": 0.3,
