@@ -6,6 +6,8 @@
 
 ``--quick`` evaluates only what the table reads (see :func:`evaluate_config`);
 ``--evaluate-only`` (re)evaluates the models already under ``OUT/<config>/model``.
+``--polish-from-base`` makes a config with ``polish_epochs`` from its base config's saved model
+(the same config without the polish, trained with the same seed): only the polish is run.
 
 The set is the demo's (``xlatent simulate --n 20000 --seed 0 --out sim.h5``, what ``run_demo``
 simulates). For each named config (:data:`CONFIGS`: keyword overrides of
@@ -36,6 +38,33 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "thin_0.3": {"consistency": 0.3, "augment": "thin"},
     "latent_noise_0.3": {"latent_noise": 0.3},
     "latent_noise_0.1": {"latent_noise": 0.1},
+    "latent_noise_0.2": {"latent_noise": 0.2},
+    "noise_0.2_polish_5": {"latent_noise": 0.2, "polish_epochs": 5},
+    "noise_0.2_thin_0.3_polish_5": {
+        "latent_noise": 0.2,
+        "consistency": 0.3,
+        "augment": "thin",
+        "polish_epochs": 5,
+    },
+    "noise_0.2_thin_0.3_counts_300": {
+        "latent_noise": 0.2,
+        "consistency": 0.3,
+        "augment": "thin",
+        "latent_noise_counts": 300.0,
+    },
+    "noise_0.2_thin_0.3_counts_300_polish_5": {
+        "latent_noise": 0.2,
+        "consistency": 0.3,
+        "augment": "thin",
+        "latent_noise_counts": 300.0,
+        "polish_epochs": 5,
+    },
+    "noise_0.3_counts_300": {"latent_noise": 0.3, "latent_noise_counts": 300.0},
+    "noise_0.3_counts_300_polish_5": {
+        "latent_noise": 0.3,
+        "latent_noise_counts": 300.0,
+        "polish_epochs": 5,
+    },
     "noise_0.2_thin_0.3": {"latent_noise": 0.2, "consistency": 0.3, "augment": "thin"},
     "wide": {"d_model": 96, "ff_dim": 192},
     "epochs_60": {"epochs": 60},
@@ -62,6 +91,59 @@ def train_config(name: str, s: Any, out: Path, seed: int, threads: int) -> Any:
     train_s = time.perf_counter() - t0
     model.save(d / "model")
     _write_run(d, name, model.history_, threads, train_s)
+    return model
+
+
+def _base_config(name: str) -> str | None:
+    """The config that ``name`` is with its decoder polish left out, if there is one."""
+    want = {k: v for k, v in CONFIGS[name].items() if k != "polish_epochs"}
+    if want == CONFIGS[name]:
+        return None
+    return next((k for k, v in CONFIGS.items() if v == want), None)
+
+
+def polish_config(name: str, base: str, s: Any, out: Path, seed: int, threads: int) -> Any:
+    """``name`` from ``base``'s saved model: only the decoder polish is run (what ``fit`` does
+    after the main run, whose seeded result the saved model is); the training time is the
+    base's plus the polish's, and run.json says so (``polished_from``)."""
+    import torch
+
+    from xlatent.model import SpectralAutoencoder
+    from xlatent.model.calibration import calibrate
+    from xlatent.model.distributed import Dist
+    from xlatent.model.polish import polish_decoder
+    from xlatent.model.preprocess import prepare
+    from xlatent.model.training import MemoryBatches, Trainer, split_indices, training_tensors
+
+    if threads:
+        torch.set_num_threads(threads)
+    d = out / name
+    d.mkdir(parents=True, exist_ok=True)
+    model = SpectralAutoencoder.load(out / base / "model", device="cpu")
+    if model.seed != seed:
+        raise SystemExit(f"{base} was trained with seed {model.seed}, not {seed}")
+    model.set_params(**CONFIGS[name])
+    train = s[np.flatnonzero(s.meta["split"].to_numpy() == "train")]
+    cfg, cpu = model.train_cfg, torch.device("cpu")
+    val, rows = split_indices(len(train), cfg)
+    trainer = Trainer(cfg, cpu, callback=lambda e, r: print(
+        f"{name} polish epoch {e}: val {r['val_deviance_per_bin']:.4f}", flush=True))  # fmt: skip
+    trainer.history = list(model.history_)
+    best = min(h["val_deviance_per_bin"] for h in model.history_)
+    base_s = json.loads((out / base / "run.json").read_text())["train_s"]
+    t0 = time.perf_counter()
+    source = MemoryBatches(training_tensors(prepare(train), cpu))
+    model.history_ = trainer.history + polish_decoder(
+        trainer, model.net_, source, rows, val, Dist(device=cpu), best,
+        model.history_[-1]["elapsed_s"],
+    )  # fmt: skip
+    model.calibration_ = calibrate(model, train, val, rows)
+    polish_s = time.perf_counter() - t0
+    model.save(d / "model")
+    _write_run(d, name, model.history_, threads, base_s + polish_s)
+    run = json.loads((d / "run.json").read_text())
+    run.update(polished_from=base, polish_s=round(polish_s, 1))
+    (d / "run.json").write_text(json.dumps(run, indent=2))
     return model
 
 
@@ -171,6 +253,8 @@ def main() -> None:
     ap.add_argument("--table", action="store_true", help="only print the table")
     ap.add_argument("--quick", action="store_true", help="evaluate only what the table reads")
     ap.add_argument("--evaluate-only", action="store_true", help="evaluate OUT/<config>/model")
+    ap.add_argument("--polish-from-base", action="store_true",
+                    help="a *_polish_* config: polish its base config's saved model")  # fmt: skip
     args = ap.parse_args()
     out = Path(args.out)
     if not args.table:
@@ -181,7 +265,10 @@ def main() -> None:
         s = SpectrumSet.read(args.set)
         for name in args.config or list(CONFIGS):
             model = None
-            if not args.evaluate_only:
+            base = _base_config(name) if args.polish_from_base else None
+            if base and not args.evaluate_only:
+                model = polish_config(name, base, s, out, args.seed, args.threads)
+            elif not args.evaluate_only:
                 model = train_config(name, s, out, args.seed, args.threads)
             evaluate_config(name, s, out, args.seed, model, quick=args.quick)
             print(table(out), flush=True)

@@ -146,6 +146,8 @@ class SpectralAutoencoder(LatentModel):
         consistency: float = 0.0,
         augment: str = "area+thin",
         latent_noise: float = 0.0,
+        latent_noise_counts: float = 0.0,
+        polish_epochs: int = 0,
         device: str = "auto",
         max_time_s: float | None = None,
         num_threads: int | None = None,

@@ -154,6 +154,12 @@ class TrainConfig:
     #: Gaussian noise added to the latents in training, in units of each latent's batch
     #: standard deviation (0: off): bounds what a latent direction can carry.
     latent_noise: float = 0.0
+    #: Count-aware latent noise: above this many net counts N the noise shrinks as
+    #: sqrt(latent_noise_counts / N), as a latent's real uncertainty does (0: the same for all).
+    latent_noise_counts: float = 0.0
+    #: Epochs of decoder-only training after the main run, on the exact latents (0: none):
+    #: the encoder and so the latents stay as they are (:mod:`xlatent.model.polish`).
+    polish_epochs: int = 0
 
 
 #: Types and ranges of the :class:`ArchConfig` fields.
@@ -211,6 +217,8 @@ TRAIN_OPTIONS: dict[str, Opt] = {
     "consistency": Opt("float", lo=0.0),
     "augment": Opt("str", choices=("area+thin", "thin")),
     "latent_noise": Opt("float", lo=0.0),
+    "latent_noise_counts": Opt("float", lo=0.0),
+    "polish_epochs": Opt("int", lo=0),
 }
 
 #: Types and ranges of the autoencoder's run options (``None``: no budget / torch's choice).

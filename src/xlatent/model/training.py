@@ -32,6 +32,7 @@ from xlatent.model.checkpoint import TrainingError
 from xlatent.model.distributed import Dist, step_function
 from xlatent.model.network import SpectralTransformerAE, autocast, torch_poisson_deviance
 from xlatent.model.options import TrainConfig
+from xlatent.model.polish import polish_decoder
 from xlatent.model.preprocess import Prepared
 from xlatent.model.train_state import (
     STATE_FILE,
@@ -157,7 +158,8 @@ class Trainer:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss, per-spectrum deviance per bin, latents) of one batch of tensors; in train
         mode with ``latent_noise`` > 0 the decoder sees the latents plus Gaussian noise of
-        that many batch standard deviations (the latents returned are the clean ones)."""
+        that many batch standard deviations, times min(1, sqrt(N0 / N)) for a spectrum of N net
+        counts with ``latent_noise_counts`` = N0 > 0 (the latents returned are the clean ones)."""
         z = net.encode(b["feats"], b["glob"])
         zd = z
         n_all = len(z) if self._share is None else self._share[2]
@@ -166,7 +168,11 @@ class Trainer:
             # outgrow the noise by inflating the latents: each direction's signal-to-noise
             # is bounded, and the reconstruction decides which directions are worth it.
             sd, noise = self._batch_noise(z)
-            zd = z + self.cfg.latent_noise * sd * noise
+            scale = self.cfg.latent_noise * sd
+            n0 = self.cfg.latent_noise_counts
+            if n0 > 0:  # a bright spectrum's latents are known to ~1/sqrt(N): less noise
+                scale = scale * torch.exp(0.5 * (math.log(n0) - b["log_amp"])).clamp(max=1)[:, None]
+            zd = z + scale * noise
         loss, dev = self.reconstruction_loss(net, zd, b)
         return loss, dev, z
 
@@ -362,5 +368,10 @@ class Trainer:
             if bar is not None:
                 bar.close()
         net.load_state_dict(best_state)
+        if cfg.polish_epochs:
+            rows = val_np if n_val else train_np
+            self.history += polish_decoder(
+                self, net, source, train_np, rows, dist, best_val, elapsed
+            )
         net.eval()
         return self.history
