@@ -133,6 +133,7 @@ class SpectralAutoencoder(LatentModel):
         decoder_layers: int = 2,
         dropout: float = 0.0,
         area_aware: bool = True,
+        redistribution: int = 0,
         loss: str = "poisson",
         epochs: int = 40,
         batch_size: int = 256,

@@ -157,22 +157,66 @@ class TransformerDecoder(nn.Module):
 DECODERS: dict[str, type[nn.Module]] = {"mlp": MLPDecoder, "transformer": TransformerDecoder}
 
 
+#: ACIS-like resolution that starts the learned redistribution: FWHM(E)^2 = a^2 + b E (keV),
+#: ~95 eV at 1.5 keV and ~150 eV at 6 keV, as the front-illuminated chips on axis (Chandra
+#: Proposers' Observatory Guide, ch. 6); training then fits the sky's own mix of chips.
+FWHM_A_KEV, FWHM_B_KEV = 0.067, 0.003
+
+
+def redistribution_init(edges_kev: np.ndarray, half: int) -> np.ndarray:
+    """Log weights (m, 2 half + 1): where a photon of bin j lands, at offsets -half..half
+    bins, for a Gaussian of FWHM ``FWHM(E_j)`` on the grid's bin widths."""
+    edges = np.asarray(edges_kev, dtype=np.float64)
+    centre = np.sqrt(edges[:-1] * edges[1:])
+    sigma_bins = np.sqrt(FWHM_A_KEV**2 + FWHM_B_KEV * centre) / 2.3548 / np.diff(edges)
+    off = np.arange(-half, half + 1, dtype=np.float64)
+    return -0.5 * (off[None, :] / np.maximum(sigma_bins[:, None], 0.05)) ** 2
+
+
 class InstrumentResponse(nn.Module):
     """Log photon-shape logits (B, m) -> log counts shape log p (B, m).
 
     Adds the observation's log relative effective area (``area_aware``) and normalises over
-    bins: the instrument is multiplied back in, never learned.
+    bins: the effective area is multiplied back in, never learned. With ``redistribution`` =
+    k > 0 the area-weighted shape is then spread over +-k bins by one learned redistribution
+    matrix shared by all spectra (started at an ACIS-like Gaussian resolution,
+    :func:`redistribution_init`): the detector smooths the counts *after* the area's sharp
+    edges (Si K at 1.84 keV, the contaminant's O K and C K), which no photon shape times the
+    area can reproduce for every area at once.
     """
 
-    def __init__(self, area_aware: bool) -> None:
+    def __init__(self, area_aware: bool, edges_kev: np.ndarray | None = None,
+                 redistribution: int = 0) -> None:  # fmt: skip
         super().__init__()
-        self.area_aware = area_aware
+        self.area_aware, self.half = area_aware, redistribution
+        if redistribution:
+            init = redistribution_init(np.asarray(edges_kev), redistribution)
+            m, w = init.shape
+            self.redist_logits = nn.Parameter(torch.tensor(init, dtype=torch.float32))
+            rows = np.repeat(np.arange(m), w)
+            cols = (np.arange(m)[:, None] + np.arange(w)[None, :]).ravel()  # j + offset + half
+            self.register_buffer("_rows", torch.tensor(rows), persistent=False)
+            self.register_buffer("_cols", torch.tensor(cols), persistent=False)
+
+    def matrix(self) -> torch.Tensor:
+        """The redistribution (m, m): row j is where bin j's photons land (sums to <= 1:
+        photons spread past the grid's ends are lost, as off a detector's band)."""
+        w = torch.softmax(self.redist_logits.float(), dim=1)
+        m = w.shape[0]
+        padded = w.new_zeros(m, m + 2 * self.half)
+        padded[self._rows, self._cols] = w.reshape(-1)
+        return padded[:, self.half : self.half + m]
 
     def forward(self, logits: torch.Tensor, log_area: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         if self.area_aware:
             logits = logits + log_area
-        return torch.log_softmax(logits, dim=-1)
+        if not self.half:
+            return torch.log_softmax(logits, dim=-1)
+        with torch.autocast(logits.device.type, enabled=False):  # fp32 whatever the autocast
+            y = torch.softmax(logits, dim=-1) @ self.matrix()
+            y = y.clamp_min(1e-30)
+            return torch.log(y) - torch.log(y.sum(dim=-1, keepdim=True))
 
 
 #: Module path prefix -> tensor name prefix in checkpoints (format 1, the flat network).
@@ -213,7 +257,7 @@ class SpectralTransformerAE(nn.Module):
         self.register_buffer("pos_feats", torch.tensor(pos, dtype=torch.float32))
         self.encoder = SpectrumEncoder(cfg, pos.shape[1])
         self.decoder = DECODERS[cfg.decoder](cfg, pos.shape[1])
-        self.instrument = InstrumentResponse(cfg.area_aware)
+        self.instrument = InstrumentResponse(cfg.area_aware, edges_kev, cfg.redistribution)
         self.register_load_state_dict_pre_hook(_from_stored)
         self._register_state_dict_hook(_to_stored)
 

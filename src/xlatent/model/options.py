@@ -123,6 +123,9 @@ class ArchConfig:
     area_aware: bool = True
     n_channels: int = 3
     n_global: int = 2
+    #: Half-width in grid bins of the detector's energy redistribution after the effective
+    #: area (0: none, the area alone; :class:`xlatent.model.network.InstrumentResponse`).
+    redistribution: int = 0
 
     @property
     def n_tokens(self) -> int:
@@ -179,15 +182,23 @@ ARCH_OPTIONS: dict[str, Opt] = {
     "area_aware": Opt("bool"),
     "n_channels": Opt("int", lo=1),
     "n_global": Opt("int", lo=1),
+    "redistribution": Opt("int", lo=0, hi=32),
 }
+
+#: Architecture fields added after checkpoint format 1's first models, with the value that
+#: reproduces those models: a stored config without them takes these.
+ARCH_ADDED: dict[str, Any] = {"redistribution": 0}
 
 
 def check_arch(values: dict, *, required: bool = False, prefix: str = "") -> dict:
     """Check architecture options (types, ranges, and the ones that constrain each other).
 
     Returns them normalised; raises a one-line ValueError. ``required``: every field must be
-    present (a stored config), else only the given ones are checked (user options).
+    present (a stored config; those of :data:`ARCH_ADDED` take their old value when absent),
+    else only the given ones are checked (user options).
     """
+    if required and isinstance(values, Mapping):
+        values = {**ARCH_ADDED, **values}
     out = check_options(
         values, ARCH_OPTIONS, required=ARCH_OPTIONS if required else (), prefix=prefix
     )
