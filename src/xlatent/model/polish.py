@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from xlatent.model.distributed import Dist, step_function
-from xlatent.model.network import SpectralTransformerAE, autocast
+from xlatent.model.network import SpectralTransformerAE
 
 #: The polish's peak learning rate, as a fraction of ``TrainConfig.lr`` (cosine decay to 0 from
 #: there): the decoder only adjusts to latents it already knows.
@@ -56,7 +56,7 @@ def polish_decoder(
     deviance on the ``val`` rows (``best_val``: the main run's). Returns the history records
     (``polish`` = 1; ``epoch`` and ``elapsed_s`` go on from the main run's, ``elapsed``);
     leaves ``net`` in eval mode."""
-    cfg, dev = trainer.cfg, trainer.device
+    cfg = trainer.cfg
     encoder = list(net.encoder.parameters())
     for p in encoder:
         p.requires_grad_(False)
@@ -90,19 +90,8 @@ def polish_decoder(
             tot_loss, tot_n = 0.0, 0
             order = src.epoch_order(train, gen)
             for k, (b, n_batch, n_mine) in enumerate(src.batches(order, steps, cfg.batch_size)):
-                if dist.world > 1:
-                    trainer._share = (dist.shard(n_batch)[0], n_mine, n_batch)
-                with autocast(dev):
-                    loss = step(b, epoch, k)
-                value = loss.item()
-                if dist.world > 1:  # as in the main loop: the global batch's mean
-                    value = dist.sum([value * n_mine])[0] / n_batch
-                    loss = loss * (n_mine * dist.world / n_batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                sched.step()
+                value = trainer.optimise(step, b, (epoch, k), (n_batch, n_mine), dist,
+                                         (opt, sched, params))  # fmt: skip
                 tot_loss += value * n_batch
                 tot_n += n_batch
             val_dev = trainer.eval_deviance(net, source, val, dist)

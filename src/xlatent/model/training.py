@@ -224,6 +224,32 @@ class Trainer:
         cross, _ = self.reconstruction_loss(net, z_copy, b)
         return loss + loss_copy + w * cross
 
+    def optimise(self, step: Any, b: dict, at: tuple[int, int], sizes: tuple[int, int],
+                 dist: Dist, optim: tuple[Any, Any, list]) -> float:  # fmt: skip
+        """One optimiser step on batch ``b`` (``at`` = epoch, step; ``sizes`` = the global
+        batch's rows, this rank's): its loss, the global batch's mean on every rank."""
+        (epoch, k), (n_batch, n_mine), (opt, sched, params) = at, sizes, optim
+        if dist.world > 1:
+            self._share = (dist.shard(n_batch)[0], n_mine, n_batch)
+        with autocast(self.device):
+            loss = step(b, epoch, k)
+        value = loss.item()
+        if dist.world > 1:  # every rank sees the global value, so all stop together
+            value = dist.sum([value * n_mine])[0] / n_batch
+            # DDP averages over ranks: this makes it the global batch's mean.
+            loss = loss * (n_mine * dist.world / n_batch)
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"training loss became {value} at epoch {epoch + 1}, step "
+                f"{k + 1}; check the inputs or lower lr (now {self.cfg.lr:g})"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        opt.step()
+        sched.step()
+        return value
+
     def eval_deviance(
         self, net: SpectralTransformerAE, source: Any, rows: np.ndarray, dist: Dist
     ) -> float:
@@ -301,25 +327,8 @@ class Trainer:
                 tot_loss, tot_n = 0.0, 0
                 batches = source.batches(order, steps_per_epoch, cfg.batch_size)
                 for k, (b, n_batch, n_mine) in enumerate(batches):
-                    if dist.world > 1:
-                        self._share = (dist.shard(n_batch)[0], n_mine, n_batch)
-                    with autocast(dev):
-                        loss = step(b, epoch, k)
-                    value = loss.item()
-                    if dist.world > 1:  # every rank sees the global value, so all stop together
-                        value = dist.sum([value * n_mine])[0] / n_batch
-                        # DDP averages over ranks: this makes it the global batch's mean.
-                        loss = loss * (n_mine * dist.world / n_batch)
-                    if not math.isfinite(value):
-                        raise TrainingError(
-                            f"training loss became {value} at epoch {epoch + 1}, step "
-                            f"{k + 1}; check the inputs or lower lr (now {cfg.lr:g})"
-                        )
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                    opt.step()
-                    sched.step()
+                    value = self.optimise(step, b, (epoch, k), (n_batch, n_mine), dist,
+                                          (opt, sched, params))  # fmt: skip
                     tot_loss += value * n_batch
                     tot_n += n_batch
                 train_loss = tot_loss / tot_n
