@@ -66,7 +66,20 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "polish_epochs": 5,
     },
     "noise_0.2_thin_0.3": {"latent_noise": 0.2, "consistency": 0.3, "augment": "thin"},
+    # Response invariance (issue 12): latent noise with the area-swap consistency at full weight.
+    "noise_0.2_consistency_1": {"latent_noise": 0.2, "consistency": 1.0},
     "wide": {"d_model": 96, "ff_dim": 192},
+    # Capacity: is the brightest decile's deviance the 8-number bottleneck or the decoder?
+    "latent_16": {"latent_dim": 16},
+    "decoder_512x3": {"decoder_hidden": 512, "decoder_layers": 3},
+    # The detector's redistribution after the area's edges (learned, +-8 bins).
+    "redistribution_8": {"redistribution": 8},
+    "noise_0.2_thin_0.3_redistribution_8": {
+        "latent_noise": 0.2,
+        "consistency": 0.3,
+        "augment": "thin",
+        "redistribution": 8,
+    },
     "epochs_60": {"epochs": 60},
 }
 
@@ -80,7 +93,7 @@ def train_config(name: str, s: Any, out: Path, seed: int, threads: int) -> Any:
     train = s[np.flatnonzero(s.meta["split"].to_numpy() == "train")]
     t0 = time.perf_counter()
     model = SpectralAutoencoder(
-        latent_dim=8, seed=seed, num_threads=threads, progress=False, **CONFIGS[name]
+        **{"latent_dim": 8, **CONFIGS[name]}, seed=seed, num_threads=threads, progress=False
     ).fit(
         train,
         callback=lambda e, r: print(
