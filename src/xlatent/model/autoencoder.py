@@ -192,7 +192,11 @@ class SpectralAutoencoder(LatentModel):
 
     def _header(self, arch: ArchConfig, grid: EnergyGrid) -> dict:
         config = {"arch": arch.to_dict(), "train": asdict(self.train_cfg)}
-        return make_header(self.kind, grid, config, PREPROCESSING)
+        prep = dict(PREPROCESSING)
+        if arch.redistribution:
+            prep["reconstruction"] = "amplitude * normalised(softmax(decoder logits + "
+            prep["reconstruction"] += "log(A / mean A)) @ learned redistribution)"
+        return make_header(self.kind, grid, config, prep)
 
     # ---------------------------------------------------------------------- fit
     def fit(
