@@ -271,3 +271,29 @@ def test_cli_encodes_on_the_workers_it_started(
     want = encode_to_file(set_path, tmp_path / "one.parquet", workers=1, n_draws=2,
                           progress=False)  # fmt: skip
     pd.testing.assert_frame_equal(read_latents(out), read_latents(want.path), check_exact=True)
+
+
+def test_the_seal_is_hashed_once_per_file_version(tmp_path: Path, monkeypatch) -> None:
+    """The driver checks the seal (the SHA-256 of the whole file) once; a worker told the
+    stamp of the version it checked opens without hashing it again, and any other version
+    (the file rewritten since) is checked."""
+    import xlatent.core.seal as seal
+    import xlatent.model.parallel_encode as pe
+
+    path = tmp_path / "s.h5"
+    simulate(60, seed=2).write(path)
+    hashed: list[str] = []
+    real = seal.check_seal
+    monkeypatch.setattr(seal, "check_seal", lambda p: (hashed.append(str(p)), real(p))[1])
+    monkeypatch.setattr(pe, "_CACHE", {})
+    pe.open_view(path)  # the driver: checked
+    assert len(hashed) == 1
+    stamp = pe._stamp(str(path))
+    monkeypatch.setattr(pe, "_CACHE", {})  # a worker: its own process, its own cache
+    assert len(pe.read_rows(path, 0, 10, stamp)) == 10
+    assert len(hashed) == 1
+    monkeypatch.setattr(pe, "_CACHE", {})
+    simulate(60, seed=3).write(path)  # another version at the same path
+    pe.read_rows(path, 0, 10, stamp)
+    assert len(hashed) == 2
+    pe._CACHE["view"][1].close()

@@ -54,10 +54,10 @@ def checked_rows(path: str | Path) -> int:
     makes and a read of its meta block by block (seal, schema, meta: a damaged file is
     refused here with its one-line error, never in a worker; a damaged block of the arrays
     is refused when it is read). Nothing of the meta is kept: the workers, and the driver,
-    hold only the rows of the blocks in flight."""
-    with SpectrumSet.open(path) as view:
-        view.check_meta()
-        return len(view)
+    hold only the rows of the blocks in flight. The view is this process's cached one."""
+    view = open_view(path)
+    view.check_meta()
+    return len(view)
 
 
 #: One open view and one loaded model per process (a worker encodes many blocks of the
@@ -85,10 +85,19 @@ def _cached(kind: str, path: str | None, make: Any) -> Any:
     return _CACHE[kind][1]
 
 
-def read_rows(path: str | Path, a: int, b: int) -> SpectrumSet:
+def open_view(path: str | Path, verified: tuple | None = None) -> Any:
+    """This process's lazy view of a SpectrumSet file (opened once per version of the file).
+    ``verified``: the stamp of the file version whose seal the driver checked (the SHA-256 of
+    the whole file, ~0.3 s per 200k spectra): a worker that finds the same stamp does not
+    hash it again; any other version is checked."""
+    key = str(path)
+    return _cached("view", key, lambda: SpectrumSet.open(key, check_seal=_stamp(key) != verified))
+
+
+def read_rows(path: str | Path, a: int, b: int, verified: tuple | None = None) -> SpectrumSet:
     """Rows ``a:b`` of a SpectrumSet file: the lazy view's slice (one view per process; it
     reads the block's meta rows, never the whole table)."""
-    return _cached("view", str(path), lambda: SpectrumSet.open(path))[a:b]
+    return open_view(path, verified)[a:b]
 
 
 def load_cached(model_dir: str | None) -> Any:
@@ -100,16 +109,17 @@ def load_cached(model_dir: str | None) -> Any:
 
 def encode_block(
     set_path: str, model_dir: str | None, a: int, b: int, index: int, n_draws: int, seed: int,
-    one_thread: bool = False,
+    one_thread: bool = False, verified: tuple | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     """The task: the catalogue rows ``a:b``, block ``index`` (which seeds its
-    redraws). ``one_thread``: run torch on one thread (a worker process)."""
+    redraws). ``one_thread``: run torch on one thread (a worker process); ``verified``: the
+    file's stamp when the driver checked its seal (:func:`open_view`)."""
     if one_thread:
         import torch
 
         torch.set_num_threads(1)
     model = load_cached(model_dir)
-    block = read_rows(set_path, a, b)
+    block = read_rows(set_path, a, b, verified)
     return model.encode_catalog(block, n_draws=n_draws, seed=block_seed(seed, index))
 
 
@@ -160,8 +170,10 @@ def encode_to_file(
     (each block draws its own). ``out`` is written atomically.
     """
     set_path, out = Path(set_path), Path(out)
-    with SpectrumSet.open(set_path) as view:  # the seal and schema checks
-        n = len(view)
+    path = str(set_path.resolve())
+    # The seal and schema checks, once: this process's blocks and meta check reuse the view,
+    # and workers that see the same file version do not hash it again.
+    n, verified = len(open_view(path)), _stamp(path)
     workers = default_workers() if workers is None else workers
     bounds = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)] or [(0, 0)]
     with ExitStack() as stack:
@@ -175,8 +187,7 @@ def encode_to_file(
             stack.enter_context(torch_threads(min(workers, default_workers())))
         elif pool.local:  # this process encodes blocks too: one core of the pool's
             stack.enter_context(torch_threads(1))
-        path = str(set_path.resolve())
-        tasks = [(path, mdir, a, b, i, n_draws, seed, not local)
+        tasks = [(path, mdir, a, b, i, n_draws, seed, not local, verified)
                  for i, (a, b) in enumerate(bounds)]  # fmt: skip
         # The meta check (once here: the blocks are read without re-checking the file) runs
         # while the workers encode the first blocks; its error comes before theirs.
@@ -228,5 +239,6 @@ def _count(flagged: int | None, df: pd.DataFrame) -> int | None:
 
 __all__ = [
     "BLOCK_ROWS", "PRELOAD", "EncodeSummary", "block_seed", "encode_block", "encode_to_file",
+    "open_view",
     "start_pool", "torch_threads",
 ]  # fmt: skip
