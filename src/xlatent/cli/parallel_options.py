@@ -34,17 +34,28 @@ ENCODE_PRELOAD = ("xlatent.model.parallel_encode",)
 
 def encode_pool(set_path: Path, workers: int | None, scheduler: str | None) -> Any:
     """The pool ``encode`` runs on, started now in the background (None: the set is
-    encoded in this process). Called before torch is imported and the model loaded here, so
-    that the workers start meanwhile."""
-    from xlatent.core import SpectrumSet
+    encoded in this process). Called first, so that the workers start while torch and the
+    model load here."""
     from xlatent.core.parallel import Pool, default_workers, needs_pool
 
-    with SpectrumSet.open(set_path) as view:
-        n = len(view)
     workers = default_workers() if workers is None else workers
-    if not needs_pool(-(-n // ENCODE_BLOCK_ROWS), workers, scheduler):
+    if not needs_pool(2, workers, scheduler):
         return None
-    return Pool(workers, scheduler, ENCODE_PRELOAD)
+    # Started before torch is imported and the file opened (its seal check hashes the whole
+    # file): the workers start meanwhile, and are stopped without waiting for them if the set
+    # is one block. The view is the one encode_to_file then uses (opened once).
+    pool = Pool(workers, scheduler, ENCODE_PRELOAD)
+    try:
+        from xlatent.model.parallel_encode import open_view
+
+        n = len(open_view(str(Path(set_path).resolve())))
+    except BaseException:
+        pool.close(abort=True)
+        raise
+    if not needs_pool(-(-n // ENCODE_BLOCK_ROWS), workers, scheduler):
+        pool.close(abort=True)
+        return None
+    return pool
 
 
 __all__ = ["ENCODE_BLOCK_ROWS", "ENCODE_PRELOAD", "Scheduler", "Workers", "encode_pool"]
