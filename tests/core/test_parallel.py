@@ -85,6 +85,39 @@ def test_first_runs_before_any_result_and_its_error_comes_first() -> None:
         assert calls == ["first"]
 
 
+def started(i: int) -> tuple[int, int, float]:
+    """Task: its index, the process and the time it started."""
+    return i, os.getpid(), time.time()
+
+
+def test_workers_get_tasks_the_moment_they_are_up_while_first_runs() -> None:
+    """A long input check here (``first``) starts at once and does not hold the workers
+    back: the thread that started them feeds them as soon as they are up."""
+    with Pool(2, None, (__name__,)) as pool:
+        fed: list = []
+        pool.when_ready(lambda: fed.append(pool.submit(started, 0)))
+        pool.wait_ready()
+        assert len(fed) == 1 and fed[0].result()[1] != os.getpid()
+        now: list[int] = []
+        pool.when_ready(lambda: now.append(1))  # up already: called at once
+        assert now == [1]
+    marks: dict[str, float] = {}
+    pool = Pool(2, None, (__name__,))
+
+    def slow_check() -> None:
+        marks["ready_at_start"] = pool.ready()
+        time.sleep(3.0)  # the workers start in ~1 s
+        marks["end"] = time.time()
+
+    try:
+        out = list(ordered_map(started, [(i,) for i in range(6)], pool=pool, first=slow_check))
+    finally:
+        pool.close()
+    assert [o[0] for o in out] == list(range(6))
+    assert not marks["ready_at_start"]  # first() did not wait for the workers
+    assert any(pid != os.getpid() and t < marks["end"] for _, pid, t in out)
+
+
 def test_abort_stops_the_workers_at_once() -> None:
     """Ctrl-C (or any error) in the driver: the worker processes are terminated, not waited
     for."""

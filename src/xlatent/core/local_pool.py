@@ -45,6 +45,7 @@ class LocalProcesses:
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._on_ready: list[Callable[[], object]] = []
         self._thread = threading.Thread(target=self._start, name="xlatent-workers-start",
                                         daemon=True)  # fmt: skip
         self._thread.start()
@@ -76,17 +77,31 @@ class LocalProcesses:
         with self._lock:
             if not self._closed:
                 self._executor = ex
-                return
-        _stop(ex, abort=True)  # closed while starting: unused
+                ready, self._on_ready = self._on_ready, []
+        if self._executor is None:
+            _stop(ex, abort=True)  # closed while starting: unused
+            return
+        for fn in ready:
+            fn()
 
     def ready(self) -> bool:
-        return not self._thread.is_alive()
+        return self._executor is not None or not self._thread.is_alive()
 
     def wait_ready(self) -> None:
         self._thread.join()
 
+    def when_ready(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` (in the starting thread) as soon as the processes are up, or now if
+        they are, or failed to start (its submit then raises why)."""
+        with self._lock:
+            if self._executor is None and self._thread.is_alive() and self._error is None:
+                self._on_ready.append(fn)
+                return
+        fn()
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
-        self._thread.join()
+        if self._executor is None:  # starting (never the start thread: it has set it)
+            self._thread.join()
         if self._error is not None:
             raise self._error
         return self._executor.submit(fn, *args)

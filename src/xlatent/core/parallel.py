@@ -85,9 +85,8 @@ def ordered_map(
             if len(q) >= limit:
                 break
         if first is not None:
-            if p.local:  # started with this process's own preparations: about up by now
-                p.wait_ready()
-                q.feed()
+            if p.local:  # the processes get their first tasks the moment they are up
+                p.when_ready(q.feed)
             first()
         for task in it:
             while len(q) >= limit:
@@ -228,6 +227,14 @@ class Pool:
     def wait_ready(self) -> None:
         """Wait until the workers are up (or failed to start)."""
         self._impl.wait_ready()
+
+    def when_ready(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` as soon as the local processes are up (in the thread that started
+        them), or now if they are; a Dask pool calls it now."""
+        if self.local:
+            self._impl.when_ready(fn)
+        else:
+            fn()
 
     def n_workers(self) -> int:
         """Cores working on tasks (a Dask cluster's: once connected)."""
