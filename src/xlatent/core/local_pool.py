@@ -10,6 +10,7 @@ than on one, and the workers took seconds to start.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -22,6 +23,17 @@ from typing import Any
 ONE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 _ENV_LOCK = threading.Lock()
+#: Pools closed while they started: this process waits for their start to end at exit (a
+#: worker forked as its parent exits prints a traceback), and that start stops them.
+_ABORTED: list[LocalProcesses] = []
+
+
+def _join_aborted() -> None:
+    for pool in _ABORTED:
+        pool._thread.join(timeout=30)
+
+
+atexit.register(_join_aborted)
 
 
 def _worker_init() -> None:
@@ -67,6 +79,9 @@ class LocalProcesses:
                 finally:
                     for v in added:
                         os.environ.pop(v, None)
+            with self._lock:
+                if self._closed:  # stopped while the server started: fork no workers (one
+                    return  # forked as this process exits prints a traceback)
             ex = ProcessPoolExecutor(self.n, mp_context=ctx, initializer=_worker_init)
             # One call a worker: each submit forks one process (the first waits for the
             # server's imports); done here, never in the caller's submit.
@@ -114,6 +129,7 @@ class LocalProcesses:
                 return
             self._closed = True
             if abort and self._thread.is_alive():
+                _ABORTED.append(self)
                 return
         self._thread.join()
         ex, self._executor = self._executor, None
