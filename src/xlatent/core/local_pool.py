@@ -97,7 +97,10 @@ class LocalProcesses:
             _stop(ex, abort=True)  # closed while starting: unused
             return
         for fn in ready:
-            fn()
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - the caller's next submit raises what broke
+                pass
 
     def ready(self) -> bool:
         return self._executor is not None or not self._thread.is_alive()
