@@ -17,11 +17,10 @@ import numpy as np
 
 
 def bin_deviance(counts: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """Poisson deviance per bin (the sum over bins is ``poisson_deviance``)."""
-    mu = np.maximum(mu, 1e-12)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(counts > 0, counts * np.log(counts / mu), 0.0)
-    return 2 * (t - (counts - mu))
+    """Poisson deviance per bin: :func:`xlatent.model.poisson_deviance` over a last axis of one."""
+    from xlatent.model import poisson_deviance
+
+    return poisson_deviance(counts[..., None], mu[..., None])
 
 
 def main() -> None:
