@@ -76,12 +76,13 @@ def _stamp(path: str | None) -> tuple:
 
 
 def _cached(kind: str, path: str | None, make: Any) -> Any:
+    """``make(stamp)`` for this version of ``path``, made once (the stamp taken before)."""
     stamp = _stamp(path)
     hit = _CACHE.get(kind)
     if hit is None or hit[0] != stamp:
         if hit is not None and hasattr(hit[1], "close"):
             hit[1].close()
-        _CACHE[kind] = (stamp, make())
+        _CACHE[kind] = (stamp, make(stamp))
     return _CACHE[kind][1]
 
 
@@ -91,7 +92,7 @@ def open_view(path: str | Path, verified: tuple | None = None) -> Any:
     the whole file, ~0.3 s per 200k spectra): a worker that finds the same stamp does not
     hash it again; any other version is checked."""
     key = str(path)
-    return _cached("view", key, lambda: SpectrumSet.open(key, check_seal=_stamp(key) != verified))
+    return _cached("view", key, lambda stamp: SpectrumSet.open(key, check_seal=stamp != verified))
 
 
 def read_rows(path: str | Path, a: int, b: int, verified: tuple | None = None) -> SpectrumSet:
@@ -104,7 +105,7 @@ def load_cached(model_dir: str | None) -> Any:
     """The model in ``model_dir`` (None: the pretrained one), loaded once per process."""
     from xlatent.model import load_model
 
-    return _cached("model", model_dir, lambda: load_model(model_dir))
+    return _cached("model", model_dir, lambda _: load_model(model_dir))
 
 
 def encode_block(
@@ -173,7 +174,8 @@ def encode_to_file(
     path = str(set_path.resolve())
     # The seal and schema checks, once: this process's blocks and meta check reuse the view,
     # and workers that see the same file version do not hash it again.
-    n, verified = len(open_view(path)), _stamp(path)
+    # The stamp of the version the checked open saw (the cache's, taken just before it).
+    n, verified = len(open_view(path)), _CACHE["view"][0]
     workers = default_workers() if workers is None else workers
     bounds = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)] or [(0, 0)]
     with ExitStack() as stack:
