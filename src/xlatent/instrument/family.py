@@ -18,6 +18,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from scipy.special import erf
 
 from xlatent.instrument.acis import default_response, gaussian_rmf
 from xlatent.instrument.acis_calib import (
@@ -180,6 +181,18 @@ def psf_r90_arcsec(
 ) -> np.ndarray:
     """Radius (arcsec) enclosing 90% of a point source's counts (default at 1.5 keV)."""
     return psf_r90(theta_arcmin, energy_kev)
+
+
+#: Half side of the 3 x 3 pixel ACIS event island (arcsec; ACIS pixel 0.492").
+ISLAND_HALF_ARCSEC = 1.5 * 0.492
+
+
+def core_fraction(theta_arcmin: np.ndarray) -> np.ndarray:
+    """Share of a point source's counts in the 3 x 3 pixel island on its peak (Gaussian PSF
+    with the family's 90% radius at 1.5 keV; NaN angles count as on-axis)."""
+    theta = np.nan_to_num(np.asarray(theta_arcmin, dtype=np.float64), nan=0.0)
+    sigma = psf_r90_arcsec(theta) / np.sqrt(-2.0 * np.log(0.1))
+    return erf(ISLAND_HALF_ARCSEC / (np.sqrt(2.0) * sigma)) ** 2
 
 
 def response_id(

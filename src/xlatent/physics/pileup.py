@@ -12,27 +12,33 @@ piled. The pile-up fraction is the Chandra ABC Guide to Pileup's (CXC 2010; POG 
 frames with two or more events over frames with one or more,
 ``(1 - e^-lam - lam e^-lam) / (1 - e^-lam)`` (about ``lam / 2`` when small).
 
-The core is the 3 x 3 pixel island centred on the source; its share of the counts comes from
-a Gaussian PSF with the family's 90% radius (:func:`xlatent.instrument.family.psf_r90_arcsec`),
-0.79 on-axis and falling off-axis as the PSF grows.
+The core is the 3 x 3 pixel island centred on the source; its share of the counts
+(:func:`xlatent.instrument.family.core_fraction`) is 0.79 on-axis and falls off-axis as the PSF
+grows. The constants and the pile-up fraction are shared with ingest and the model
+(:mod:`xlatent.core.pileup`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import fft
-from scipy.special import erf
 from scipy.stats import poisson
 
-from xlatent.instrument.family import psf_r90_arcsec
+from xlatent.core.pileup import FRAME_TIME_S, GRADE_ALPHA, pileup_fraction
+from xlatent.instrument.family import core_fraction
 
-#: ACIS full-frame time (s): 3.2 s exposure plus the 41 ms frame transfer.
-FRAME_TIME_S = 3.241
-#: Davis (2001) grade-migration parameter: a k-photon event keeps a good grade with
-#: probability alpha^(k-1) (fits of piled ACIS spectra give ~0.3-0.7; XSPEC's default 0.5).
-GRADE_ALPHA = 0.5
-#: Half side of the 3 x 3 pixel event island (arcsec; ACIS pixel 0.492").
-ISLAND_HALF_ARCSEC = 1.5 * 0.492
+__all__ = [
+    "FRAME_TIME_S",
+    "GRADE_ALPHA",
+    "MAX_PILED",
+    "MIN_LAM",
+    "channel_shift",
+    "core_fraction",
+    "counts_per_frame",
+    "pile",
+    "pileup_fraction",
+]
+
 #: Most photons piled into one event (frames with more are counted as lost).
 MAX_PILED = 6
 #: Below this many core counts per frame the spectrum is left as it is (pile-up fraction
@@ -42,26 +48,9 @@ MIN_LAM = 1.0e-2
 TAIL_PROBABILITY = 1.0e-6
 
 
-def core_fraction(theta_arcmin: np.ndarray) -> np.ndarray:
-    """Share of a point source's counts in the 3 x 3 pixel island on its peak (Gaussian PSF
-    with the family's 90% radius at 1.5 keV; NaN angles count as on-axis)."""
-    theta = np.nan_to_num(np.asarray(theta_arcmin, dtype=np.float64), nan=0.0)
-    sigma = psf_r90_arcsec(theta) / np.sqrt(-2.0 * np.log(0.1))
-    return erf(ISLAND_HALF_ARCSEC / (np.sqrt(2.0) * sigma)) ** 2
-
-
 def counts_per_frame(rate_cps: np.ndarray, theta_arcmin: np.ndarray) -> np.ndarray:
     """Expected source counts per frame in the PSF core (``lam``) for a detected count rate."""
     return np.asarray(rate_cps) * FRAME_TIME_S * core_fraction(theta_arcmin)
-
-
-def pileup_fraction(lam: np.ndarray) -> np.ndarray:
-    """Frames with >= 2 events over frames with >= 1 event, for ``lam`` counts per frame."""
-    lam = np.asarray(lam, dtype=np.float64)
-    small = lam < 1e-6
-    safe = np.where(small, 1.0, lam)
-    f = 1.0 - safe * np.exp(-safe) / -np.expm1(-safe)
-    return np.where(small, 0.5 * lam, f)
 
 
 def channel_shift(e_min_kev: np.ndarray, e_max_kev: np.ndarray) -> float:
