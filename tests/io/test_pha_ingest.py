@@ -97,6 +97,21 @@ def test_all_four_real_spectra_ingest_in_one_call(real_spectra_dir: Path, tmp_pa
     assert np.isfinite(r.meta["hr_counts_hm"]).all()
 
 
+def test_real_spectra_say_how_they_can_pile(real_spectra_dir: Path) -> None:
+    """frame time from TIMEDEL (9774, a 3.14104 s frame) or from DTCOR (CSC files: the full
+    3.241 s frame); off-axis angle from the source and pointing positions; the PSF core's
+    share falls with it."""
+    rows = {p: load(real_spectra_dir / p).meta for p in
+            ("9774.pi", "acisf00308_000N001_r0044_pha3.fits",
+             "acisf01878_000N001_r0100_pha3.fits")}  # fmt: skip
+    m9774, m308, m1878 = rows.values()
+    assert m9774["frame_time_s"] == 3.14104
+    assert m308["frame_time_s"] == pytest.approx(3.24104, abs=1e-4)
+    assert m308["theta_arcmin"] == pytest.approx(1.39, abs=0.01)
+    assert m1878["theta_arcmin"] == pytest.approx(3.86, abs=0.01)
+    assert 0.79 > m308["psf_core_fraction"] > m1878["psf_core_fraction"] > 0.1
+
+
 def test_discover_skips_background_and_response_files(real_spectra_dir: Path) -> None:
     files, missing = discover([real_spectra_dir, "/definitely/not/here"])
     names = sorted(f.name for f in files)

@@ -9,7 +9,13 @@ import pytest
 
 from xlatent.instrument.response import ARF
 from xlatent.io.ogip_write import write_arf
-from xlatent.io.response_context import angular_distance_arcmin, decimal_year, response_context
+from xlatent.io.response_context import (
+    CC_FRAME_TIME_S,
+    angular_distance_arcmin,
+    decimal_year,
+    pileup_context,
+    response_context,
+)
 
 
 def test_decimal_year() -> None:
@@ -51,3 +57,19 @@ def test_unknown_context_is_empty_not_an_error(tmp_path) -> None:
     assert (ctx["chip_type"], ctx["ccd_id"], ctx["detector"], ctx["date_obs"]) == ("", -1, "", "")
     assert math.isnan(ctx["theta_arcmin"]) and math.isnan(ctx["epoch_year"])
     assert response_context(_arf(tmp_path / "c.arf", DETNAM="ACIS-2"))["chip_type"] == "FI"
+
+
+def test_pileup_context_of_acis_modes_and_other_instruments() -> None:
+    on_axis = {"INSTRUME": "ACIS", "READMODE": "TIMED", "DTCOR": 3.2 / 3.24104,
+               "RA": 10.0, "DEC": 0.0, "RA_PNT": 10.0, "DEC_PNT": 0.0}  # fmt: skip
+    ctx = pileup_context(on_axis)
+    assert ctx["frame_time_s"] == pytest.approx(3.24104)
+    assert ctx["theta_arcmin"] == 0.0 and ctx["psf_core_fraction"] == pytest.approx(0.79, abs=0.01)
+    cc = pileup_context({**on_axis, "READMODE": "CONTINUOUS"})
+    assert cc["frame_time_s"] == CC_FRAME_TIME_S
+    # no positions: the off-axis angle is unknown and the core is taken on-axis (the worst case)
+    blind = pileup_context({"INSTRUME": "ACIS"})
+    assert math.isnan(blind["theta_arcmin"])
+    assert blind["psf_core_fraction"] == ctx["psf_core_fraction"]
+    other = pileup_context({**on_axis, "INSTRUME": "EPN"})
+    assert math.isnan(other["frame_time_s"]) and math.isnan(other["psf_core_fraction"])

@@ -28,6 +28,7 @@ from xlatent.io.fastfits import (
 )
 from xlatent.io.grid_mapper import GridMapper
 from xlatent.io.ogip_response import DEFAULT_CACHE, read_arf, read_rmf
+from xlatent.io.response_context import PILEUP_KEYWORDS, pileup_context
 
 NAME = "pha"
 _CSC_NAME = re.compile(r"acisf(\d+)_(\d+)N\d+(?:_e[12])?_r(\d+)", re.IGNORECASE)
@@ -179,6 +180,7 @@ def read_pha_hdu(hdu: TableHDU, path: Path) -> PHA:
             "RESPFILE",
             "BACKFILE",
             "DETNAM",
+            *PILEUP_KEYWORDS,
         )
     }
     return PHA(path, channels, counts, exposure, backscal, areascal, keep)
@@ -286,6 +288,7 @@ def load_pha_spectrum(
         "rmf_file": rmf_file,  # been read through another path to the same file)
         "src_counts_total": float(src.counts.sum()),
         "bkg_counts_total": float(bkg.counts.sum()) if bkg is not None else 0.0,
+        **pileup_context(src.header),
     }
     return SpectrumRow(counts, background, src.exposure_s, area, meta)
 

@@ -8,12 +8,15 @@ its PHA) and returns the parameters of the matching member of the response famil
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from astropy.io import fits
 
-from xlatent.instrument.family import CCD_CHIP_TYPE
+from xlatent.core.pileup import frame_time_from_header
+from xlatent.instrument.family import CCD_CHIP_TYPE, core_fraction
 from xlatent.io.ogip_response import _find_hdu, _open
 
 
@@ -31,11 +34,46 @@ def angular_distance_arcmin(ra1: float, dec1: float, ra2: float, dec2: float) ->
     return math.degrees(2 * math.asin(min(1.0, math.sqrt(h)))) * 60.0
 
 
-def _float(header: fits.Header, key: str) -> float:
+def _float(header: Mapping[str, Any], key: str) -> float:
     try:
         return float(header[key])
     except (KeyError, TypeError, ValueError):
         return math.nan
+
+
+def off_axis_arcmin(header: Mapping[str, Any]) -> float:
+    """Off-axis angle (arcmin) of a header's source (RA/DEC, else RA_TARG/DEC_TARG) from its
+    pointing (RA_PNT/DEC_PNT); NaN when the header lacks either."""
+    ra_p, dec_p = _float(header, "RA_PNT"), _float(header, "DEC_PNT")
+    for ra_k, dec_k in (("RA", "DEC"), ("RA_TARG", "DEC_TARG")):
+        ra, dec = _float(header, ra_k), _float(header, dec_k)
+        if not any(math.isnan(v) for v in (ra, dec, ra_p, dec_p)):
+            return angular_distance_arcmin(ra, dec, ra_p, dec_p)
+    return math.nan
+
+
+#: Frame time (s) of ACIS continuous clocking: one row read every 2.85 ms, no pile-up to speak
+#: of (Chandra POG ch. 6.12).
+CC_FRAME_TIME_S = 0.00285
+#: The PHA keywords :func:`pileup_context` reads.
+PILEUP_KEYWORDS = ("INSTRUME", "READMODE", "TIMEDEL", "EXPTIME", "DTCOR",
+                   "RA", "DEC", "RA_TARG", "DEC_TARG", "RA_PNT", "DEC_PNT")  # fmt: skip
+
+
+def pileup_context(header: Mapping[str, Any]) -> dict[str, float]:
+    """``theta_arcmin``, ``frame_time_s`` and ``psf_core_fraction`` of a PHA spectrum from its
+    keywords (:mod:`xlatent.core.pileup`). Not ACIS: NaN frame time and core (it cannot pile
+    as the model knows); an unknown off-axis angle counts as on-axis (the most piled case)."""
+    theta = off_axis_arcmin(header)
+    if str(header.get("INSTRUME") or "").strip().upper() != "ACIS":
+        return {"theta_arcmin": theta, "frame_time_s": math.nan, "psf_core_fraction": math.nan}
+    if str(header.get("READMODE") or "").strip().upper().startswith("CONTINUOUS"):
+        frame = CC_FRAME_TIME_S
+    else:
+        keys = ("TIMEDEL", "EXPTIME", "DTCOR")
+        frame = frame_time_from_header(*(_float(header, k) for k in keys))
+    core = float(core_fraction(0.0 if math.isnan(theta) else theta))
+    return {"theta_arcmin": theta, "frame_time_s": frame, "psf_core_fraction": core}
 
 
 def _ccd_from_detnam(detnam: str) -> int | None:
@@ -77,16 +115,7 @@ def response_context(arf_path: str | Path, pha_path: str | Path | None = None) -
         ccd = pha_ccd
     headers = [h for h in (pha_h, arf_h) if h is not None]
     date_obs = next((str(h["DATE-OBS"]).strip() for h in headers if "DATE-OBS" in h), "")
-    theta = math.nan
-    for h in headers:
-        ra_p, dec_p = _float(h, "RA_PNT"), _float(h, "DEC_PNT")
-        for ra_k, dec_k in (("RA", "DEC"), ("RA_TARG", "DEC_TARG")):
-            ra, dec = _float(h, ra_k), _float(h, dec_k)
-            if not any(math.isnan(v) for v in (ra, dec, ra_p, dec_p)):
-                theta = angular_distance_arcmin(ra, dec, ra_p, dec_p)
-                break
-        if not math.isnan(theta):
-            break
+    theta = next((t for t in map(off_axis_arcmin, headers) if not math.isnan(t)), math.nan)
     return {
         "chip_type": CCD_CHIP_TYPE.get(ccd, "") if ccd is not None else "",
         "ccd_id": -1 if ccd is None else ccd,

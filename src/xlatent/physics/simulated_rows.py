@@ -11,8 +11,8 @@ import pandas as pd
 
 from xlatent.core.grid import EnergyGrid
 from xlatent.instrument import ARF
-from xlatent.instrument.family import energy_bins
-from xlatent.physics.pileup import pileup_fraction
+from xlatent.instrument.family import core_fraction, energy_bins
+from xlatent.physics.pileup import FRAME_TIME_S, pileup_fraction
 from xlatent.physics.priors import COMPONENTS
 from xlatent.physics.spectra import BAND_CODES
 
@@ -52,6 +52,8 @@ def simulated_meta(
             "exposure_s": src["exposure_s"],
             "snr_b": src["snr_b"],
             "pileup_fraction": pileup_fraction(src["lam"]),
+            "frame_time_s": np.full(k, FRAME_TIME_S),
+            "psf_core_fraction": core_fraction(cols["theta_arcmin"]),
         }
     )
     truth = {
