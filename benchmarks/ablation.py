@@ -73,6 +73,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "latent_16": {"latent_dim": 16},
     "decoder_512x3": {"decoder_hidden": 512, "decoder_layers": 3},
     # The detector's redistribution after the area's edges (learned, +-8 bins).
+    "pileup_3": {"pileup_orders": 3},
     "redistribution_8": {"redistribution": 8},
     "noise_0.2_thin_0.3_redistribution_8": {
         "latent_noise": 0.2,

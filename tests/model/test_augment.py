@@ -33,7 +33,7 @@ def _tensors(s: SpectrumSet) -> dict[str, torch.Tensor]:
 
 def test_batch_tensors_are_what_prepare_gives(toy_set) -> None:
     d = _tensors(toy_set)
-    b = batch_tensors(d["counts"], d["background"], d["log_area"])
+    b = batch_tensors(d["counts"], d["background"], d["log_area"], d["pileup"])
     assert set(b) == set(d)
     for k, want in d.items():
         got = b[k]

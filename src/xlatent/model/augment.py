@@ -40,6 +40,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from xlatent.model.pileup import LAM_FEATURE_SCALE
+
 #: Range of the photon thinning factor f (drawn log-uniformly): down to a tenth of the counts.
 THIN_RANGE = (0.1, 1.0)
 #: The consistency weight rises linearly from 0 over this fraction of the training steps.
@@ -64,10 +66,11 @@ def step_generator(seed: int, epoch: int, step: int, device: torch.device) -> to
 
 
 def batch_tensors(
-    counts: torch.Tensor, background: torch.Tensor, log_area: torch.Tensor
+    counts: torch.Tensor, background: torch.Tensor, log_area: torch.Tensor, pileup: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     """The entries of :func:`~xlatent.model.training.training_tensors` for (B, m) counts,
-    background and log relative area, computed in torch (float32) as ``prepare`` does."""
+    background and log relative area and (B, 2) pile-up inputs, computed in torch (float32)
+    as ``prepare`` does."""
     m = counts.shape[1]
     total = counts.sum(1)
     btot = background.sum(1)
@@ -79,12 +82,14 @@ def batch_tensors(
     feats = torch.stack(
         [torch.log1p(m * y), torch.log1p(m * background / denom[:, None]), log_area], dim=-1
     )
-    glob = torch.stack([torch.log10(denom) - 2.0, btot / denom], dim=1)
+    lam_feature = torch.log10(1.0 + LAM_FEATURE_SCALE * pileup[:, 0])
+    glob = torch.stack([torch.log10(denom) - 2.0, btot / denom, lam_feature], dim=1)
     clogc = torch.where(counts > 0, counts * torch.log(counts.clamp_min(1.0)), 0.0)
     return {
         "feats": feats,
         "glob": glob,
         "log_area": log_area,
+        "pileup": pileup,
         "counts": counts,
         "background": background,
         "log_bkg": torch.log(background),
@@ -141,4 +146,5 @@ def augment(
     new_log_area = log_area[perm]
     q = factor[:, None] * area_ratio(counts, background, log_area, new_log_area)
     new_counts, new_background = resample(counts, background, q, gen)
-    return batch_tensors(new_counts, new_background, new_log_area)
+    # Its own pile-up: fewer photons at the same rate per frame, as a shorter exposure.
+    return batch_tensors(new_counts, new_background, new_log_area, batch["pileup"])

@@ -59,9 +59,9 @@ from xlatent.model.options import (
     check_device,
     check_options,
 )
+from xlatent.model.pileup import n_global
 from xlatent.model.preprocess import (
     N_CHANNELS,
-    N_GLOBAL,
     check_loss_inputs,
     decode_log_area,
     prepare,
@@ -134,6 +134,7 @@ class SpectralAutoencoder(LatentModel):
         dropout: float = 0.0,
         area_aware: bool = True,
         redistribution: int = 0,
+        pileup_orders: int = 0,
         loss: str = "poisson",
         epochs: int = 40,
         batch_size: int = 256,
@@ -172,7 +173,8 @@ class SpectralAutoencoder(LatentModel):
     def _arch(self, n_bins: int) -> ArchConfig:
         """The architecture for a grid of ``n_bins`` bins."""
         params = {k: getattr(self, k) for k in _ARCH_PARAMS}
-        return ArchConfig(n_bins=n_bins, n_channels=N_CHANNELS, n_global=N_GLOBAL, **params)
+        n_glob = n_global(params["pileup_orders"])
+        return ArchConfig(n_bins=n_bins, n_channels=N_CHANNELS, n_global=n_glob, **params)
 
     @property
     def train_cfg(self) -> TrainConfig:
@@ -196,6 +198,12 @@ class SpectralAutoencoder(LatentModel):
         if arch.redistribution:
             prep["reconstruction"] = "amplitude * normalised(softmax(decoder logits + "
             prep["reconstruction"] += "log(A / mean A)) @ learned redistribution)"
+        if arch.pileup_orders:
+            prep["global"] = [*prep["global"], "log10(1 + 100 lam)"]
+            prep["pileup"] = (
+                f"ACIS pile-up up to {arch.pileup_orders} photons per event from "
+                "the observed rate (frame_time_s, psf_core_fraction)"
+            )
         return make_header(self.kind, grid, config, prep)
 
     # ---------------------------------------------------------------------- fit
@@ -280,7 +288,8 @@ class SpectralAutoencoder(LatentModel):
     def decode(
         self, latents: np.ndarray, effective_area_cm2: np.ndarray | None = None
     ) -> np.ndarray:
-        """Normalised counts shapes (n, m) for given latents (flat area when none is given)."""
+        """Normalised counts shapes (n, m) for given latents (flat area when none is given;
+        as the source would be seen without pile-up)."""
         grid, net = self._fitted("grid_", "net_")
         n_bins = grid.n_bins
         dev = next(net.parameters()).device

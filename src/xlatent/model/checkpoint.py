@@ -29,7 +29,8 @@ import numpy as np
 
 from xlatent.core import EnergyGrid, XlatentError, atomic_path, atomic_write_text
 from xlatent.model.options import PCA_OPTIONS, TRAIN_OPTIONS, Opt, check_arch, check_options
-from xlatent.model.preprocess import N_CHANNELS, N_GLOBAL
+from xlatent.model.pileup import n_global
+from xlatent.model.preprocess import N_CHANNELS
 
 FORMAT_NAME = "xlatent.model"
 #: Bumped on any incompatible change of the directory layout or of the preprocessing.
@@ -134,7 +135,8 @@ def check_autoencoder_config(config: Any, n_bins: int) -> dict:
         if key not in config:
             raise ValueError(f"missing config key {key!r}")
     arch = check_arch(_object(config["arch"], "config.arch"), required=True, prefix="arch.")
-    expected = {"n_bins": n_bins, "n_channels": N_CHANNELS, "n_global": N_GLOBAL}
+    n_glob = n_global(arch["pileup_orders"])
+    expected = {"n_bins": n_bins, "n_channels": N_CHANNELS, "n_global": n_glob}
     for key, value in expected.items():
         if arch[key] != value:
             raise ValueError(f"arch.{key} is {arch[key]}, expected {value}")

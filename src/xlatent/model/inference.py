@@ -46,6 +46,7 @@ def _forward_chunks(model: Any, s: SpectrumSet, fn: Step, batch_size: int) -> li
                 "feats": torch.as_tensor(prep.features[sl], dtype=torch.float32, device=dev),
                 "glob": torch.as_tensor(prep.global_features[sl], dtype=torch.float32, device=dev),
                 "log_area": torch.as_tensor(prep.log_area[sl], dtype=torch.float32, device=dev),
+                "pileup": torch.as_tensor(prep.pileup[sl], dtype=torch.float32, device=dev),
                 "amp": prep.amplitude[sl],
             }
             with autocast(dev):
@@ -65,7 +66,7 @@ def _to_numpy(z: torch.Tensor) -> np.ndarray:
 
 def _recon(net: SpectralTransformerAE, z: torch.Tensor, b: dict) -> np.ndarray:
     """Expected source counts: amplitude times the decoded shape (float64)."""
-    p = torch.exp(net.log_shape(z, b["log_area"])).double().cpu().numpy()
+    p = torch.exp(net.log_shape(z, b["log_area"], b["pileup"])).double().cpu().numpy()
     return p * b["amp"][:, None]
 
 

@@ -36,6 +36,7 @@ from xlatent.model import fastpath
 
 # ArchConfig, ARCH_OPTIONS and check_arch live with the other options; imported from here too.
 from xlatent.model.options import ARCH_OPTIONS, ArchConfig, check_arch
+from xlatent.model.pileup import MIN_LAM, Pileup
 
 __all__ = [
     "ARCH_OPTIONS",
@@ -186,9 +187,11 @@ class InstrumentResponse(nn.Module):
     """
 
     def __init__(self, area_aware: bool, edges_kev: np.ndarray | None = None,
-                 redistribution: int = 0) -> None:  # fmt: skip
+                 redistribution: int = 0, pileup_orders: int = 0) -> None:  # fmt: skip
         super().__init__()
         self.area_aware, self.half = area_aware, redistribution
+        # After the redistribution, as on the detector: charges of piled photons add up.
+        self.pileup = Pileup(np.asarray(edges_kev), pileup_orders) if pileup_orders > 1 else None
         if redistribution:
             init = redistribution_init(np.asarray(edges_kev), redistribution)
             m, w = init.shape
@@ -207,16 +210,33 @@ class InstrumentResponse(nn.Module):
         padded[self._rows, self._cols] = w.reshape(-1)
         return padded[:, self.half : self.half + m]
 
-    def forward(self, logits: torch.Tensor, log_area: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, log_area: torch.Tensor,
+                pileup: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """``pileup`` (B, 2): incident core counts per frame and PSF core share per spectrum
+        (:func:`xlatent.model.pileup.pileup_inputs`); None or a model without pile-up: none."""
         logits = logits.float()
         if self.area_aware:
             logits = logits + log_area
         if not self.half:
-            return torch.log_softmax(logits, dim=-1)
-        with torch.autocast(logits.device.type, enabled=False):  # fp32 whatever the autocast
-            y = torch.softmax(logits, dim=-1) @ self.matrix()
-            y = y.clamp_min(1e-30)
-            return torch.log(y) - torch.log(y.sum(dim=-1, keepdim=True))
+            log_p = torch.log_softmax(logits, dim=-1)
+        else:
+            with torch.autocast(logits.device.type, enabled=False):  # fp32 whatever autocast
+                y = torch.softmax(logits, dim=-1) @ self.matrix()
+                log_p = _log_normalised(y)
+        if self.pileup is None or pileup is None:
+            return log_p
+        rows = torch.nonzero(pileup[:, 0] >= MIN_LAM).flatten()  # most spectra: not piled
+        if rows.numel() == 0:
+            return log_p
+        with torch.autocast(logits.device.type, enabled=False):
+            piled = self.pileup(torch.exp(log_p[rows]), pileup[rows].float())
+            return log_p.index_put((rows,), _log_normalised(piled))
+
+
+def _log_normalised(y: torch.Tensor) -> torch.Tensor:
+    """log(y / sum y) over the last axis, y floored at 1e-30."""
+    y = y.clamp_min(1e-30)
+    return torch.log(y) - torch.log(y.sum(dim=-1, keepdim=True))
 
 
 #: Module path prefix -> tensor name prefix in checkpoints (format 1, the flat network).
@@ -257,21 +277,26 @@ class SpectralTransformerAE(nn.Module):
         self.register_buffer("pos_feats", torch.tensor(pos, dtype=torch.float32))
         self.encoder = SpectrumEncoder(cfg, pos.shape[1])
         self.decoder = DECODERS[cfg.decoder](cfg, pos.shape[1])
-        self.instrument = InstrumentResponse(cfg.area_aware, edges_kev, cfg.redistribution)
+        self.instrument = InstrumentResponse(
+            cfg.area_aware, edges_kev, cfg.redistribution, cfg.pileup_orders
+        )
         self.register_load_state_dict_pre_hook(_from_stored)
         self._register_state_dict_hook(_to_stored)
 
     def encode(self, feats: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
-        """feats (B, m, C) per-bin features, glob (B, G) -> latents (B, latent_dim)."""
-        return self.encoder(feats, glob, self.pos_feats)
+        """feats (B, m, C) per-bin features, glob (B, >= G) -> latents (B, latent_dim); the
+        first ``n_global`` global features are read (the pile-up rate's only when it piles)."""
+        return self.encoder(feats, glob[:, : self.cfg.n_global], self.pos_feats)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (B, latent_dim) -> log photon-shape logits (B, m), unnormalised."""
         return self.decoder(z, self.pos_feats)
 
-    def log_shape(self, z: torch.Tensor, log_area: torch.Tensor) -> torch.Tensor:
-        """log p: log of the normalised counts shape (B, m)."""
-        return self.instrument(self.decode(z), log_area)
+    def log_shape(self, z: torch.Tensor, log_area: torch.Tensor,
+                  pileup: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """log p: log of the normalised counts shape (B, m), piled up as ``pileup`` (B, 2)
+        says when the model has pile-up orders."""
+        return self.instrument(self.decode(z), log_area, pileup)
 
     def ordered_parameters(self) -> list[nn.Parameter]:
         """The parameters in checkpoint order (the order of format 1's optimizer state)."""

@@ -126,6 +126,9 @@ class ArchConfig:
     #: Half-width in grid bins of the detector's energy redistribution after the effective
     #: area (0: none, the area alone; :class:`xlatent.model.network.InstrumentResponse`).
     redistribution: int = 0
+    #: Highest number of photons piled into one event in the decoder (0: no pile-up;
+    #: 2-4: ACIS pile-up from the observed count rate, :mod:`xlatent.model.pileup`).
+    pileup_orders: int = 0
 
     @property
     def n_tokens(self) -> int:
@@ -183,11 +186,15 @@ ARCH_OPTIONS: dict[str, Opt] = {
     "n_channels": Opt("int", lo=1),
     "n_global": Opt("int", lo=1),
     "redistribution": Opt("int", lo=0, hi=32),
+    "pileup_orders": Opt("int", lo=0, hi=4),
 }
 
 #: Architecture fields added after checkpoint format 1's first models, with the value that
 #: reproduces those models: a stored config without them takes these.
-ARCH_ADDED: dict[str, Any] = {"redistribution": 0}
+ARCH_ADDED: dict[str, Any] = {
+    "redistribution": 0,
+    "pileup_orders": 0,
+}
 
 
 def check_arch(values: dict, *, required: bool = False, prefix: str = "") -> dict:

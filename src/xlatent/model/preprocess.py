@@ -15,7 +15,9 @@ Amplitude is separated from shape before anything is learned:
 - ``log relative area`` log(A_i / mean A): the instrument's effective-area curve, so the
   encoder can tell instrument shape from source shape and the decoder can multiply it back.
 - global features: log10 of total source-region counts (the signal-to-noise the encoder
-  should trust the shape with), and the background fraction.
+  should trust the shape with), the background fraction, and log10(1 + 100 lam) with ``lam``
+  the incident counts per frame in the PSF core (:mod:`xlatent.model.pileup`; read only by
+  models that pile up, ``n_global`` = 3).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from xlatent.core import InputError, SpectrumSet
 from xlatent.core.spectrumset_view import meta_names_of, meta_of
+from xlatent.model.pileup import LAM_FEATURE_SCALE, N_GLOBAL_BASE, pileup_inputs
 
 #: Relative floor on the effective area (fraction of a spectrum's maximum) before taking logs;
 #: bins with no ARF coverage would otherwise get log(0).
@@ -33,7 +36,8 @@ AREA_FLOOR = 1e-3
 #: Floor on a reconstructed shape so that a bin with counts never gets an expectation of 0.
 SHAPE_FLOOR = 1e-9
 N_CHANNELS = 3
-N_GLOBAL = 2
+#: Global features every model reads; :func:`xlatent.model.pileup.n_global` for a given one.
+N_GLOBAL = N_GLOBAL_BASE
 
 
 def poisson_deviance(counts: np.ndarray, model: np.ndarray) -> np.ndarray:
@@ -80,8 +84,9 @@ class Prepared:
     background: np.ndarray  # (n, m) scaled background counts
     amplitude: np.ndarray  # (n,) N, total net counts (>= 1)
     features: np.ndarray  # (n, m, N_CHANNELS) per-bin encoder inputs
-    global_features: np.ndarray  # (n, N_GLOBAL)
+    global_features: np.ndarray  # (n, 3): N_GLOBAL and the pile-up rate's
     log_area: np.ndarray  # (n, m) log(A / mean A), 0 where the area is unknown
+    pileup: np.ndarray  # (n, 2) incident core counts per frame, PSF core share (0: none)
 
     @property
     def net_shape_x(self) -> np.ndarray:
@@ -106,11 +111,16 @@ def prepare(s: SpectrumSet) -> Prepared:
         axis=-1,
     )
     log_area = feats[:, :, 2].copy()
+    pileup = pileup_inputs(s, amp)
     glob = np.stack(
-        [np.log10(np.maximum(total, 1.0)) - 2.0, b.sum(axis=1) / np.maximum(total, 1.0)],
+        [
+            np.log10(np.maximum(total, 1.0)) - 2.0,
+            b.sum(axis=1) / np.maximum(total, 1.0),
+            np.log10(1.0 + LAM_FEATURE_SCALE * pileup[:, 0]),
+        ],
         axis=1,
     )
-    return Prepared(c, b, amp, feats, glob, log_area)
+    return Prepared(c, b, amp, feats, glob, log_area, pileup)
 
 
 def log_shape(net: np.ndarray) -> np.ndarray:

@@ -75,6 +75,7 @@ def training_tensors(p: Prepared, dev: torch.device) -> dict[str, torch.Tensor]:
         "feats": t(p.features),
         "glob": t(p.global_features),
         "log_area": t(p.log_area),
+        "pileup": t(p.pileup),
         "counts": t(p.counts),
         "background": t(p.background),
         "log_bkg": t(log_bkg),
@@ -194,7 +195,7 @@ class Trainer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, per-spectrum deviance per bin) of latents ``z`` decoded through the area of
         the batch ``b`` and compared with its counts."""
-        log_p = net.log_shape(z.float(), b["log_area"])
+        log_p = net.log_shape(z.float(), b["log_area"], b["pileup"])
         m = log_p.shape[1]
         dev = torch_poisson_deviance(
             log_p, b["log_amp"], b["counts"], b["log_bkg"], b["clogc"]

@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from xlatent.core import SpectrumSet
+from xlatent.core.pileup import PILEUP_COLUMNS
+from xlatent.core.spectrumset_view import meta_names_of, meta_of
 
 __all__ = [
     "DEFAULT_N_DRAWS",
@@ -92,10 +94,15 @@ def deviance_zscore(counts: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def resampled_set(s: SpectrumSet, counts: np.ndarray, n_draws: int) -> SpectrumSet:
-    """A set of ``len(s) * n_draws`` rows: each spectrum's instrument arrays repeated
-    ``n_draws`` times (spectrum-major) with ``counts`` (n * n_draws, m) as its counts."""
+    """A set of ``len(s) * n_draws`` rows: each spectrum's instrument arrays and pile-up
+    columns repeated ``n_draws`` times (spectrum-major) with ``counts`` (n * n_draws, m)."""
     rep = np.repeat(np.arange(len(s)), n_draws)
     meta = pd.DataFrame({"spec_id": np.arange(rep.size).astype(str)})
+    # What the model reads of the meta besides the arrays: how each spectrum can pile.
+    known = [c for c in PILEUP_COLUMNS if c in meta_names_of(s)]
+    if known:
+        for col, values in meta_of(s, known).items():
+            meta[col] = values.to_numpy()[rep]
     return SpectrumSet(
         grid=s.grid, counts=counts, background=s.background[rep],
         exposure_s=s.exposure_s[rep], effective_area_cm2=s.effective_area_cm2[rep], meta=meta,
