@@ -7,7 +7,8 @@
 ``--quick`` evaluates only what the table reads (see :func:`evaluate_config`);
 ``--evaluate-only`` (re)evaluates the models already under ``OUT/<config>/model``.
 ``--polish-from-base`` makes a config with ``polish_epochs`` from its base config's saved model
-(the same config without the polish, trained with the same seed): only the polish is run.
+(the same config without the polish, trained with the same seed): only the polish is run; a
+config that adds only encode options (``refine_steps``) to another reuses its model as it is.
 
 The set is the demo's (``xlatent simulate --n 20000 --seed 0 --out sim.h5``, what ``run_demo``
 simulates). For each named config (:data:`CONFIGS`: keyword overrides of
@@ -74,6 +75,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "decoder_512x3": {"decoder_hidden": 512, "decoder_layers": 3},
     # The detector's redistribution after the area's edges (learned, +-8 bins).
     "pileup_3": {"pileup_orders": 3},
+    "refine_20": {"refine_steps": 20},
+    "pileup_3_refine_20": {"pileup_orders": 3, "refine_steps": 20},
     "redistribution_8": {"redistribution": 8},
     "noise_0.2_thin_0.3_redistribution_8": {
         "latent_noise": 0.2,
@@ -108,12 +111,32 @@ def train_config(name: str, s: Any, out: Path, seed: int, threads: int) -> Any:
     return model
 
 
-def _base_config(name: str) -> str | None:
-    """The config that ``name`` is with its decoder polish left out, if there is one."""
-    want = {k: v for k, v in CONFIGS[name].items() if k != "polish_epochs"}
+#: Options of how a trained model encodes: a config that adds only these to another reuses
+#: that config's saved model (``--polish-from-base``).
+ENCODE_OPTIONS = ("refine_steps", "refine_min_counts")
+
+
+def _base_config(name: str, leave_out: tuple[str, ...] = ("polish_epochs",)) -> str | None:
+    """The config that ``name`` is with ``leave_out`` (its decoder polish) left out, if any."""
+    want = {k: v for k, v in CONFIGS[name].items() if k not in leave_out}
     if want == CONFIGS[name]:
         return None
     return next((k for k, v in CONFIGS.items() if v == want), None)
+
+
+def encode_config(name: str, base: str, out: Path) -> Any:
+    """``name`` from ``base``'s saved model with only its encode options set (no training:
+    run.json is the base's)."""
+    from xlatent.model import SpectralAutoencoder
+
+    d = out / name
+    d.mkdir(parents=True, exist_ok=True)
+    model = SpectralAutoencoder.load(out / base / "model", device="cpu")
+    model.set_params(**{k: v for k, v in CONFIGS[name].items() if k in ENCODE_OPTIONS})
+    model.save(d / "model")
+    run = json.loads((out / base / "run.json").read_text())
+    (d / "run.json").write_text(json.dumps({**run, "encoded_from": base}, indent=2))
+    return model
 
 
 def polish_config(name: str, base: str, s: Any, out: Path, seed: int, threads: int) -> Any:
@@ -280,7 +303,10 @@ def main() -> None:
         for name in args.config or list(CONFIGS):
             model = None
             base = _base_config(name) if args.polish_from_base else None
-            if base and not args.evaluate_only:
+            enc_base = _base_config(name, ENCODE_OPTIONS) if args.polish_from_base else None
+            if enc_base and not args.evaluate_only:
+                model = encode_config(name, enc_base, out)
+            elif base and not args.evaluate_only:
                 model = polish_config(name, base, s, out, args.seed, args.threads)
             elif not args.evaluate_only:
                 model = train_config(name, s, out, args.seed, args.threads)

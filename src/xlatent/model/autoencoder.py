@@ -135,6 +135,8 @@ class SpectralAutoencoder(LatentModel):
         area_aware: bool = True,
         redistribution: int = 0,
         pileup_orders: int = 0,
+        refine_steps: int = 0,
+        refine_min_counts: float = 1000.0,
         loss: str = "poisson",
         epochs: int = 40,
         batch_size: int = 256,
@@ -198,6 +200,11 @@ class SpectralAutoencoder(LatentModel):
         if arch.redistribution:
             prep["reconstruction"] = "amplitude * normalised(softmax(decoder logits + "
             prep["reconstruction"] += "log(A / mean A)) @ learned redistribution)"
+        if arch.refine_steps:
+            prep["latent"] = (
+                f"encoder output, then {arch.refine_steps} Adam steps on the Poisson "
+                f"deviance for spectra with >= {arch.refine_min_counts:g} net counts"
+            )
         if arch.pileup_orders:
             prep["global"] = [*prep["global"], "log10(1 + 100 lam)"]
             prep["pileup"] = (

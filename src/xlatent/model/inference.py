@@ -20,6 +20,7 @@ from xlatent.model.checkpoint import check_grid
 from xlatent.model.network import SpectralTransformerAE, autocast
 from xlatent.model.options import Opt
 from xlatent.model.preprocess import prepare
+from xlatent.model.refine import refine_latents
 
 __all__ = ["DEFAULT_BATCH", "encode_and_reconstruct", "reconstruct", "transform"]
 
@@ -37,6 +38,7 @@ def _forward_chunks(model: Any, s: SpectrumSet, fn: Step, batch_size: int) -> li
     check_grid({"grid_edges_kev": grid.edges_kev}, s.grid, "model")
     dev = next(net.parameters()).device
     prep = prepare(s)
+    refine = (getattr(model, "refine_steps", 0), getattr(model, "refine_min_counts", 0.0))
     outs: list[tuple[np.ndarray, ...]] = []
     net.eval()
     with torch.inference_mode():
@@ -48,6 +50,9 @@ def _forward_chunks(model: Any, s: SpectrumSet, fn: Step, batch_size: int) -> li
                 "log_area": torch.as_tensor(prep.log_area[sl], dtype=torch.float32, device=dev),
                 "pileup": torch.as_tensor(prep.pileup[sl], dtype=torch.float32, device=dev),
                 "amp": prep.amplitude[sl],
+                "counts": prep.counts[sl],
+                "background": prep.background[sl],
+                "refine": refine,
             }
             with autocast(dev):
                 outs.append(fn(net, batch))
@@ -57,7 +62,11 @@ def _forward_chunks(model: Any, s: SpectrumSet, fn: Step, batch_size: int) -> li
 
 
 def _latents(net: SpectralTransformerAE, b: dict) -> torch.Tensor:
-    return net.encode(b["feats"], b["glob"]).float()
+    """The encoder's latents, refined on bright spectra when the model says so
+    (:mod:`xlatent.model.refine`)."""
+    z = net.encode(b["feats"], b["glob"]).float()
+    steps, min_counts = b["refine"]
+    return refine_latents(net, z, b, steps, min_counts) if steps else z
 
 
 def _to_numpy(z: torch.Tensor) -> np.ndarray:

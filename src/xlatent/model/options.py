@@ -129,6 +129,10 @@ class ArchConfig:
     #: Highest number of photons piled into one event in the decoder (0: no pile-up;
     #: 2-4: ACIS pile-up from the observed count rate, :mod:`xlatent.model.pileup`).
     pileup_orders: int = 0
+    #: Adam steps on each bright spectrum's latent at encode time (0: the encoder's latent;
+    #: :mod:`xlatent.model.refine`), for spectra with >= ``refine_min_counts`` net counts.
+    refine_steps: int = 0
+    refine_min_counts: float = 1000.0
 
     @property
     def n_tokens(self) -> int:
@@ -187,6 +191,8 @@ ARCH_OPTIONS: dict[str, Opt] = {
     "n_global": Opt("int", lo=1),
     "redistribution": Opt("int", lo=0, hi=32),
     "pileup_orders": Opt("int", lo=0, hi=4),
+    "refine_steps": Opt("int", lo=0, hi=1000),
+    "refine_min_counts": Opt("float", lo=0.0),
 }
 
 #: Architecture fields added after checkpoint format 1's first models, with the value that
@@ -194,6 +200,8 @@ ARCH_OPTIONS: dict[str, Opt] = {
 ARCH_ADDED: dict[str, Any] = {
     "redistribution": 0,
     "pileup_orders": 0,
+    "refine_steps": 0,
+    "refine_min_counts": 1000.0,
 }
 
 
