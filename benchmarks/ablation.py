@@ -77,6 +77,22 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "pileup_3": {"pileup_orders": 3},
     "refine_20": {"refine_steps": 20},
     "pileup_3_refine_20": {"pileup_orders": 3, "refine_steps": 20},
+    "pileup_3_refine_10": {"pileup_orders": 3, "refine_steps": 10},
+    "pileup_noise_0.2": {"pileup_orders": 3, "latent_noise": 0.2},
+    "pileup_noise_0.2_refine_10": {"pileup_orders": 3, "latent_noise": 0.2, "refine_steps": 10},
+    "pileup_noise_0.2_thin_0.3": {
+        "pileup_orders": 3,
+        "latent_noise": 0.2,
+        "consistency": 0.3,
+        "augment": "thin",
+    },
+    "pileup_noise_0.2_thin_0.3_refine_10": {
+        "pileup_orders": 3,
+        "latent_noise": 0.2,
+        "consistency": 0.3,
+        "augment": "thin",
+        "refine_steps": 10,
+    },
     "redistribution_8": {"redistribution": 8},
     "noise_0.2_thin_0.3_redistribution_8": {
         "latent_noise": 0.2,
