@@ -226,8 +226,8 @@ class InstrumentResponse(nn.Module):
         if self.pileup is None or pileup is None:
             return log_p
         rows = torch.nonzero(pileup[:, 0] >= MIN_LAM).flatten()  # most spectra: not piled
-        if rows.numel() == 0:
-            return log_p
+        if rows.numel() == 0:  # the rate's scale stays in the graph (DDP syncs every gradient)
+            return log_p + 0.0 * self.pileup.log_lam_scale
         with torch.autocast(logits.device.type, enabled=False):
             piled = self.pileup(torch.exp(log_p[rows]), pileup[rows].float())
             return log_p.index_put((rows,), _log_normalised(piled))
