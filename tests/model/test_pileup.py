@@ -122,7 +122,7 @@ def test_bad_pileup_orders_are_refused(bad: object) -> None:
 
 def test_the_encoder_is_told_the_rate_only_when_the_model_piles() -> None:
     assert SpectralAutoencoder(pileup_orders=3).arch.n_global == 3
-    assert SpectralAutoencoder().arch.n_global == 2
+    assert SpectralAutoencoder(pileup_orders=0).arch.n_global == 2
     s = toy_spectrum_set(8, seed=0)
     s.meta["frame_time_s"], s.meta["psf_core_fraction"] = 3.241, 0.79
     s.exposure_s[:] = 100.0

@@ -128,10 +128,11 @@ class ArchConfig:
     redistribution: int = 0
     #: Highest number of photons piled into one event in the decoder (0: no pile-up;
     #: 2-4: ACIS pile-up from the observed count rate, :mod:`xlatent.model.pileup`).
-    pileup_orders: int = 0
+    #: Models saved without the field have 0.
+    pileup_orders: int = 3
     #: Adam steps on each bright spectrum's latent at encode time (0: the encoder's latent;
     #: :mod:`xlatent.model.refine`), for spectra with >= ``refine_min_counts`` net counts.
-    refine_steps: int = 0
+    refine_steps: int = 10
     refine_min_counts: float = 1000.0
 
     @property
