@@ -225,12 +225,14 @@ class InstrumentResponse(nn.Module):
                 log_p = _log_normalised(y)
         if self.pileup is None or pileup is None:
             return log_p
-        rows = torch.nonzero(pileup[:, 0] >= MIN_LAM).flatten()  # most spectra: not piled
-        if rows.numel() == 0:  # the rate's scale stays in the graph (DDP syncs every gradient)
+        piles = pileup[:, :1] >= MIN_LAM  # most spectra: not piled
+        if not bool(piles.any()):  # the rate's scale stays in the graph (DDP needs every grad)
             return log_p + 0.0 * self.pileup.log_lam_scale
+        # Every row piled, the unpiled ones then left as they were: a subset of rows would
+        # make the matmuls' shapes, hence their rounding, depend on the batch's other spectra.
         with torch.autocast(logits.device.type, enabled=False):
-            piled = self.pileup(torch.exp(log_p[rows]), pileup[rows].float())
-            return log_p.index_put((rows,), _log_normalised(piled))
+            piled = _log_normalised(self.pileup(torch.exp(log_p), pileup.float()))
+            return torch.where(piles, piled, log_p)
 
 
 def _log_normalised(y: torch.Tensor) -> torch.Tensor:

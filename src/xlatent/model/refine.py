@@ -20,9 +20,12 @@ import numpy as np
 import torch
 
 from xlatent.model.network import SpectralTransformerAE, torch_poisson_deviance
+from xlatent.model.parallel_encode import torch_threads
 
 #: Adam step size on the latents (the demo's latents spread ~0.45 per dimension).
 REFINE_LR = 0.03
+#: Spectra refined together (the last chunk of a batch padded to it).
+REFINE_CHUNK = 64
 
 
 def refine_latents(
@@ -35,17 +38,39 @@ def refine_latents(
     """The latents ``z`` (B, d) of the spectra in ``batch`` (its ``amp``, ``counts`` and
     ``background`` numpy arrays; ``log_area`` and ``pileup`` tensors), those with
     ``amp >= min_counts`` after ``steps`` Adam steps on their Poisson deviance."""
-    rows = np.flatnonzero(np.asarray(batch["amp"]) >= min_counts)
-    if steps <= 0 or rows.size == 0:
+    bright = np.flatnonzero(np.asarray(batch["amp"]) >= min_counts)
+    if steps <= 0 or bright.size == 0:
         return z
+    out = z.float()
+    # In chunks of one size, the last padded with copies of its last spectrum: the matmuls
+    # then have the same shapes whatever the batch, so a latent never depends on the others.
+    for k in range(0, bright.size, REFINE_CHUNK):
+        part = bright[k : k + REFINE_CHUNK]
+        rows = np.concatenate([part, np.full(REFINE_CHUNK - part.size, part[-1])])
+        refined = _refine(net, z, batch, rows, steps)
+        idx = torch.as_tensor(part, device=z.device)
+        out = out.index_put((idx,), refined[: part.size])
+    return out
+
+
+def _refine(net: SpectralTransformerAE, z: torch.Tensor, batch: dict, rows: np.ndarray,
+            steps: int) -> torch.Tensor:  # fmt: skip
+    """The latents of ``batch``'s spectra ``rows`` after ``steps`` Adam steps."""
     dev = z.device
     idx = torch.as_tensor(rows, device=dev)
 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a[rows]), dtype=torch.float32, device=dev)
 
-    # Out of inference mode (tensors made in it cannot enter autograd), in fp32 always.
-    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(dev.type, enabled=False):
+    # Out of inference mode (tensors made in it cannot enter autograd), in fp32 always, and on
+    # one CPU thread: a gradient summed over threads rounds differently, Adam carries that
+    # into the latent, and a catalogue must not depend on --workers.
+    with (
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        torch.autocast(dev.type, enabled=False),
+        torch_threads(1),
+    ):
         counts, bkg = t(batch["counts"]), t(batch["background"])
         log_amp = torch.log(t(batch["amp"]))
         log_bkg = torch.log(bkg)
@@ -59,5 +84,4 @@ def refine_latents(
             loss = torch_poisson_deviance(log_p, log_amp, counts, log_bkg, clogc).sum()
             (w.grad,) = torch.autograd.grad(loss, w)
             opt.step()
-        refined = w.detach()
-    return z.float().index_put((idx,), refined.to(z.device))
+        return w.detach()
