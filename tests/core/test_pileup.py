@@ -36,9 +36,10 @@ def test_incident_inverts_observed_on_the_rising_branch(core: float) -> None:
 
 
 def test_frame_time_from_header() -> None:
-    assert frame_time_from_header(3.14104, None, None) == 3.14104  # TIMEDEL wins
-    assert frame_time_from_header(None, 0.4, 0.9) == pytest.approx(0.44104)
+    nan = float("nan")  # a keyword the header lacks
+    assert frame_time_from_header(3.14104, nan, nan) == 3.14104  # TIMEDEL wins
+    assert frame_time_from_header(nan, 0.4, 0.9) == pytest.approx(0.44104)
     # DTCOR of a full frame (3.2 s exposure of 3.24104 s) gives it back
-    assert frame_time_from_header(np.nan, None, 3.2 / 3.24104) == pytest.approx(3.24104)
-    assert frame_time_from_header(None, None, None) == FRAME_TIME_S
+    assert frame_time_from_header(nan, nan, 3.2 / 3.24104) == pytest.approx(3.24104)
+    assert frame_time_from_header(nan, nan, nan) == FRAME_TIME_S
     assert frame_time_from_header(-1.0, 0.0, 1.0) == FRAME_TIME_S  # nothing usable

@@ -14,6 +14,7 @@ observed net count rate, :func:`incident_counts_per_frame` gives the incident ``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -82,19 +83,14 @@ def _bisect(below: Callable[[np.ndarray], np.ndarray], top: np.ndarray) -> np.nd
     return np.where(below(top), top, 0.5 * (lo + hi))
 
 
-def frame_time_from_header(
-    timedel_s: float | None, exptime_s: float | None, dtcor: float | None
-) -> float:
-    """An ACIS timed-exposure spectrum's frame time (s): its TIMEDEL keyword, else its EXPTIME
-    (frame exposure) plus the transfer, else from its DTCOR, else :data:`FRAME_TIME_S`."""
-
-    def given(v: float | None) -> bool:
-        return v is not None and bool(np.isfinite(v)) and v > 0
-
-    if given(timedel_s):
-        return float(timedel_s)  # type: ignore[arg-type]
-    if given(exptime_s):
-        return float(exptime_s) + TRANSFER_TIME_S  # type: ignore[operator]
-    if given(dtcor) and 0.5 < dtcor < 1.0:  # type: ignore[operator]
-        return TRANSFER_TIME_S / (1.0 - float(dtcor))  # type: ignore[arg-type]
+def frame_time_from_header(timedel_s: float, exptime_s: float, dtcor: float) -> float:
+    """An ACIS timed-exposure spectrum's frame time (s) from its keywords (NaN: absent): its
+    TIMEDEL, else its EXPTIME (frame exposure) plus the transfer, else from its DTCOR, else
+    :data:`FRAME_TIME_S`."""
+    if math.isfinite(timedel_s) and timedel_s > 0:
+        return float(timedel_s)
+    if math.isfinite(exptime_s) and exptime_s > 0:
+        return float(exptime_s) + TRANSFER_TIME_S
+    if 0.5 < dtcor < 1.0:  # False for NaN
+        return TRANSFER_TIME_S / (1.0 - float(dtcor))
     return FRAME_TIME_S

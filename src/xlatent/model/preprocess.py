@@ -28,7 +28,7 @@ import numpy as np
 
 from xlatent.core import InputError, SpectrumSet
 from xlatent.core.spectrumset_view import meta_names_of, meta_of
-from xlatent.model.pileup import LAM_FEATURE_SCALE, N_GLOBAL_BASE, pileup_inputs
+from xlatent.model.pileup import LAM_FEATURE_SCALE, pileup_inputs
 
 #: Relative floor on the effective area (fraction of a spectrum's maximum) before taking logs;
 #: bins with no ARF coverage would otherwise get log(0).
@@ -36,8 +36,6 @@ AREA_FLOOR = 1e-3
 #: Floor on a reconstructed shape so that a bin with counts never gets an expectation of 0.
 SHAPE_FLOOR = 1e-9
 N_CHANNELS = 3
-#: Global features every model reads; :func:`xlatent.model.pileup.n_global` for a given one.
-N_GLOBAL = N_GLOBAL_BASE
 
 
 def poisson_deviance(counts: np.ndarray, model: np.ndarray) -> np.ndarray:
@@ -84,7 +82,7 @@ class Prepared:
     background: np.ndarray  # (n, m) scaled background counts
     amplitude: np.ndarray  # (n,) N, total net counts (>= 1)
     features: np.ndarray  # (n, m, N_CHANNELS) per-bin encoder inputs
-    global_features: np.ndarray  # (n, 3): N_GLOBAL and the pile-up rate's
+    global_features: np.ndarray  # (n, 3): N_GLOBAL_BASE and the pile-up rate's
     log_area: np.ndarray  # (n, m) log(A / mean A), 0 where the area is unknown
     pileup: np.ndarray  # (n, 2) incident core counts per frame, PSF core share (0: none)
 
