@@ -17,14 +17,15 @@ from xlatent.cli import app
 from xlatent.model import CheckpointError, SpectralAutoencoder, load_model
 from xlatent.recipes import RECIPES, REPRODUCIBLE, Recipe, get_recipe, run_recipe
 
-#: 600 spectra, 2 epochs, a small network: seconds.
+#: 800 spectra (enough for a calibration), 2 epochs, a small network: seconds.
 TINY = Recipe(
     name="tiny",
     description="test-only",
-    n=600,
+    n=800,
     seed=2,
     options=(("latent_dim", 4), ("epochs", 2), ("d_model", 32), ("ff_dim", 64),
              ("n_layers", 1), ("decoder_hidden", 64), *REPRODUCIBLE),
+    n_ood_reference=1000,
 )  # fmt: skip
 
 
@@ -66,13 +67,17 @@ def test_the_default_recipe_is_the_demos_model() -> None:
 def test_recipe_recorded_in_model_json(tiny_dir: Path) -> None:
     header = json.loads((tiny_dir / "model.json").read_text())
     assert header["recipe"] == {
-        "name": "tiny", "command": "xlatent train --recipe tiny --out DIR", "n": 600,
-        "seed": 2, "options": dict(TINY.options),
+        "name": "tiny", "command": "xlatent train --recipe tiny --out DIR", "n": 800,
+        "seed": 2, "options": dict(TINY.options), "n_ood_reference": 1000,
+        "ood_reference_seed": 1002,
     }  # fmt: skip
     assert header["xlatent_version"]
     assert header["config"]["arch"]["latent_dim"] == 4 and header["config"]["train"]["epochs"] == 2
     model = load_model(tiny_dir)
     assert model.recipe_ == header["recipe"]
+    # The OOD threshold was refitted on the independent sky the record names.
+    cal = model.calibration_
+    assert (cal.n_reference, cal.reference) == (1000, "simulate(1000, seed=1002)")
     # The 'train' split of the simulated set was fitted (the test rows stay unseen).
     assert 0 < len(model.training_ids_) < TINY.n
     # Saving a loaded model keeps the record; refitting drops it.
@@ -134,6 +139,8 @@ def test_malformed_recipe_record_refused(tiny_dir: Path, tmp_path: Path) -> None
         {"name": "x"},
         {**TINY.record(), "n": -1},
         {**TINY.record(), "options": {"a": [1]}},
+        {**TINY.record(), "n_ood_reference": -1},
+        {**TINY.record(), "unknown": 1},
     ):
         d = shutil.copytree(tiny_dir, tmp_path / f"d{len(list(tmp_path.iterdir()))}")
         header = json.loads((d / "model.json").read_text())
@@ -141,3 +148,15 @@ def test_malformed_recipe_record_refused(tiny_dir: Path, tmp_path: Path) -> None
         (d / "model.json").write_text(json.dumps(header))
         with pytest.raises(CheckpointError, match="recipe"):
             load_model(d)
+
+
+def test_recipe_record_without_the_ood_reference_loads(tiny_dir: Path, tmp_path: Path) -> None:
+    """Models recorded before the OOD reference sky existed (the optional fields) still load."""
+    import shutil
+
+    d = shutil.copytree(tiny_dir, tmp_path / "old")
+    header = json.loads((d / "model.json").read_text())
+    for key in ("n_ood_reference", "ood_reference_seed"):
+        header["recipe"].pop(key)
+    (d / "model.json").write_text(json.dumps(header))
+    assert load_model(d).recipe_ == header["recipe"]

@@ -39,6 +39,9 @@ class Recipe:
     n: int
     seed: int
     options: tuple[tuple[str, Any], ...]
+    #: Spectra of an independent sky (seed ``seed + OOD_SEED_OFFSET``) the OOD threshold is
+    #: refitted on after the fit (0: keep the fit's own reference, validation + training rows).
+    n_ood_reference: int = 0
 
     @property
     def command(self) -> str:
@@ -52,7 +55,18 @@ class Recipe:
     def record(self) -> dict[str, Any]:
         """What ``model.json`` stores under ``recipe``."""
         return {"name": self.name, "command": self.command, "n": self.n, "seed": self.seed,
-                "options": dict(self.options)}  # fmt: skip
+                "options": dict(self.options), "n_ood_reference": self.n_ood_reference,
+                "ood_reference_seed": self.ood_seed}  # fmt: skip
+
+    @property
+    def ood_seed(self) -> int:
+        """Seed of the independent sky the OOD threshold is refitted on."""
+        return self.seed + OOD_SEED_OFFSET
+
+
+#: Added to a recipe's seed for its OOD reference sky: far from the seeds a user or the
+#: model card draws fresh skies from (0-100).
+OOD_SEED_OFFSET = 1000
 
 
 #: Options every recipe fixes so that a CPU run is bit-reproducible.
@@ -67,6 +81,7 @@ RECIPES: dict[str, Recipe] = {
         n=20000,
         seed=0,
         options=(("latent_dim", 8), *REPRODUCIBLE),
+        n_ood_reference=20000,
     ),
 }
 
@@ -111,6 +126,13 @@ def run_recipe(
     threads = torch.get_num_threads()
     try:
         model.fit(train)
+        if recipe.n_ood_reference:
+            log(
+                f"recipe {recipe.name!r}: refit the OOD threshold on {recipe.n_ood_reference} "
+                f"spectra of an independent sky (seed {recipe.ood_seed})"
+            )
+            ref = simulate(recipe.n_ood_reference, seed=recipe.ood_seed)
+            model.calibrate_ood(ref, f"simulate({recipe.n_ood_reference}, seed={recipe.ood_seed})")
     finally:
         torch.set_num_threads(threads)
     model.save(out_dir, recipe=recipe.record())

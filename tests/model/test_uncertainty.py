@@ -238,3 +238,45 @@ def test_ood_reference_adds_the_training_rows_the_density_left_out(
     assert 4 <= (score > cal.threshold).sum() <= 4 + 200
     cal.save(tmp_path)
     assert calibration.read_calibration(tmp_path, model.latent_dim).n_reference == 400
+
+
+def test_recalibrate_ood_on_an_independent_reference(fitted: tuple, tmp_path: Path) -> None:
+    """``calibrate_ood``: the threshold refitted on a reference set flags 1% of it, keeps
+    the error scale and mixture, is saved with what the reference was, and leaves the model
+    alone when the reference is too small or the model has no calibration."""
+    from dataclasses import replace
+
+    from xlatent.model import calibration
+
+    model, _ = fitted
+    saved = model.calibration_
+    ref = toy_spectrum_set(1500, seed=61, grid=GRID)
+    try:
+        assert model.calibrate_ood(ref, "toy seed 61") is model
+        cal = model.calibration_
+        assert cal is not saved and cal.reference == "toy seed 61" and cal.n_reference == 1500
+        assert cal.error_scale == saved.error_scale and cal.density is saved.density
+        assert cal.threshold != saved.threshold
+        assert (model.encode(ref, 0).ood_flag.sum()) == pytest.approx(15, abs=1)
+        other = model.encode(toy_spectrum_set(1500, seed=62, grid=GRID), 0).ood_flag
+        assert 0.002 < other.mean() < 0.03
+        cal.save(tmp_path)
+        back = calibration.read_calibration(tmp_path, model.latent_dim)
+        assert back.reference == "toy seed 61" and back.threshold == pytest.approx(cal.threshold)
+        with pytest.raises(ValueError, match=">= 1000 spectra"):
+            model.calibrate_ood(ref[:999])
+        assert model.calibration_ is cal
+        model.calibration_ = None
+        with pytest.raises(ValueError, match="no calibration"):
+            model.calibrate_ood(ref)
+    finally:
+        model.calibration_ = saved
+    # A file without the field (written before it existed) reads as an empty reference.
+    raw = json.loads((replace(saved).save(tmp_path)).read_text())
+    raw["ood"].pop("reference")
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps(raw))
+    assert calibration.read_calibration(tmp_path, model.latent_dim).reference == ""
+    raw["ood"]["reference"] = ["not", "text"]
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match="ood.reference"):
+        calibration.read_calibration(tmp_path, model.latent_dim)

@@ -89,6 +89,16 @@ class LatentModel(Params):
 
         return encode_with_errors(self, spectrum_set, n_draws, seed=seed)
 
+    def calibrate_ood(self, reference: SpectrumSet, description: str = "user reference") -> Any:
+        """Refit the OOD threshold (and its standardisers) on ``reference``: spectra the model
+        was not trained on that it should flag at 1% (an independent simulated sky, or real
+        spectra you trust); ``description`` is kept in ``calibration.json``. Returns self.
+        (:func:`~xlatent.model.calibration.recalibrate_ood`)"""
+        from xlatent.model.calibration import recalibrate_ood
+
+        self.calibration_ = recalibrate_ood(self, reference, description)
+        return self
+
     def encode_catalog(
         self, spectrum_set: SpectrumSet, n_draws: int = 16, seed: int = 0
     ) -> pd.DataFrame:

@@ -71,6 +71,9 @@ HEADER_FIELDS = (
 #: ``recipe``: its name, the command that reruns it, the simulated set (size, seed) and the
 #: model options it fixes (plain JSON values).
 RECIPE_FIELDS = ("name", "command", "n", "seed", "options")
+#: Optional ``recipe`` fields (integers >= 0): the independent sky the OOD threshold was
+#: refitted on (size, seed); absent in older directories.
+RECIPE_OPTIONAL_FIELDS = ("n_ood_reference", "ood_reference_seed")
 #: The model kinds; :data:`xlatent.model.MODEL_KINDS` maps each to its estimator class.
 KINDS = ("autoencoder", "pca")
 #: A model.json larger than this is not one xlatent wrote (the training history is ~100 kB).
@@ -146,12 +149,17 @@ def check_autoencoder_config(config: Any, n_bins: int) -> dict:
 
 
 def check_recipe(recipe: Any) -> dict:
-    """A header's ``recipe``: exactly :data:`RECIPE_FIELDS`, plain values (ValueError)."""
-    if set(_object(recipe, "recipe")) != set(RECIPE_FIELDS):
-        raise ValueError(f"recipe must have exactly the keys {', '.join(RECIPE_FIELDS)}")
+    """A header's ``recipe``: :data:`RECIPE_FIELDS`, perhaps some of
+    :data:`RECIPE_OPTIONAL_FIELDS`, plain values (ValueError)."""
+    keys = set(_object(recipe, "recipe"))
+    if not set(RECIPE_FIELDS) <= keys <= set(RECIPE_FIELDS + RECIPE_OPTIONAL_FIELDS):
+        raise ValueError(
+            f"recipe must have the keys {', '.join(RECIPE_FIELDS)} "
+            f"(optionally {', '.join(RECIPE_OPTIONAL_FIELDS)})"
+        )
     for key in ("name", "command"):
         Opt("str").check(f"recipe.{key}", recipe[key] or None)
-    for key in ("n", "seed"):
+    for key in ("n", "seed", *(k for k in RECIPE_OPTIONAL_FIELDS if k in keys)):
         Opt("int", lo=0).check(f"recipe.{key}", recipe[key])
     for key, value in _object(recipe["options"], "recipe.options").items():
         if not isinstance(value, str | int) and not (
