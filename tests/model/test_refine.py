@@ -84,3 +84,26 @@ def test_a_latent_never_depends_on_the_other_spectra_in_its_batch() -> None:
     parts = [model.encode_and_reconstruct(s[a:b]) for a, b in cuts]
     assert np.array_equal(np.concatenate([p[0] for p in parts]), z)
     assert np.array_equal(np.concatenate([p[1] for p in parts]), r)
+
+
+def test_refined_latents_do_not_depend_on_torch_threads(fitted) -> None:
+    # Refinement runs on one thread whatever torch is set to (a gradient summed over threads
+    # rounds differently): more threads may change the speed only, never a number.
+    import torch
+
+    from xlatent.model.parallel_encode import torch_threads
+    from xlatent.model.refine import REFINE_CHUNK
+
+    model, _ = fitted
+    s = toy_spectrum_set(600, seed=9, counts_range=(500.0, 20000.0))
+    assert (s.counts.sum(1) - s.background.sum(1) >= 1000).sum() > 3 * REFINE_CHUNK
+    model.set_params(refine_steps=4)
+    try:
+        with torch_threads(1):
+            one = model.transform(s)
+        with torch_threads(3):
+            three = model.transform(s)
+            assert torch.get_num_threads() == 3  # the refinement gives its threads back
+    finally:
+        model.set_params(refine_steps=0)
+    assert np.array_equal(one, three)
