@@ -135,7 +135,7 @@ class SpectralAutoencoder(LatentModel):
         area_aware: bool = True,
         redistribution: int = 0,
         pileup_orders: int = 3,
-        refine_steps: int = 10,
+        refine_steps: int = 2,
         refine_min_counts: float = 1000.0,
         loss: str = "poisson",
         epochs: int = 40,
@@ -202,7 +202,7 @@ class SpectralAutoencoder(LatentModel):
             prep["reconstruction"] += "log(A / mean A)) @ learned redistribution)"
         if arch.refine_steps:
             prep["latent"] = (
-                f"encoder output, then {arch.refine_steps} Adam steps on the Poisson "
+                f"encoder output, then {arch.refine_steps} Gauss-Newton steps on the Poisson "
                 f"deviance for spectra with >= {arch.refine_min_counts:g} net counts"
             )
         if arch.pileup_orders:

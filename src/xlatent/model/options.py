@@ -130,9 +130,10 @@ class ArchConfig:
     #: 2-4: ACIS pile-up from the observed count rate, :mod:`xlatent.model.pileup`).
     #: Models saved without the field have 0.
     pileup_orders: int = 3
-    #: Adam steps on each bright spectrum's latent at encode time (0: the encoder's latent;
-    #: :mod:`xlatent.model.refine`), for spectra with >= ``refine_min_counts`` net counts.
-    refine_steps: int = 10
+    #: Gauss-Newton steps on each bright spectrum's latent at encode time (0: the encoder's
+    #: latent; :mod:`xlatent.model.refine`), for spectra with >= ``refine_min_counts`` net
+    #: counts.
+    refine_steps: int = 2
     refine_min_counts: float = 1000.0
 
     @property

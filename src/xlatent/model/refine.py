@@ -1,17 +1,26 @@
-"""Latent refinement at encode time: a few gradient steps on each bright spectrum's latent.
+"""Latent refinement at encode time: a few Gauss-Newton steps on each bright spectrum's latent.
 
 An encoder maps every spectrum to a latent in one pass (*amortised* inference); what it gives
 up against fitting each spectrum is the *amortisation gap*. On faint spectra the gap is far
 below the Poisson noise; on bright ones it is not. In the demo sky's brightest count decile
 (1,300-107,000 counts) the encoder's latents reconstruct at 1.11 x the noiseless truth's
 deviance, while the same decoder at latents fitted per spectrum reaches 1.03 (1.01 for the
-spectra without pile-up) after 30 steps: the decoder can describe those spectra, the encoder
-does not find the latent. With ``ArchConfig.refine_steps`` = K > 0 every spectrum with at
-least ``refine_min_counts`` net counts has its latent moved by K Adam steps (learning rate
-:data:`REFINE_LR`) down the Poisson deviance of its counts under the decoder, its effective
-area and its pile-up: the latent becomes the decoder's best fit, started at the encoder's
-guess, as a spectral fit starts from a good first guess. Fainter spectra keep the encoder's
-latent, whose prior knowledge beats a fit of a few dozen counts.
+spectra without pile-up): the decoder can describe those spectra, the encoder does not find
+the latent. With ``ArchConfig.refine_steps`` = K > 0 every spectrum with at least
+``refine_min_counts`` net counts has its latent moved by K damped Gauss-Newton
+(Levenberg-Marquardt) steps down the Poisson deviance of its counts under the decoder, its
+effective area and its pile-up: the latent becomes the decoder's best fit, started at the
+encoder's guess, as a spectral fit starts from a good first guess. Fainter spectra keep the
+encoder's latent, whose prior knowledge beats a fit of a few dozen counts.
+
+Each step takes the Jacobian of the log counts shape in the d latent directions (one
+forward-mode pass over d copies of the chunk), the Poisson Fisher matrix
+``H = 2 sum_i dmu_i dmu_i^T / mu_i`` and gradient ``g = 2 sum_i (1 - c_i / mu_i) dmu_i``, and
+solves ``(H + damping diag H) step = -g``; a step that does not lower the spectrum's deviance
+is refused and its damping raised tenfold (lowered 3x after a success), per spectrum. On a
+fresh sky's brightest decile (2,000 spectra, seed 1, shipped model) this reaches a deviance
+ratio of 1.028 / 1.018 / 1.015 after 1 / 2 / 3 steps, where 10 Adam steps (the method before)
+reached 1.041 at the cost of ~1.3 Gauss-Newton steps and 30 reached 1.019.
 """
 
 from __future__ import annotations
@@ -22,8 +31,8 @@ import torch
 from xlatent.model.network import SpectralTransformerAE, torch_poisson_deviance
 from xlatent.model.parallel_encode import torch_threads
 
-#: Adam step size on the latents (the demo's latents spread ~0.45 per dimension).
-REFINE_LR = 0.03
+#: Levenberg-Marquardt damping (relative to diag H) at the first step, and its bounds.
+DAMPING_START, DAMPING_RANGE = 1e-3, (1e-6, 1e6)
 #: Spectra refined together (the last chunk of a batch padded to it).
 REFINE_CHUNK = 64
 
@@ -55,21 +64,24 @@ def refine_latents(
 
 def _refine(net: SpectralTransformerAE, z: torch.Tensor, batch: dict, rows: np.ndarray,
             steps: int) -> torch.Tensor:  # fmt: skip
-    """The latents of ``batch``'s spectra ``rows`` after ``steps`` Adam steps."""
+    """The latents of ``batch``'s spectra ``rows`` after ``steps`` Gauss-Newton steps."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     dev = z.device
     idx = torch.as_tensor(rows, device=dev)
 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a[rows]), dtype=torch.float32, device=dev)
 
-    # Out of inference mode (tensors made in it cannot enter autograd), in fp32 always, and on
-    # one CPU thread: a gradient summed over threads rounds differently, Adam carries that
-    # into the latent, and a catalogue must not depend on --workers.
+    # Out of inference mode (its tensors cannot carry forward-mode tangents), in fp32 always,
+    # on one CPU thread (a catalogue must not depend on --workers), and with the attention
+    # kernel that has forward-mode derivatives on every device.
     with (
         torch.inference_mode(False),
-        torch.enable_grad(),
+        torch.no_grad(),
         torch.autocast(dev.type, enabled=False),
         torch_threads(1),
+        sdpa_kernel(SDPBackend.MATH),
     ):
         counts, bkg = t(batch["counts"]), t(batch["background"])
         log_amp = torch.log(t(batch["amp"]))
@@ -77,11 +89,37 @@ def _refine(net: SpectralTransformerAE, z: torch.Tensor, batch: dict, rows: np.n
         clogc = torch.where(counts > 0, counts * torch.log(counts.clamp_min(1.0)), 0.0)
         log_area = batch["log_area"][idx].clone()
         pileup = batch["pileup"][idx].clone()
-        w = z[idx].detach().float().clone().requires_grad_(True)
-        opt = torch.optim.Adam([w], lr=REFINE_LR)
+        w = z[idx].detach().float().clone()
+        n, d = w.shape
+        eye = torch.eye(d, device=dev)
+        # d copies of each spectrum, one per latent direction, for the forward-mode Jacobian.
+        area_d, pileup_d = log_area.repeat_interleave(d, 0), pileup.repeat_interleave(d, 0)
+        tangents = eye.repeat(n, 1)
+
+        def shape_d(w_d: torch.Tensor) -> torch.Tensor:
+            return net.log_shape(w_d, area_d, pileup_d)
+
+        def deviance(log_p: torch.Tensor) -> torch.Tensor:
+            return torch_poisson_deviance(log_p, log_amp, counts, log_bkg, clogc)
+
+        damping = torch.full((n, 1, 1), DAMPING_START, device=dev)
+        current = None
         for _ in range(steps):
-            log_p = net.log_shape(w, log_area, pileup)
-            loss = torch_poisson_deviance(log_p, log_amp, counts, log_bkg, clogc).sum()
-            (w.grad,) = torch.autograd.grad(loss, w)
-            opt.step()
-        return w.detach()
+            log_p, jac = torch.func.jvp(shape_d, (w.repeat_interleave(d, 0),), (tangents,))
+            log_p, jac = log_p.view(n, d, -1)[:, 0], jac.view(n, d, -1)  # jac: (n, d, m)
+            if current is None:
+                current = deviance(log_p)
+            src = torch.exp(log_amp[:, None] + log_p)
+            mu = src + bkg
+            dmu = src[:, None, :] * jac
+            grad = 2.0 * torch.einsum("ndm,nm->nd", dmu, 1.0 - counts / mu)
+            fisher = 2.0 * torch.einsum("ndm,nem->nde", dmu, dmu / mu[:, None, :])
+            diag = torch.diag_embed(torch.diagonal(fisher, dim1=1, dim2=2)) + 1e-6 * eye
+            step = -torch.linalg.solve(fisher + damping * diag, grad)
+            trial = deviance(net.log_shape(w + step, log_area, pileup))
+            better = trial < current  # NaN (a step gone astray) is refused too
+            w = torch.where(better[:, None], w + step, w)
+            current = torch.where(better, trial, current)
+            damping = torch.where(better[:, None, None], damping / 3, damping * 10)
+            damping = damping.clamp(*DAMPING_RANGE)
+        return w
