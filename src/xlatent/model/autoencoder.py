@@ -135,7 +135,7 @@ class SpectralAutoencoder(LatentModel):
         area_aware: bool = True,
         redistribution: int = 0,
         pileup_orders: int = 3,
-        refine_steps: int = 2,
+        refine_steps: int = 1,
         refine_min_counts: float = 1000.0,
         loss: str = "poisson",
         epochs: int = 40,

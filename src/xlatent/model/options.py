@@ -133,7 +133,7 @@ class ArchConfig:
     #: Gauss-Newton steps on each bright spectrum's latent at encode time (0: the encoder's
     #: latent; :mod:`xlatent.model.refine`), for spectra with >= ``refine_min_counts`` net
     #: counts.
-    refine_steps: int = 2
+    refine_steps: int = 1
     refine_min_counts: float = 1000.0
 
     @property
