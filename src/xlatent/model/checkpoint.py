@@ -9,7 +9,6 @@ A model directory holds
   (optimizer, scheduler, epoch, RNG states, best weights, history).
 
 Every file is written atomically, so an interrupted run leaves the previous complete version.
-
 Model directories are downloaded and shared: they are data, never code. ``.pt`` files are
 read with ``torch.load(weights_only=True)`` and hold only tensors, containers and plain
 values; ``pca.npz`` is read with ``allow_pickle=False``. Every field is checked against a
@@ -69,10 +68,9 @@ HEADER_FIELDS = (
     "preprocessing", "training", "recipe",
 )  # fmt: skip
 #: ``recipe``: its name, the command that reruns it, the simulated set (size, seed) and the
-#: model options it fixes (plain JSON values).
+#: model options it fixes (plain JSON values); optionally (integers >= 0, absent in older
+#: directories) the independent sky the OOD threshold was refitted on (size, seed).
 RECIPE_FIELDS = ("name", "command", "n", "seed", "options")
-#: Optional ``recipe`` fields (integers >= 0): the independent sky the OOD threshold was
-#: refitted on (size, seed); absent in older directories.
 RECIPE_OPTIONAL_FIELDS = ("n_ood_reference", "ood_reference_seed")
 #: The model kinds; :data:`xlatent.model.MODEL_KINDS` maps each to its estimator class.
 KINDS = ("autoencoder", "pca")
@@ -149,22 +147,16 @@ def check_autoencoder_config(config: Any, n_bins: int) -> dict:
 
 
 def check_recipe(recipe: Any) -> dict:
-    """A header's ``recipe``: :data:`RECIPE_FIELDS`, perhaps some of
-    :data:`RECIPE_OPTIONAL_FIELDS`, plain values (ValueError)."""
-    keys = set(_object(recipe, "recipe"))
-    if not set(RECIPE_FIELDS) <= keys <= set(RECIPE_FIELDS + RECIPE_OPTIONAL_FIELDS):
-        raise ValueError(
-            f"recipe must have the keys {', '.join(RECIPE_FIELDS)} "
-            f"(optionally {', '.join(RECIPE_OPTIONAL_FIELDS)})"
-        )
+    """A header's ``recipe``: :data:`RECIPE_FIELDS` (and optional ones), plain values."""
+    keys, allowed = set(_object(recipe, "recipe")), (*RECIPE_FIELDS, *RECIPE_OPTIONAL_FIELDS)
+    if not set(RECIPE_FIELDS) <= keys <= set(allowed):
+        raise ValueError(f"recipe must have the keys {', '.join(RECIPE_FIELDS)} (of {allowed})")
     for key in ("name", "command"):
         Opt("str").check(f"recipe.{key}", recipe[key] or None)
     for key in ("n", "seed", *(k for k in RECIPE_OPTIONAL_FIELDS if k in keys)):
         Opt("int", lo=0).check(f"recipe.{key}", recipe[key])
     for key, value in _object(recipe["options"], "recipe.options").items():
-        if not isinstance(value, str | int) and not (
-            isinstance(value, float) and math.isfinite(value)
-        ):
+        if not (isinstance(value, str | int) or isinstance(value, float) and math.isfinite(value)):
             raise ValueError(f"recipe.options.{key} must be a finite number, string or bool")
     return recipe
 
