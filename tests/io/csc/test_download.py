@@ -257,3 +257,17 @@ def test_interleaved_and_mixed_versions_download_and_ingest_like_the_originals(
     theirs = ingest_paths(tmp_path / "archive", progress=False)
     assert mine.n_ingested == theirs.n_ingested == 8
     assert len(mine.skipped) == len(theirs.skipped) == 0
+
+
+def test_parallel_verification_leaves_the_warning_filters_alone(fake_csc) -> None:
+    # Download threads verify files at once; catch_warnings is not thread safe, and a leaked
+    # "error" filter turned every later warning of the process into an exception (seen: a
+    # torch deprecation warning failed `xlatent encode` after `csc download` in one process).
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, path = fake_csc.by_key[(1575, 1, 85)].files["arf3"]
+    before = list(warnings.filters)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: verify_fits(path), range(400)))
+    assert warnings.filters == before

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 import zlib
 from pathlib import Path
 
 from xlatent.io.csc.products import DEFAULT_MAX_MEMBER_BYTES
 from xlatent.io.csc.query import _reason
+
+
+#: Python's warning filters are global to the process and ``catch_warnings`` is not thread
+#: safe: two download threads inside it at once could restore each other's "error" filter and
+#: leave it installed for the whole process (every later warning then an exception). One
+#: thread at a time turns astropy's warnings into errors here.
+_WARNINGS_AS_ERRORS = threading.Lock()
 
 
 class CorruptFileError(Exception):
@@ -44,7 +52,7 @@ def verify_fits(path: Path, max_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> None:
             raw = fh.read()
         if raw[:2] == b"\x1f\x8b":
             raw = gunzip_bounded(raw, max_bytes)
-        with warnings.catch_warnings():
+        with _WARNINGS_AS_ERRORS, warnings.catch_warnings():
             warnings.simplefilter("error")  # astropy reports truncated files as warnings
             with fits.open(io.BytesIO(raw), memmap=False) as hdul:
                 if len(hdul) == 0:
