@@ -120,3 +120,25 @@ def test_refined_latents_do_not_depend_on_torch_threads(fitted) -> None:
     finally:
         model.set_params(refine_steps=0)
     assert np.array_equal(one, three)
+
+
+def test_refinement_raises_no_warning_in_a_fresh_process(tmp_path) -> None:
+    # torch's first forward-mode pass warns (a deprecation inside torch); with warnings as
+    # errors (`python -W error`, or a filter leaked by other code) encoding must still work.
+    import subprocess
+    import sys
+
+    code = (
+        "from xlatent.model import SpectralAutoencoder\n"
+        "from tests.model.toy import toy_spectrum_set\n"
+        "s = toy_spectrum_set(80, seed=1, counts_range=(2000.0, 5000.0))\n"
+        "m = SpectralAutoencoder(4, epochs=1, refine_steps=1, d_model=16, ff_dim=32,\n"
+        "                        n_layers=1, decoder_hidden=32, device='cpu', progress=False)\n"
+        "print(m.fit(s).transform(s).shape)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], cwd=root, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "(80, 4)"

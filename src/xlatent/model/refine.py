@@ -34,6 +34,8 @@ and 1.041 after 10 Adam steps, in 70% of their time.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -119,7 +121,11 @@ def _refine(net: SpectralTransformerAE, z: torch.Tensor, batch: dict, rows: np.n
         damping = torch.full((n, 1, 1), DAMPING_START, device=dev)
         current = None
         for _ in range(steps):
-            log_p, jac = torch.func.jvp(shape_d, (w.repeat_interleave(d, 0),), (tangents,))
+            with warnings.catch_warnings():
+                # torch's first forward-mode pass scripts its decompositions and warns that
+                # torch.jit.script is deprecated: torch's affair, not the user's.
+                warnings.filterwarnings("ignore", "`torch.jit.script`", DeprecationWarning)
+                log_p, jac = torch.func.jvp(shape_d, (w.repeat_interleave(d, 0),), (tangents,))
             log_p, jac = log_p.view(n, d, -1)[:, 0], jac.view(n, d, -1)  # jac: (n, d, m)
             if current is None:
                 current = objective(log_p, w)
