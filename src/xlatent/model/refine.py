@@ -60,7 +60,8 @@ def refine_latents(
 ) -> torch.Tensor:
     """The latents ``z`` (B, d) of the spectra in ``batch`` (its ``amp``, ``counts`` and
     ``background`` numpy arrays; ``log_area`` and ``pileup`` tensors), those with
-    ``amp >= min_counts`` after ``steps`` Adam steps on their Poisson deviance."""
+    ``amp >= min_counts`` after ``steps`` Gauss-Newton steps on their Poisson deviance plus
+    the prior."""
     bright = np.flatnonzero(np.asarray(batch["amp"]) >= min_counts)
     if steps <= 0 or bright.size == 0:
         return z
