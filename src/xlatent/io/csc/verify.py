@@ -16,7 +16,6 @@ from pathlib import Path
 from xlatent.io.csc.products import DEFAULT_MAX_MEMBER_BYTES
 from xlatent.io.csc.query import _reason
 
-
 #: Python's warning filters are global to the process and ``catch_warnings`` is not thread
 #: safe: two download threads inside it at once could restore each other's "error" filter and
 #: leave it installed for the whole process (every later warning then an exception). One
