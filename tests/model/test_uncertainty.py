@@ -265,6 +265,8 @@ def test_recalibrate_ood_on_an_independent_reference(fitted: tuple, tmp_path: Pa
         assert back.reference == "toy seed 61" and back.threshold == pytest.approx(cal.threshold)
         with pytest.raises(ValueError, match=">= 1000 spectra"):
             model.calibrate_ood(ref[:999])
+        with pytest.raises(ValueError, match="description must be a string"):
+            model.calibrate_ood(ref, "x" * 501)  # would not load back
         assert model.calibration_ is cal
         model.calibration_ = None
         with pytest.raises(ValueError, match="no calibration"):

@@ -287,6 +287,7 @@ def recalibrate_ood(model: Any, reference: SpectrumSet, description: str) -> Cal
             "the model has no calibration to refit (trained before calibration existed, or "
             f"on fewer than {MIN_CALIBRATION_SPECTRA} validation spectra)"
         )
+    _text(description, "calibrate_ood", "description")  # what read_calibration accepts
     if len(reference) < MIN_REFERENCE_SPECTRA:
         raise ValueError(
             f"an OOD reference needs >= {MIN_REFERENCE_SPECTRA} spectra (a 1% threshold), "
