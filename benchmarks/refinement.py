@@ -9,7 +9,7 @@ brightest count decile (by net counts) the deviance ratio to the noiseless truth
 means, as ``evaluate``'s ``per_counts_decile``), split into spectra that pile (λ >= 0.01
 incident core counts per frame) and those that do not, and the refinement's time (best of
 three, one torch thread, the encoder's own time subtracted); and, on ``--twins`` sources with
->= 1,000 net counts drawn twice (two Poisson draws of their noiseless spectra), the median
+>= 1,000 net counts drawn twice (``pipeline.poisson_twin``, as the simulator draws), the median
 distance between the two latents in units of each latent's standard deviation over the sky.
 σ = 1000 is a prior too wide to matter (a plain Gauss-Newton fit). Figures are printed, not
 asserted.
@@ -23,17 +23,10 @@ import time
 import numpy as np
 import torch
 
-from xlatent.core import SpectrumSet
 from xlatent.model import load_model, poisson_deviance, refine
 from xlatent.model.preprocess import prepare
 from xlatent.physics.simulator import simulate
-
-
-def redraw(s: SpectrumSet, rng: np.random.Generator) -> SpectrumSet:
-    """The same sources observed again: Poisson draws of truth + background."""
-    out = s[np.arange(len(s))]
-    out.counts = rng.poisson(s.expected_counts + s.background).astype(np.float64)
-    return out
+from xlatent.pipeline import poisson_twin
 
 
 def best_time(fn, repeats: int = 3) -> float:
@@ -61,9 +54,8 @@ def main() -> None:
     decile = s[np.flatnonzero(net >= np.quantile(net, 0.9))]
     piled = prepare(decile).pileup[:, 0] >= 0.01
     truth = poisson_deviance(decile.counts, decile.expected_counts + decile.background)
-    rng = np.random.default_rng(args.seed)
     bright = s[np.flatnonzero(net >= 1000)[: args.twins]]
-    twin_a, twin_b = redraw(bright, rng), redraw(bright, rng)
+    twin_a, twin_b = poisson_twin(bright, args.seed), poisson_twin(bright, args.seed + 1)
     model.set_params(refine_steps=0)
     spread = model.transform(s).std(0)
     encoder_s = best_time(lambda: model.transform(decile))

@@ -18,9 +18,9 @@ The fit is a maximum a posteriori one: the objective is the deviance plus
 plain fit moves latents along directions the counts barely constrain: it fits a little
 better and makes them much noisier. For 600 bright fresh-sky sources observed twice (two
 Poisson draws) the median distance between the two latents, in latent standard deviations,
-is 0.51 for the encoder, 1.19 after one unregularised Gauss-Newton step, and 0.62 with the
-prior (σ = 0.2; 0.1 gives 0.55, 0.3 gives 0.72); 10 Adam steps, the method before, gave 0.85
-in a like run (``benchmarks/refinement.py`` prints these).
+is 0.50 for the encoder, 1.15 after one unregularised Gauss-Newton step, and 0.63 with the
+prior (σ = 0.2; 0.1 gives 0.53, 0.3 gives 0.74); ``benchmarks/refinement.py`` prints these.
+10 Adam steps, the method before, gave 0.85 where the encoder gave 0.51 (twins drawn per bin).
 
 Each step takes the Jacobian of the log counts shape in the d latent directions (one
 forward-mode pass over d copies of the chunk), the Poisson Fisher matrix
@@ -30,7 +30,7 @@ forward-mode pass over d copies of the chunk), the Poisson Fisher matrix
 that spectrum's damping raised tenfold (lowered 3x after a success). On a fresh sky's
 brightest count decile (2,000 spectra, seed 1, shipped weights) one step reaches a deviance
 ratio of 1.030 (2 steps: 1.028 with the prior, 1.018 without), against 1.155 unrefined and
-1.041 after 10 Adam steps, in about half their time (0.43 s against 0.84 s on one thread).
+1.041 after 10 Adam steps, in less time (0.43-0.53 s against 0.84 s on one thread).
 """
 
 from __future__ import annotations
