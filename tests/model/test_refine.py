@@ -58,14 +58,15 @@ def test_refinement_fits_bright_spectra_better_and_leaves_faint_ones(
 
 def test_refine_options_are_saved_and_older_files_do_not_refine(fitted, tmp_path) -> None:
     model, s = fitted
+    before = model.get_params()
     model.set_params(refine_steps=5, refine_min_counts=300.0)
     try:
         model.save(tmp_path / "m")
         back = load_model(tmp_path / "m")
         assert (back.refine_steps, back.refine_min_counts) == (5, 300.0)
         assert np.array_equal(back.transform(s), model.transform(s))
-    finally:
-        model.set_params(refine_steps=0, refine_min_counts=1000.0)
+    finally:  # the module's fixture, as the other tests find it
+        model.set_params(**{k: before[k] for k in ("refine_steps", "refine_min_counts")})
     old = load_model(FORMAT1 / "mlp")
     assert old.refine_steps == 0
 
@@ -110,6 +111,7 @@ def test_refined_latents_do_not_depend_on_torch_threads(fitted) -> None:
     model, _ = fitted
     s = toy_spectrum_set(600, seed=9, counts_range=(500.0, 20000.0))
     assert (s.counts.sum(1) - s.background.sum(1) >= 1000).sum() > 3 * REFINE_CHUNK
+    before = model.refine_steps
     model.set_params(refine_steps=4)
     try:
         with torch_threads(1):
@@ -118,7 +120,7 @@ def test_refined_latents_do_not_depend_on_torch_threads(fitted) -> None:
             three = model.transform(s)
             assert torch.get_num_threads() == 3  # the refinement gives its threads back
     finally:
-        model.set_params(refine_steps=0)
+        model.set_params(refine_steps=before)
     assert np.array_equal(one, three)
 
 
