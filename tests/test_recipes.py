@@ -160,3 +160,5 @@ def test_recipe_record_without_the_ood_reference_loads(tiny_dir: Path, tmp_path:
         header["recipe"].pop(key)
     (d / "model.json").write_text(json.dumps(header))
     assert load_model(d).recipe_ == header["recipe"]
+    # A recipe without a reference sky records none (nor a seed for one).
+    assert "ood_reference_seed" not in dataclasses.replace(TINY, n_ood_reference=0).record()

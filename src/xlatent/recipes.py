@@ -54,9 +54,11 @@ class Recipe:
 
     def record(self) -> dict[str, Any]:
         """What ``model.json`` stores under ``recipe``."""
-        return {"name": self.name, "command": self.command, "n": self.n, "seed": self.seed,
-                "options": dict(self.options), "n_ood_reference": self.n_ood_reference,
-                "ood_reference_seed": self.ood_seed}  # fmt: skip
+        record = {"name": self.name, "command": self.command, "n": self.n, "seed": self.seed,
+                  "options": dict(self.options)}  # fmt: skip
+        if self.n_ood_reference:  # no reference sky, no seed of one to record
+            record |= {"n_ood_reference": self.n_ood_reference, "ood_reference_seed": self.ood_seed}
+        return record
 
     @property
     def ood_seed(self) -> int:

@@ -22,7 +22,7 @@ by :meth:`SpectralAutoencoder.fit` from the training split's held-out *validatio
   standardisers and threshold on an independent reference set (``reference`` says which).
   The ``default`` recipe does so on an independent simulated sky of 20,000 spectra, which
   brought the shipped model's flags on fresh skies (seeds 1, 9, 11) from 1.38-1.42% to
-  0.87-1.02%.
+  0.92-1.04%.
 
 A model directory without the file (trained before it existed) still loads and encodes: its
 errors are uncalibrated (scale 1) and its ``ood_score`` is the bare deviance z-score, with no
