@@ -259,3 +259,33 @@ def test_reconstruction_deviance_ratio_per_response_type(tmp_path: Path) -> None
     assert per["chip_type"]["FI"] == pytest.approx(1.0)
     assert per["chip_type"]["BI"] > 2.0
     assert 1.0 < per["detector"]["ACIS-S"] < per["chip_type"]["BI"]
+
+
+def test_deviance_ratio_intervals_bracket_the_ratio_and_separate_the_models(tmp_path: Path) -> None:
+    s = make_set(200)
+    s.meta["chip_type"] = np.where(np.arange(200) % 3 == 0, "BI", "FI")
+    ctx = _ctx(s.meta, tmp_path)
+    counts_b = hardness_table(s)["net_counts_b"].to_numpy()
+    out = reconstruction.run(s, {"latent": _TruthOnFI(), "pca": FlatModel()}, ctx, counts_b)
+    lat = out["latent"]
+    lo, hi = lat["deviance_ratio_ci95"]
+    assert lo < lat["deviance_ratio"] < hi
+    fi_lo, fi_hi = lat["per_response_ci95"]["chip_type"]["FI"]
+    assert fi_lo == pytest.approx(1.0) and fi_hi == pytest.approx(1.0)  # the truth itself
+    assert lat["per_response_ci95"]["chip_type"]["BI"][0] > 1.5  # clearly worse, and says so
+    for d in lat["per_counts_decile"]:
+        assert d["ratio_ci95"][0] <= d["ratio"] <= d["ratio_ci95"][1]
+    assert set(lat["per_class_ci95"]) == set(lat["per_class"])
+    assert out["pca"]["deviance_ratio_ci95"][0] > hi  # the flat model's interval lies above
+
+
+def test_ratio_interval_covers_the_true_ratio_about_95_percent() -> None:
+    rng = np.random.default_rng(3)
+    hits = 0
+    for _ in range(200):  # paired per-spectrum deviances, true ratio of the means 1.2
+        den = rng.exponential(1.0, 300)
+        num = den * rng.gamma(12.0, 0.1, 300)  # paired, as a model's deviance is with the truth's
+        lo, hi = reconstruction.ratio_ci95(num, den, rng, n_boot=400)
+        hits += lo <= 1.2 <= hi
+    assert 0.88 <= hits / 200 <= 0.99
+    assert reconstruction.ratio_ci95(np.ones(1), np.ones(1), rng) is None

@@ -14,6 +14,7 @@ from typing import Any
 
 from xlatent.report.ood import errors_and_ood
 from xlatent.report.sections import (
+    _ci,
     _clustering,
     _esc,
     _fmt,
@@ -136,25 +137,43 @@ def _reconstruction(m: dict[str, Any], figs: str) -> str:
     models = {k: v for k, v in r.items() if isinstance(v, dict)}
     if not models:
         return "<p>Not evaluated (no model given).</p>" + _skipped_note(m, "reconstruction")
-    rows = [[k, v.get("n"), v.get("mean_deviance_per_bin"), v.get("deviance_ratio")]
+    rows = [[k, v.get("n"), v.get("mean_deviance_per_bin"),
+             _ci(v.get("deviance_ratio"), v.get("deviance_ratio_ci95"))]
             for k, v in models.items()]  # fmt: skip
     out = f"<p>Spectra: {_esc(r.get('split', ''))}. Truth's own mean deviance per bin: " \
-          f"{_fmt(r.get('truth_mean_deviance_per_bin'))}.</p>"  # fmt: skip
+          f"{_fmt(r.get('truth_mean_deviance_per_bin'))}. Ratios with their 95% bootstrap " \
+          "intervals.</p>"  # fmt: skip
     out += _table(["model", "spectra", "mean deviance per bin", "deviance ratio"], rows)
-    per_class = {k: v.get("per_class", {}) for k, v in models.items()}
-    classes = sorted({c for pc in per_class.values() for c in pc})
+
+    def by(key: str, k: str, group: str) -> str | None:
+        v = models[k]
+        return _ci(v.get(key, {}).get(group), (v.get(f"{key}_ci95") or {}).get(group))
+
+    classes = sorted({c for v in models.values() for c in v.get("per_class", {})})
     if classes:
         out += "<p>Deviance ratio per class:</p>" + _table(
-            ["class", *models], [[c, *[per_class[k].get(c) for k in models]] for c in classes]
+            ["class", *models], [[c, *[by("per_class", k, c) for k in models]] for c in classes]
         )
+    deciles = {k: v.get("per_counts_decile") or [] for k, v in models.items()}
+    first = next((d for d in deciles.values() if d), [])
+    if first:
+        out += "<p>Deviance ratio per decile of broad-band net counts:</p>" + _table(
+            ["net counts", *models],
+            [[f"{_fmt(d['counts_lo'])}–{_fmt(d['counts_hi'])}",
+              *[_ci(deciles[k][i]["ratio"], deciles[k][i].get("ratio_ci95"))
+                if i < len(deciles[k]) else None for k in models]]
+             for i, d in enumerate(first)],
+        )  # fmt: skip
     # Deviance ratio per response type (chip_type, detector): a model that reconstructs one
     # instrument worse than another shows here.
     per_resp = {k: v.get("per_response", {}) or {} for k, v in models.items()}
+    per_resp_ci = {k: v.get("per_response_ci95", {}) or {} for k, v in models.items()}
     keys = sorted({(col, val) for pr in per_resp.values() for col in pr for val in pr[col]})
     if keys:
         out += "<p>Deviance ratio per response type:</p>" + _table(
             ["response", *models],
-            [[f"{col} {val}", *[per_resp[k].get(col, {}).get(val) for k in models]]
+            [[f"{col} {val}", *[_ci(per_resp[k].get(col, {}).get(val),
+                                    per_resp_ci[k].get(col, {}).get(val)) for k in models]]
              for col, val in keys],
         )  # fmt: skip
     return out + _skipped_note(m, "reconstruction") + figs
