@@ -101,6 +101,39 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "redistribution": 8,
     },
     "epochs_60": {"epochs": 60},
+    # 2026-12-03 (fourth round), on the defaults of then (pile-up, one Gauss-Newton step):
+    "thin_1": {"consistency": 1.0, "augment": "thin"},
+    "thin_3": {"consistency": 3.0, "augment": "thin"},
+    "consistency_1": {"consistency": 1.0},
+    "pileup_noise_0.2_thin_0.3_refine_1": {
+        "pileup_orders": 3,
+        "latent_noise": 0.2,
+        "consistency": 0.3,
+        "augment": "thin",
+        "refine_steps": 1,
+    },
+    "pileup_noise_0.2_thin_0.3_refine_1_polish_10": {
+        "pileup_orders": 3,
+        "latent_noise": 0.2,
+        "consistency": 0.3,
+        "augment": "thin",
+        "refine_steps": 1,
+        "polish_epochs": 10,
+    },
+    "pileup_noise_0.2_thin_0.3_counts_300": {
+        "latent_noise": 0.2,
+        "consistency": 0.3,
+        "augment": "thin",
+        "latent_noise_counts": 300.0,
+    },
+    "pileup_noise_0.2_counts_300": {"latent_noise": 0.2, "latent_noise_counts": 300.0},
+    "pileup_noise_0.3_counts_300": {"latent_noise": 0.3, "latent_noise_counts": 300.0},
+    "pileup_noise_0.3_thin_0.3_counts_300": {
+        "latent_noise": 0.3,
+        "consistency": 0.3,
+        "augment": "thin",
+        "latent_noise_counts": 300.0,
+    },
 }
 
 
