@@ -103,7 +103,6 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "epochs_60": {"epochs": 60},
     # 2026-12-03 (fourth round), on the defaults of then (pile-up, one Gauss-Newton step):
     "thin_1": {"consistency": 1.0, "augment": "thin"},
-    "thin_3": {"consistency": 3.0, "augment": "thin"},
     "consistency_1": {"consistency": 1.0},
     "pileup_noise_0.2_thin_0.3_refine_1": {
         "pileup_orders": 3,
