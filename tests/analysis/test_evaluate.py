@@ -85,6 +85,8 @@ def test_known_answers_end_to_end(synth_eval: tuple) -> None:
     assert get_metric(m, "clustering.latent.bacc_agn_vs_compact") == 1.0
     # The 'model' reconstructs with the truth itself.
     assert get_metric(m, "reconstruction.latent.deviance_ratio") == pytest.approx(1.0)
+    latent_row = next(r for r in m["headline"] if r["features"] == "latent")
+    assert latent_row["deviance_ratio_ci95"] == pytest.approx([1.0, 1.0])  # the truth: no spread
     # Oracle features contain log N_H and Gamma.
     assert get_metric(m, "regression.oracle.log_nh") > 0.95
     # var_prob_b is independent noise in the synthetic set.

@@ -202,7 +202,9 @@ def headline_rows(metrics: dict[str, Any], names: list[str]) -> list[dict[str, A
             for task in tasks:
                 row[f"{proto}_{task}"] = src.get(task)
                 row[f"{proto}_{task}_ci95"] = src.get(f"{task}_ci95")
-        row["deviance_ratio"] = r.get("deviance_ratio") if isinstance(r, dict) else None
+        r = r if isinstance(r, dict) else {}
+        row["deviance_ratio"] = r.get("deviance_ratio")
+        row["deviance_ratio_ci95"] = r.get("deviance_ratio_ci95")
         rows.append(row)
     return rows
 

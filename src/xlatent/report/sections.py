@@ -80,7 +80,7 @@ def _headline(m: dict[str, Any]) -> str:
                 r.get("tuned_bacc_agn_vs_compact_ci95")),
             _ci(r.get("probe_bacc_8class"), r.get("probe_bacc_8class_ci95")),
             _ci(r.get("probe_bacc_agn_vs_compact"), r.get("probe_bacc_agn_vs_compact_ci95")),
-            r.get("deviance_ratio"),
+            _ci(r.get("deviance_ratio"), r.get("deviance_ratio_ci95")),
         ])  # fmt: skip
         classes.append("")
     ref = m.get("reference", {})
