@@ -148,3 +148,27 @@ def test_report_lists_the_deviance_ratio_per_response_type(eval_dir: Path, tmp_p
     text = render_report(d, tmp_path / "r.html").read_text()
     assert "Deviance ratio per response type" in text
     assert "chip_type BI" in text and "1.043" in text and "detector ACIS-I" in text
+
+
+def test_report_shows_deviance_ratio_intervals_and_deciles(eval_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    d = tmp_path / "e"
+    shutil.copytree(eval_dir, d)
+    m = json.loads((d / "metrics.json").read_text())
+    m["reconstruction"] = {
+        "split": "held-out test rows",
+        "latent": {"n": 10, "mean_deviance_per_bin": 1.0, "deviance_ratio": 0.954,
+                   "deviance_ratio_ci95": [0.952, 0.957],
+                   "per_class": {"CV": 1.001}, "per_class_ci95": {"CV": [0.963, 1.048]},
+                   "per_counts_decile": [{"counts_lo": 1298.5, "counts_hi": 105000.0,
+                                          "ratio": 1.021, "ratio_ci95": [1.002, 1.042]}]},
+        "pca": {"n": 10, "mean_deviance_per_bin": 1.1, "deviance_ratio": 1.036,
+                "per_counts_decile": [{"counts_lo": 1298.5, "counts_hi": 105000.0,
+                                       "ratio": 1.599}]},  # older metrics: no intervals
+    }  # fmt: skip
+    (d / "metrics.json").write_text(json.dumps(m))
+    text = render_report(d, tmp_path / "r.html").read_text()
+    assert "0.954 [0.952, 0.957]" in text and "1.001 [0.963, 1.048]" in text
+    assert "Deviance ratio per decile" in text and "1,298–105,000" in text
+    assert "1.021 [1.002, 1.042]" in text and "1.599" in text

@@ -154,12 +154,13 @@ def _reconstruction(m: dict[str, Any], figs: str) -> str:
         out += "<p>Deviance ratio per class:</p>" + _table(
             ["class", *models], [[c, *[by("per_class", k, c) for k in models]] for c in classes]
         )
+    # Every model is scored on the same rows and counts, so their deciles share edges.
     deciles = {k: v.get("per_counts_decile") or [] for k, v in models.items()}
     first = next((d for d in deciles.values() if d), [])
     if first:
         out += "<p>Deviance ratio per decile of broad-band net counts:</p>" + _table(
             ["net counts", *models],
-            [[f"{_fmt(d['counts_lo'])}–{_fmt(d['counts_hi'])}",
+            [[f"{d['counts_lo']:,.0f}–{d['counts_hi']:,.0f}",
               *[_ci(deciles[k][i]["ratio"], deciles[k][i].get("ratio_ci95"))
                 if i < len(deciles[k]) else None for k in models]]
              for i, d in enumerate(first)],
