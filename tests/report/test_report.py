@@ -131,32 +131,32 @@ def test_report_lists_unusual_spectra_and_links_the_explorer(eval_dir: Path, tmp
     assert "No list of unusual spectra in this evaluation" in text
 
 
-def test_report_lists_the_deviance_ratio_per_response_type(eval_dir: Path, tmp_path: Path) -> None:
+def _report_with_reconstruction(eval_dir: Path, tmp_path: Path, reconstruction: dict) -> str:
+    """The report's text for ``eval_dir``'s metrics with ``reconstruction`` in their place."""
     import shutil
 
     d = tmp_path / "e"
     shutil.copytree(eval_dir, d)
     m = json.loads((d / "metrics.json").read_text())
-    m["reconstruction"] = {
+    m["reconstruction"] = reconstruction
+    (d / "metrics.json").write_text(json.dumps(m))
+    return render_report(d, tmp_path / "r.html").read_text()
+
+
+def test_report_lists_the_deviance_ratio_per_response_type(eval_dir: Path, tmp_path: Path) -> None:
+    text = _report_with_reconstruction(eval_dir, tmp_path, {
         "split": "held-out test rows",
         "latent": {"n": 10, "mean_deviance_per_bin": 1.0, "deviance_ratio": 0.97,
                    "per_class": {"AGN": 0.96},
                    "per_response": {"chip_type": {"BI": 1.043, "FI": 0.951},
                                     "detector": {"ACIS-I": 0.962}}},
-    }  # fmt: skip
-    (d / "metrics.json").write_text(json.dumps(m))
-    text = render_report(d, tmp_path / "r.html").read_text()
+    })  # fmt: skip
     assert "Deviance ratio per response type" in text
     assert "chip_type BI" in text and "1.043" in text and "detector ACIS-I" in text
 
 
 def test_report_shows_deviance_ratio_intervals_and_deciles(eval_dir: Path, tmp_path: Path) -> None:
-    import shutil
-
-    d = tmp_path / "e"
-    shutil.copytree(eval_dir, d)
-    m = json.loads((d / "metrics.json").read_text())
-    m["reconstruction"] = {
+    text = _report_with_reconstruction(eval_dir, tmp_path, {
         "split": "held-out test rows",
         "latent": {"n": 10, "mean_deviance_per_bin": 1.0, "deviance_ratio": 0.954,
                    "deviance_ratio_ci95": [0.952, 0.957],
@@ -166,9 +166,7 @@ def test_report_shows_deviance_ratio_intervals_and_deciles(eval_dir: Path, tmp_p
         "pca": {"n": 10, "mean_deviance_per_bin": 1.1, "deviance_ratio": 1.036,
                 "per_counts_decile": [{"counts_lo": 1298.5, "counts_hi": 105000.0,
                                        "ratio": 1.599}]},  # older metrics: no intervals
-    }  # fmt: skip
-    (d / "metrics.json").write_text(json.dumps(m))
-    text = render_report(d, tmp_path / "r.html").read_text()
+    })  # fmt: skip
     assert "0.954 [0.952, 0.957]" in text and "1.001 [0.963, 1.048]" in text
     assert "Deviance ratio per decile" in text and "1,298–105,000" in text
     assert "1.021 [1.002, 1.042]" in text and "1.599" in text
