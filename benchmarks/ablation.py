@@ -296,14 +296,13 @@ def _worst_decile(r: dict) -> str:
     return f"{d['ratio']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
-def _worst(r: dict) -> tuple[float, float, float]:
-    dec = max(x["ratio"] for x in r["per_counts_decile"] if x["ratio"] is not None)
+def _worst_class_and_response(r: dict) -> tuple[float, float]:
     cls = max(v for v in r["per_class"].values() if v is not None)
     resp = max(
         (v for col in r.get("per_response", {}).values() for v in col.values() if v is not None),
         default=float("nan"),
     )
-    return dec, cls, resp
+    return cls, resp
 
 
 def row(name: str, d: Path) -> str:
@@ -312,7 +311,7 @@ def row(name: str, d: Path) -> str:
     run = json.loads((d / "run.json").read_text())
     faint = [m["probe"][f]["bacc_8class_by_counts"][0]["bacc"] for f in ("latent", "hardness")]
     r = m["reconstruction"]["latent"]
-    _, cls, resp = _worst(r)
+    cls, resp = _worst_class_and_response(r)
     k8 = m["clustering"]["latent"]["protocols"]["k8"]["bacc_8class"]
     return (
         f"| {name} | {k8:.3f} | {_diff(m, 'k8')} | {_diff(m, 'tuned')} | "
