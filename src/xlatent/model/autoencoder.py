@@ -149,6 +149,7 @@ class SpectralAutoencoder(LatentModel):
         seed: int = 0,
         consistency: float = 0.0,
         augment: str = "area+thin",
+        contrastive: float = 0.0,
         latent_noise: float = 0.0,
         latent_noise_counts: float = 0.0,
         polish_epochs: int = 0,

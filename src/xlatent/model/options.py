@@ -163,6 +163,9 @@ class TrainConfig:
     #: The augmented copy of consistency training: "area+thin" (another spectrum's effective
     #: area and fewer photons) or "thin" (fewer photons only).
     augment: str = "area+thin"
+    #: Weight of the contrastive term between each spectrum's latent and its augmented copy's
+    #: (0: off; see :mod:`xlatent.model.contrastive`); the copy is ``augment``'s.
+    contrastive: float = 0.0
     #: Gaussian noise added to the latents in training, in units of each latent's batch
     #: standard deviation (0: off): bounds what a latent direction can carry.
     latent_noise: float = 0.0
@@ -244,6 +247,7 @@ TRAIN_OPTIONS: dict[str, Opt] = {
     "seed": Opt("int", lo=0, hi=2**63 - 1),
     "consistency": Opt("float", lo=0.0),
     "augment": Opt("str", choices=("area+thin", "thin")),
+    "contrastive": Opt("float", lo=0.0),
     "latent_noise": Opt("float", lo=0.0),
     "latent_noise_counts": Opt("float", lo=0.0),
     "polish_epochs": Opt("int", lo=0),

@@ -29,6 +29,7 @@ import torch
 
 from xlatent.model.augment import augment, consistency_ramp, step_generator
 from xlatent.model.checkpoint import TrainingError
+from xlatent.model.contrastive import info_nce
 from xlatent.model.distributed import Dist, step_function
 from xlatent.model.network import SpectralTransformerAE, autocast, torch_poisson_deviance
 from xlatent.model.options import TrainConfig
@@ -209,21 +210,26 @@ class Trainer:
         self, net: SpectralTransformerAE, b: dict[str, torch.Tensor], epoch: int, step: int
     ) -> torch.Tensor:
         """The training loss of one step on the batch tensors ``b``: the batch's, plus with
-        ``consistency`` > 0 its augmented copy's reconstruction loss and the weighted
-        consistency term (the copy's latent decoded through the original's area, scored on the
-        original's counts)."""
-        if self.cfg.consistency == 0:
+        ``consistency`` or ``contrastive`` > 0 its augmented copy's reconstruction loss and the
+        weighted terms: consistency (the copy's latent decoded through the original's area,
+        scored on the original's counts) and contrastive (:func:`info_nce` of the two latents);
+        both weights ramp up (:func:`consistency_ramp`)."""
+        cfg = self.cfg
+        if cfg.consistency == 0 and cfg.contrastive == 0:
             return self.loss_on(net, b)[0]
-        w = self.cfg.consistency * consistency_ramp(
-            epoch * self.steps_per_epoch + step, self.total_steps
-        )
-        loss, _, _ = self.loss_on(net, b)
-        gen = step_generator(self.cfg.seed, epoch, step, b["feats"].device)
+        ramp = consistency_ramp(epoch * self.steps_per_epoch + step, self.total_steps)
+        loss, _, z = self.loss_on(net, b)
+        gen = step_generator(cfg.seed, epoch, step, b["feats"].device)
         with torch.no_grad():
-            copy_batch = augment(b, gen, self.cfg.augment)
+            copy_batch = augment(b, gen, cfg.augment)
         loss_copy, _, z_copy = self.loss_on(net, copy_batch)
-        cross, _ = self.reconstruction_loss(net, z_copy, b)
-        return loss + loss_copy + w * cross
+        loss = loss + loss_copy
+        if cfg.consistency:
+            cross, _ = self.reconstruction_loss(net, z_copy, b)
+            loss = loss + cfg.consistency * ramp * cross
+        if cfg.contrastive:
+            loss = loss + cfg.contrastive * ramp * info_nce(z, z_copy)
+        return loss
 
     def optimise(self, step: Any, b: dict, at: tuple[int, int], sizes: tuple[int, int],
                  dist: Dist, optim: tuple[Any, Any, list]) -> float:  # fmt: skip
