@@ -17,6 +17,8 @@ model, encode every spectrum, ``evaluate`` with the PCA baseline (fitted once, a
 response invariance is left out (not a target here). ``OUT/<config>/eval/metrics.json`` is kept,
 so ``--table`` reprints the table of every config run so far. Columns: latent − hardness
 balanced accuracy (8 classes) with its paired 95% interval under both clustering protocols,
+the same against the strongest of the three hardness baselines (ratios + log counts, + log
+photon flux, alone; named; "–" for evaluations made before they existed),
 the probe on the faintest count quintile (latent / hardness), the deviance ratio overall and
 its worst count decile, class and response type, training time and seconds per epoch.
 Figures are printed, not asserted.
@@ -132,6 +134,16 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "consistency": 0.3,
         "augment": "thin",
         "latent_noise_counts": 300.0,
+    },
+    # 2026-12-03 (fifth round): the contrastive term (model.contrastive) on the defaults.
+    "contrastive_0.3": {"contrastive": 0.3},
+    "contrastive_0.1": {"contrastive": 0.1},
+    "contrastive_0.3_thin": {"contrastive": 0.3, "augment": "thin"},
+    "contrastive_1": {"contrastive": 1.0},
+    "pileup_noise_0.2_counts_300_refine_10": {
+        "latent_noise": 0.2,
+        "latent_noise_counts": 300.0,
+        "refine_steps": 10,
     },
 }
 
@@ -283,10 +295,29 @@ def evaluate_config(
         evaluation._analyses = full
 
 
-def _diff(m: dict, protocol: str) -> str:
-    d = m["differences"][protocol]["latent_minus_hardness"]
+def _diff(m: dict, protocol: str, baseline: str = "hardness") -> str:
+    """latent − ``baseline`` (8 classes) under ``protocol`` with its interval ("–" in an
+    evaluation from before the baseline existed)."""
+    d = m["differences"][protocol].get(f"latent_minus_{baseline}")
+    if d is None:
+        return "–"
     lo, hi = d["bacc_8class_ci95"]
     return f"{d['bacc_8class']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+#: The hardness baselines of ``evaluate`` and their short names in the table.
+HARDNESS_SETS = {"hardness": "counts", "hardness_flux": "flux", "hardness_ratios": "alone"}
+
+
+def _strongest(m: dict, protocol: str) -> str:
+    """latent − the strongest hardness baseline under ``protocol`` (the smallest difference),
+    its interval and which baseline ("–" when only ``hardness`` was evaluated)."""
+    diffs = m["differences"][protocol]
+    have = {k: diffs[f"latent_minus_{k}"] for k in HARDNESS_SETS if f"latent_minus_{k}" in diffs}
+    if len(have) < 2:
+        return "–"
+    name = min(have, key=lambda k: have[k]["bacc_8class"])
+    return f"{_diff(m, protocol, name)} ({HARDNESS_SETS[name]})"
 
 
 def _worst_decile(r: dict) -> str:
@@ -315,6 +346,7 @@ def row(name: str, d: Path) -> str:
     k8 = m["clustering"]["latent"]["protocols"]["k8"]["bacc_8class"]
     return (
         f"| {name} | {k8:.3f} | {_diff(m, 'k8')} | {_diff(m, 'tuned')} | "
+        f"{_strongest(m, 'k8')} | {_strongest(m, 'tuned')} | "
         f"{m['probe']['latent']['bacc_8class']:.3f} | {faint[0]:.2f} / {faint[1]:.2f} | "
         f"{r['deviance_ratio']:.3f} | {_worst_decile(r)} | {cls:.3f} | {resp:.3f} | "
         f"{run['train_s']:.0f} ({run['n_epochs']} × {run['epoch_s']}) |"
@@ -324,10 +356,11 @@ def row(name: str, d: Path) -> str:
 def table(out: Path) -> str:
     """The ablation table (markdown) of every config under ``out`` that has finished."""
     head = (
-        "| config | latent k8 | latent − hardness, k8 | latent − hardness, tuned | probe | "
+        "| config | latent k8 | latent − hardness, k8 | latent − hardness, tuned | "
+        "latent − strongest hardness, k8 | latent − strongest hardness, tuned | probe | "
         "faintest fifth, probe latent / hardness | deviance ratio | worst decile | "
         "worst class | worst response type | train s (epochs × s) |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     rows = [row(p.name, p) for p in sorted(out.iterdir())
             if (p / "run.json").exists() and (p / "eval" / "metrics.json").exists()]  # fmt: skip

@@ -41,14 +41,14 @@ REQUIRED = (
     ]
     + [
         f"clustering.{s}.protocols.{p}.{task}"
-        for s in ("latent", "hardness", "pca")
+        for s in ("latent", "hardness", "hardness_flux", "hardness_ratios", "pca")
         for p in ("k8", "k8_majority", "tuned")
         for task in ("bacc_8class", "bacc_agn_vs_compact")
     ]
     + [
         f"differences.{p}.latent_minus_{b}.bacc_8class"
         for p in ("k8", "tuned", "probe")
-        for b in ("hardness", "pca")
+        for b in ("hardness", "hardness_flux", "hardness_ratios", "pca")
     ]
 )
 #: Interval keys: [lo, hi] lists.
@@ -93,6 +93,21 @@ def test_known_answers_end_to_end(synth_eval: tuple) -> None:
     mi = m["mutual_information"]["latent"]
     assert mi["var_prob_b"] < mi["var_prob_b_null"] + 0.1
     assert m["data"]["n_labelled"] == 480 and len(m["data"]["classes"]) == 8
+
+
+def test_hardness_baselines_with_counts_with_flux_and_alone(synth_eval: tuple) -> None:
+    # The latents are compared with the ratios + log counts, + log photon flux (what the
+    # catalogue gives), and alone: a lead must not rest on the weakest of them.
+    _, m = synth_eval
+    f = m["features"]
+    dims = [f[k]["dim"] for k in ("hardness", "hardness_flux", "hardness_ratios")]
+    assert dims == [4, 4, 3]
+    assert f["hardness"]["columns"][-1] == "log_net_counts_b"
+    assert f["hardness_flux"]["columns"][-1] == "log_photflux_b"
+    assert not any("log_" in c for c in f["hardness_ratios"]["columns"])
+    assert f["hardness_ratios"]["hardness_columns"] == f["hardness"]["hardness_columns"]
+    rows = {r["features"]: r for r in m["headline"]}
+    assert rows["hardness_flux"]["role"] == rows["hardness_ratios"]["role"] == "compare"
 
 
 def test_spectrum_reference_is_probed_not_clustered(synth_eval: tuple) -> None:

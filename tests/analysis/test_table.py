@@ -24,7 +24,12 @@ def test_real_td_table_gives_the_published_range(td_csv: Path, tmp_path: Path) -
     bin_ = get_metric(m, "clustering.hardness.bacc_agn_vs_compact")
     assert 0.3 < b8 < 0.5, b8
     assert 0.6 < bin_ < 0.85, bin_
-    assert m["headline"][0]["features"] == "hardness"
+    assert [r["features"] for r in m["headline"]] == ["hardness", "hardness_ratios"]
+    # The ratios alone, the stronger clustering baseline on the simulated sky, are scored too.
+    ratios = m["features"]["hardness_ratios"]
+    assert ratios["columns"] == ["hr_eflux_hm", "hr_eflux_hs", "hr_eflux_ms"]
+    assert ratios["description"] == "hr_eflux_hm, hr_eflux_hs, hr_eflux_ms alone"
+    assert 0.2 < get_metric(m, "clustering.hardness_ratios.protocols.k8.bacc_8class") < 0.5
     # Issue 14: the study's protocol (k = 8) beside the tuned one, with intervals that carry
     # the rare classes' sampling error (8 HMXB in a test split); the majority map is far worse.
     prot = m["clustering"]["hardness"]["protocols"]

@@ -15,6 +15,7 @@ from xlatent.analysis.features import (
     FeatureSet,
     align,
     hardness_table,
+    photon_flux_b,
     spectrum_table,
     standardise,
 )
@@ -166,6 +167,28 @@ def test_spectrum_table_rebins_the_normalised_net_spectrum() -> None:
     assert np.allclose(x[:, :7], np.log1p(7 * share))
     assert np.allclose(x[:, 7], np.log10(160.0))
     assert names[0] == f"shape_{s.grid.edges_kev[0]:.2f}kev"
+
+
+def test_photon_flux_is_band_counts_over_area_and_exposure() -> None:
+    s = make_set(6)
+    s.background[:] = 0.0
+    s.counts[:] = 0.0
+    e = s.grid.centers_kev
+    band = (e > 0.5) & (e < 7.0)
+    s.counts[:, band] = 10.0  # 10 net counts per bin inside 0.5-7 keV, none outside
+    s.effective_area_cm2[:] = 200.0
+    s.effective_area_cm2[:, ~band] = 0.0  # the area outside the band must not count
+    s.effective_area_cm2[3] = 50.0  # four times less area: four times the flux
+    s.exposure_s[:] = 1e4
+    s.exposure_s[5] = 2e4
+    f = photon_flux_b(s)
+    n_b = 10.0 * band.sum()
+    assert f[0] == pytest.approx(n_b / (1e4 * 200.0), rel=0.02)
+    assert f[3] == pytest.approx(4 * f[0]) and f[5] == pytest.approx(f[0] / 2)
+    assert np.allclose(hardness_table(s)["photflux_b"], f)
+    # Near-zero area at a band edge (the contaminated soft end) does not blow the flux up.
+    s.effective_area_cm2[1, np.flatnonzero(band)[0]] = 1e-4
+    assert f[1] == pytest.approx(photon_flux_b(s)[1], rel=0.05)
 
 
 def test_probe_accuracy_by_counts_bins() -> None:

@@ -7,6 +7,14 @@
   file) for at least half its rows, else the count ratios ``hr_counts_hm/hs/ms`` computed
   from the spectra; ``features.hardness.hardness_source`` says which (``catalog`` or
   ``counts``) and ``hardness_columns`` names the columns.
+- ``hardness_flux``: the three ratios and log10 of the broad-band (0.5-7 keV) net photon
+  flux ``photflux_b`` in photons cm^-2 s^-1, the counts divided by the effective area and the
+  exposure (CSC's ``photflux_aper_b`` without its PSF aperture correction): what an
+  astronomer takes from the catalogue, and what the real-sky row (``evaluate_table``) uses.
+  Net counts mix the flux with the exposure and the instrument; the flux does not, and on
+  the demo sky it makes the strongest clustering baseline of the three.
+- ``hardness_ratios``: the same three ratios alone, without any brightness.
+  The latents are compared with all three, so no lead rests on a weak baseline.
 - ``pca``: a linear baseline of the same dimension as the latents (``xlatent.model.PCABaseline``
   on the model's own preprocessing).
 - ``oracle``: the simulator's true spectral parameters (log N_H, Gamma, log kT, component
@@ -168,9 +176,28 @@ def standardise(raw: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str
     return x, [n for n, k in zip(out_names, keep, strict=True) if k], {"n_missing": n_missing}
 
 
+def photon_flux_b(spectrum_set: Any) -> np.ndarray:
+    """Broad-band (0.5-7 keV) net photon flux per spectrum, photons cm^-2 s^-1: the band's
+    net counts over the exposure and the band's mean effective area (per keV, i.e. for a flat
+    photon spectrum; dividing bin by bin would let the near-zero area at the soft end of a
+    contaminated ACIS response blow up its background-subtracted counts). May be <= 0 for a
+    spectrum below its background."""
+    from xlatent.core import band_sums
+    from xlatent.core.bands import CSC_BANDS_KEV
+
+    grid = spectrum_set.grid
+    net_b = band_sums(spectrum_set.net_counts, grid)["b"]
+    lo, hi = CSC_BANDS_KEV["b"]
+    area_b = band_sums(spectrum_set.effective_area_cm2 * grid.widths_kev, grid)["b"] / (hi - lo)
+    exposure = np.asarray(spectrum_set.exposure_s, dtype=np.float64)
+    denom = exposure * area_b
+    return np.divide(net_b, denom, out=np.full_like(net_b, np.nan), where=denom > 0)
+
+
 def hardness_table(spectrum_set: Any) -> pd.DataFrame:
-    """Count ratios ``hr_counts_*`` and ``net_counts_*`` (from meta, computed if absent), plus
-    the catalogue's ``hard_*`` where the set carries them (see :func:`catalog_hardness`)."""
+    """Count ratios ``hr_counts_*`` and ``net_counts_*`` (from meta, computed if absent), the
+    broad-band photon flux ``photflux_b`` (:func:`photon_flux_b`), plus the catalogue's
+    ``hard_*`` where the set carries them (see :func:`catalog_hardness`)."""
     meta = spectrum_set.meta
     need = [*COUNT_HARDNESS_COLUMNS, "net_counts_s", "net_counts_m", "net_counts_h",
             "net_counts_b"]  # fmt: skip
@@ -182,6 +209,7 @@ def hardness_table(spectrum_set: Any) -> pd.DataFrame:
         net = band_sums(spectrum_set.net_counts, spectrum_set.grid)
         cols = {**hardness_columns(net), **{f"net_counts_{k}": v for k, v in net.items()}}
         table = pd.DataFrame(cols)[need]
+    table["photflux_b"] = photon_flux_b(spectrum_set)
     for name, values in catalog_hardness(meta.reset_index(drop=True), table).items():
         table[name] = values
     return table
@@ -296,7 +324,8 @@ def build_feature_sets(
 ) -> tuple[dict[str, FeatureSet], Any]:
     """The standardised feature sets for ``spectrum_set`` (already aligned with ``z``).
 
-    Returns the sets (``latent``, ``hardness``, ``pca``, ``spectrum``; ``oracle`` and
+    Returns the sets (``latent``, ``hardness``, ``hardness_flux``, ``hardness_ratios``,
+    ``pca``, ``spectrum``; ``oracle`` and
     ``noiseless`` where the set has simulator truth) and the PCA baseline object used (None
     when unavailable). ``skip(name, reason)`` records omissions.
     """
@@ -321,6 +350,14 @@ def build_feature_sets(
     )
     info = {**info, "hardness_source": hsource, "hardness_columns": hcols}
     sets["hardness"] = FeatureSet("hardness", x, cols, f"{what} + log10 broad net counts", 4, info)
+    x, cols, info = standardise(hraw[:, :-1], hcols)
+    info = {**info, "hardness_source": hsource, "hardness_columns": hcols}
+    sets["hardness_ratios"] = FeatureSet("hardness_ratios", x, cols, f"{what} alone", 3, info)
+    flux = np.column_stack([hraw[:, :-1], safe_log10(h["photflux_b"].to_numpy(np.float64))])
+    x, cols, info = standardise(flux, [*hcols, "log_photflux_b"])
+    info = {**info, "hardness_source": hsource, "hardness_columns": hcols}
+    desc = f"{what} + log10 broad-band net photon flux (photons/cm2/s)"
+    sets["hardness_flux"] = FeatureSet("hardness_flux", x, cols, desc, 4, info)
 
     pca_model = None
     try:

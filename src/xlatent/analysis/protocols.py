@@ -39,7 +39,8 @@ SINGLE_REPEAT = ("oracle",)
 
 
 #: Paired differences reported for every protocol (and the probe, with PROBE_PAIRS).
-DIFF_PAIRS = (("latent", "hardness"), ("latent", "pca"))
+DIFF_PAIRS = (("latent", "hardness"), ("latent", "hardness_flux"), ("latent", "hardness_ratios"),
+              ("latent", "pca"))  # fmt: skip
 
 
 PROBE_PAIRS = (*DIFF_PAIRS, ("latent", "spectrum"), ("noiseless", "latent"),

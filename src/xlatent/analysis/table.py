@@ -3,16 +3,18 @@
 No CSC spectra can be fetched offline, but a labelled CSC table (the 2,941 sources of Yang et
 al. 2022, ``TD.csv``) carries the human-extracted features of real sources. ``evaluate_table``
 runs on them the *same* clustering protocol and supervised probe that
-:func:`xlatent.analysis.evaluate` runs on spectra, so the ``hardness`` row of a simulated
+:func:`xlatent.analysis.evaluate` runs on spectra, so the hardness rows of a simulated
 evaluation can be set beside the real sky's.
 
-Features (the ``hardness`` set, as in ``evaluate``): hardness ratios HM, HS, MS and log10 of
-the broad-band flux. A CSC table's ``hard_hm``, ``hard_hs``, ``hard_ms`` are the CSC's own
-photon-flux ratios and keep those names (with ``flux_aper_b``, as written by ``xlatent csc
-query``); otherwise ratios are computed from the band energy fluxes ``Fs``, ``Fm``, ``Fh``,
-``Fb`` (TD.csv) as (F_h - F_m) / (F_h + F_m) and so on, named ``hr_eflux_hm``,
-``hr_eflux_hs``, ``hr_eflux_ms``: energy-flux ratios are neither the CSC's photon-flux ratios
-nor the count ratios (``hr_counts_*``) of a SpectrumSet, but they order sources alike.
+Features: the ``hardness`` set, hardness ratios HM, HS, MS and log10 of the broad-band flux
+(like-for-like with ``evaluate``'s ``hardness_flux``, not with its ``hardness``, which takes
+log counts), and ``hardness_ratios``, the three ratios alone. A CSC table's ``hard_hm``,
+``hard_hs``, ``hard_ms`` are the CSC's own photon-flux ratios and keep those names (with
+``flux_aper_b``, as written by ``xlatent csc query``); otherwise ratios are computed from the
+band energy fluxes ``Fs``, ``Fm``, ``Fh``, ``Fb`` (TD.csv) as (F_h - F_m) / (F_h + F_m) and so
+on, named ``hr_eflux_hm``, ``hr_eflux_hs``, ``hr_eflux_ms``: energy-flux ratios are neither the
+CSC's photon-flux ratios nor the count ratios (``hr_counts_*``) of a SpectrumSet, but they
+order sources alike.
 """
 
 from __future__ import annotations
@@ -100,7 +102,11 @@ def evaluate_table(
     ctx = Context(meta=meta, is_train=make_split(meta, seed), out_dir=out, seed=seed,
                   max_points=max_points)  # fmt: skip
     x, cols, info = standardise(raw, names)
-    fs = FeatureSet("hardness", x, cols, origin, raw.shape[1], info)
+    sets = {"hardness": FeatureSet("hardness", x, cols, origin, raw.shape[1], info)}
+    x, cols, info = standardise(raw[:, :-1], names[:-1])
+    sets["hardness_ratios"] = FeatureSet(
+        "hardness_ratios", x, cols, f"{', '.join(names[:-1])} alone", raw.shape[1] - 1, info
+    )
     labels = ctx.labels()
     per_class = pd.Series(labels[labels != ""]).value_counts()
     metrics: dict[str, Any] = {
@@ -117,10 +123,10 @@ def evaluate_table(
             "split_source": "stratified 70/30 (drawn afresh for every repeat)",
             "class_column": found,
         },
-        "features": {"hardness": feature_info(fs)},
+        "features": {name: feature_info(fs) for name, fs in sets.items()},
     }
-    metrics.update(protocols.run({"hardness": fs}, ctx, n_repeats))
-    metrics["headline"] = headline_rows(metrics, ["hardness"])
+    metrics.update(protocols.run(sets, ctx, n_repeats))
+    metrics["headline"] = headline_rows(metrics, list(sets))
     metrics["reference"] = REFERENCE
     metrics["skipped"] = ctx.skipped
     metrics["notes"] = [f"catalogue features only (no spectra): {origin}", *ctx.notes]

@@ -198,10 +198,10 @@ def _echo_headline(metrics: dict) -> None:
     for r in metrics.get("headline", []):
         probe = f"probe {f(r, 'probe_bacc_8class')}"
         if r.get("role") == "reference":
-            typer.echo(f"{r['features']:>9}: {probe}")
+            typer.echo(f"{r['features']:>15}: {probe}")
             continue
         typer.echo(
-            f"{r['features']:>9}: 8-class k=8 {f(r, 'k8_bacc_8class')}, "
+            f"{r['features']:>15}: 8-class k=8 {f(r, 'k8_bacc_8class')}, "
             f"tuned {f(r, 'tuned_bacc_8class')}; AGN vs compact k=8 "
             f"{f(r, 'k8_bacc_agn_vs_compact')}, tuned {f(r, 'tuned_bacc_agn_vs_compact')}; {probe}"
         )
