@@ -50,6 +50,7 @@ REQUIRED = (
         for p in ("k8", "tuned", "probe")
         for b in ("hardness", "hardness_flux", "hardness_ratios", "pca")
     ]
+    + [f"differences.{p}.latent_flux_minus_hardness_flux.bacc_8class" for p in ("k8", "probe")]
 )
 #: Interval keys: [lo, hi] lists.
 REQUIRED_CI = [
@@ -97,7 +98,8 @@ def test_known_answers_end_to_end(synth_eval: tuple) -> None:
 
 def test_hardness_baselines_with_counts_with_flux_and_alone(synth_eval: tuple) -> None:
     # The latents are compared with the ratios + log counts, + log photon flux (what the
-    # catalogue gives), and alone: a lead must not rest on the weakest of them.
+    # catalogue gives), and alone: a lead must not rest on the weakest of them; and
+    # latents + flux with ratios + flux.
     _, m = synth_eval
     f = m["features"]
     dims = [f[k]["dim"] for k in ("hardness", "hardness_flux", "hardness_ratios")]
@@ -106,8 +108,13 @@ def test_hardness_baselines_with_counts_with_flux_and_alone(synth_eval: tuple) -
     assert f["hardness_flux"]["columns"][-1] == "log_photflux_b"
     assert not any("log_" in c for c in f["hardness_ratios"]["columns"])
     assert f["hardness_ratios"]["hardness_columns"] == f["hardness"]["hardness_columns"]
+    # Like for like with hardness_flux: the latents + the same flux column.
+    assert f["latent_flux"]["dim"] == f["latent"]["dim"] + 1
+    assert f["latent_flux"]["columns"] == [*f["latent"]["columns"], "log_photflux_b"]
     rows = {r["features"]: r for r in m["headline"]}
-    assert rows["hardness_flux"]["role"] == rows["hardness_ratios"]["role"] == "compare"
+    assert {rows[k]["role"] for k in ("hardness_flux", "hardness_ratios", "latent_flux")} == {
+        "compare"
+    }
 
 
 def test_spectrum_reference_is_probed_not_clustered(synth_eval: tuple) -> None:

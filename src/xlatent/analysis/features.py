@@ -15,6 +15,10 @@
   the demo sky it makes the strongest clustering baseline of the three.
 - ``hardness_ratios``: the same three ratios alone, without any brightness.
   The latents are compared with all three, so no lead rests on a weak baseline.
+- ``latent_flux``: the latents + the same log10 photon flux. The latents describe the shape
+  only (the decoder is given the counts), so the like-for-like comparisons are ``latent``
+  against ``hardness_ratios`` (shape alone) and ``latent_flux`` against ``hardness_flux``
+  (shape and brightness, as a catalogue user has them).
 - ``pca``: a linear baseline of the same dimension as the latents (``xlatent.model.PCABaseline``
   on the model's own preprocessing).
 - ``oracle``: the simulator's true spectral parameters (log N_H, Gamma, log kT, component
@@ -324,8 +328,8 @@ def build_feature_sets(
 ) -> tuple[dict[str, FeatureSet], Any]:
     """The standardised feature sets for ``spectrum_set`` (already aligned with ``z``).
 
-    Returns the sets (``latent``, ``hardness``, ``hardness_flux``, ``hardness_ratios``,
-    ``pca``, ``spectrum``; ``oracle`` and
+    Returns the sets (``latent``, ``latent_flux``, ``hardness``, ``hardness_flux``,
+    ``hardness_ratios``, ``pca``, ``spectrum``; ``oracle`` and
     ``noiseless`` where the set has simulator truth) and the PCA baseline object used (None
     when unavailable). ``skip(name, reason)`` records omissions.
     """
@@ -337,6 +341,10 @@ def build_feature_sets(
     sets["latent"] = FeatureSet("latent", x, cols, f"{d} model latents", d, info)
 
     h = hardness_table(spectrum_set)
+    log_flux = safe_log10(h["photflux_b"].to_numpy(np.float64))
+    x, cols, info = standardise(np.column_stack([z, log_flux]), [*names, "log_photflux_b"])
+    desc = f"{d} model latents + log10 broad-band net photon flux (photons/cm2/s)"
+    sets["latent_flux"] = FeatureSet("latent_flux", x, cols, desc, d + 1, info)
     hcols, hsource = hardness_choice(h)
     hraw = np.column_stack(
         [h[c].to_numpy(dtype=np.float64) for c in hcols]
@@ -353,7 +361,7 @@ def build_feature_sets(
     x, cols, info = standardise(hraw[:, :-1], hcols)
     info = {**info, "hardness_source": hsource, "hardness_columns": hcols}
     sets["hardness_ratios"] = FeatureSet("hardness_ratios", x, cols, f"{what} alone", 3, info)
-    flux = np.column_stack([hraw[:, :-1], safe_log10(h["photflux_b"].to_numpy(np.float64))])
+    flux = np.column_stack([hraw[:, :-1], log_flux])
     x, cols, info = standardise(flux, [*hcols, "log_photflux_b"])
     info = {**info, "hardness_source": hsource, "hardness_columns": hcols}
     desc = f"{what} + log10 broad-band net photon flux (photons/cm2/s)"

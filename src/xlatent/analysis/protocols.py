@@ -39,8 +39,10 @@ SINGLE_REPEAT = ("oracle",)
 
 
 #: Paired differences reported for every protocol (and the probe, with PROBE_PAIRS).
+#: Like for like: the latents (shape) against the ratios alone, and latents + flux against
+#: ratios + flux (shape and brightness); the rest for context.
 DIFF_PAIRS = (("latent", "hardness"), ("latent", "hardness_flux"), ("latent", "hardness_ratios"),
-              ("latent", "pca"))  # fmt: skip
+              ("latent_flux", "hardness_flux"), ("latent", "pca"))  # fmt: skip
 
 
 PROBE_PAIRS = (*DIFF_PAIRS, ("latent", "spectrum"), ("noiseless", "latent"),

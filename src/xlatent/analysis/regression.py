@@ -195,7 +195,7 @@ def _r2_bars(r2: dict[str, dict[str, float]], ctx: Context) -> None:
     ax.set_ylim(min(-0.1, ax.get_ylim()[0]), 1.02)
     ax.set_xticks(range(len(qnames)), qnames, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("5-fold CV $R^2$ (gradient boosting)")
-    ax.legend(fontsize=7, ncol=len(sets))
+    ax.legend(fontsize=7, ncol=min(4, len(sets)))
     fig.tight_layout()
     save_figure(
         ctx, fig, "regression_r2.png",
