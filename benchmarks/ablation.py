@@ -136,10 +136,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "latent_noise_counts": 300.0,
     },
     # 2026-12-03 (fifth round): the contrastive term (model.contrastive) on the defaults.
+    # (Its temperature-0.05 row: the same config with xlatent.model.contrastive.TEMPERATURE
+    # set to 0.05 before training.)
     "contrastive_0.3": {"contrastive": 0.3},
-    "contrastive_0.1": {"contrastive": 0.1},
-    "contrastive_0.3_thin": {"contrastive": 0.3, "augment": "thin"},
-    "contrastive_1": {"contrastive": 1.0},
     "pileup_noise_0.2_counts_300_refine_10": {
         "latent_noise": 0.2,
         "latent_noise_counts": 300.0,

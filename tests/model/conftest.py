@@ -79,3 +79,17 @@ def make_tiny_set() -> SpectrumSet:
         meta=pd.DataFrame({"spec_id": [f"s{i}" for i in range(40)], "gamma": gamma}),
         expected_counts=expected,
     )
+
+
+def assert_option_changes_training_reproducibly(**option: object) -> None:
+    """Training the tiny set with ``option`` gives other latents than without it, and the
+    same ones twice (its randomness is seeded)."""
+    from xlatent.model import SpectralAutoencoder
+
+    s = make_tiny_set()
+    opts = dict(latent_dim=3, epochs=2, batch_size=16, seed=1, **FAST)
+    z0 = SpectralAutoencoder(**opts).fit(s).transform(s)
+    z1 = SpectralAutoencoder(**option, **opts).fit(s).transform(s)
+    z2 = SpectralAutoencoder(**option, **opts).fit(s).transform(s)
+    assert not np.allclose(z0, z1)
+    np.testing.assert_array_equal(z1, z2)

@@ -20,7 +20,7 @@ from xlatent.model.augment import (
 from xlatent.model.preprocess import prepare
 from xlatent.model.training import training_tensors
 
-from .conftest import FAST, make_tiny_set
+from .conftest import FAST, assert_option_changes_training_reproducibly, make_tiny_set
 from .toy import toy_spectrum_set
 
 CPU = torch.device("cpu")
@@ -185,10 +185,4 @@ def test_latent_noise_changes_training_not_the_options_check() -> None:
         SpectralAutoencoder(latent_noise=-0.1)
     with pytest.raises(ValueError, match="augment"):
         SpectralAutoencoder(augment="rotate")
-    s = make_tiny_set()
-    opts = dict(latent_dim=3, epochs=2, batch_size=16, seed=1, **FAST)
-    z0 = SpectralAutoencoder(**opts).fit(s).transform(s)
-    z1 = SpectralAutoencoder(latent_noise=0.5, **opts).fit(s).transform(s)
-    z2 = SpectralAutoencoder(latent_noise=0.5, **opts).fit(s).transform(s)
-    assert not np.allclose(z0, z1)
-    np.testing.assert_array_equal(z1, z2)  # seeded: the noise is reproducible
+    assert_option_changes_training_reproducibly(latent_noise=0.5)

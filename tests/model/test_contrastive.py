@@ -9,7 +9,7 @@ import torch
 from xlatent.model import SpectralAutoencoder
 from xlatent.model.contrastive import info_nce
 
-from .conftest import FAST, make_tiny_set
+from .conftest import assert_option_changes_training_reproducibly
 
 
 def test_info_nce_scores_matched_copies_and_ignores_the_latent_scale() -> None:
@@ -43,10 +43,4 @@ def test_info_nce_gradient_pulls_copies_together() -> None:
 def test_contrastive_option_is_checked_and_training_is_seeded() -> None:
     with pytest.raises(ValueError, match="contrastive"):
         SpectralAutoencoder(contrastive=-0.1)
-    s = make_tiny_set()
-    opts = dict(latent_dim=3, epochs=2, batch_size=16, seed=1, **FAST)
-    z0 = SpectralAutoencoder(**opts).fit(s).transform(s)
-    z1 = SpectralAutoencoder(contrastive=0.5, **opts).fit(s).transform(s)
-    z2 = SpectralAutoencoder(contrastive=0.5, **opts).fit(s).transform(s)
-    assert not np.allclose(z0, z1)
-    np.testing.assert_array_equal(z1, z2)
+    assert_option_changes_training_reproducibly(contrastive=0.5)
