@@ -10,7 +10,7 @@
 - ``hardness_flux``: the three ratios and log10 of the broad-band (0.5-7 keV) net photon
   flux ``photflux_b`` in photons cm^-2 s^-1, the counts divided by the effective area and the
   exposure (CSC's ``photflux_aper_b`` without its PSF aperture correction): what an
-  astronomer takes from the catalogue, and what the real-sky row (``evaluate_table``) uses.
+  astronomer takes from the catalogue; the real-sky row (``evaluate_table``) uses a flux too.
   Net counts mix the flux with the exposure and the instrument; the flux does not, and on
   the demo sky it makes the strongest clustering baseline of the three.
 - ``hardness_ratios``: the same three ratios alone, without any brightness.
