@@ -62,6 +62,13 @@ def test_report_shows_protocols_intervals_and_ceiling(eval_dir: Path, tmp_path: 
     assert "noiseless (ceiling: spectra without noise)" in text
     assert "oracle (model family revealed; not a ceiling)" in text
     assert "latent − hardness" in text and "Paired differences" in text
+    # The like-for-like pairs are in the table and the text says which they are.
+    d = m["differences"]["k8"]["latent_flux_minus_hardness_flux"]
+    lo, hi = d["bacc_8class_ci95"]
+    assert (
+        f"latent_flux − hardness_flux</td><td>{d['bacc_8class']:.3f} [{lo:.3f}, {hi:.3f}]" in text
+    )
+    assert "Like for like: <b>latent − hardness_ratios</b> (shape alone)" in text
     assert "(p = " in text and "Ross 2014" in text
 
 

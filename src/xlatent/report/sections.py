@@ -148,9 +148,18 @@ def _differences(m: dict[str, Any]) -> str:
         )
     if not rows:
         return ""
+    like = ""
+    if any("latent_flux_minus_hardness_flux" in (d.get(p) or {}) for p in _DIFF_TITLES):
+        like = (
+            " Like for like: <b>latent − hardness_ratios</b> (shape alone) and "
+            "<b>latent_flux − hardness_flux</b> (shape and brightness; the latents describe "
+            "the shape only). The <b>hardness</b> set's log net counts mix the flux with the "
+            "exposure and the instrument, which makes it the weakest baseline for clustering."
+        )
     return (
         "<p>Paired differences of balanced accuracy (same repeats, splits and bootstrap rows "
-        "for both; an interval that excludes 0 is a difference the test set resolves):</p>"
+        "for both; an interval that excludes 0 is a difference the test set resolves)."
+        + like + "</p>"
         + _table(["protocol", "difference", "8-class", "AGN vs compact"], rows)
     )  # fmt: skip
 
