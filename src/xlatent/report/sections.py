@@ -154,7 +154,8 @@ def _differences(m: dict[str, Any]) -> str:
             " Like for like: <b>latent − hardness_ratios</b> (shape alone) and "
             "<b>latent_flux − hardness_flux</b> (shape and brightness; the latents describe "
             "the shape only). The <b>hardness</b> set's log net counts mix the flux with the "
-            "exposure and the instrument, which makes it the weakest baseline for clustering."
+            "exposure and the instrument; on the simulated sky that makes it the weakest "
+            "baseline for clustering."
         )
     return (
         "<p>Paired differences of balanced accuracy (same repeats, splits and bootstrap rows "
