@@ -274,26 +274,26 @@ def build_feature_sets(
     desc = f"{d} model latents + log10 broad-band net photon flux (photons/cm2/s)"
     sets["latent_flux"] = FeatureSet("latent_flux", x, cols, desc, d + 1, info)
     hcols, hsource = hardness_choice(h)
-    hraw = np.column_stack(
-        [h[c].to_numpy(dtype=np.float64) for c in hcols]
-        + [safe_log10(h["net_counts_b"].to_numpy(dtype=np.float64), floor=1.0)]
-    )
-    x, cols, info = standardise(hraw, [*hcols, "log_net_counts_b"])
+    ratios = np.column_stack([h[c].to_numpy(dtype=np.float64) for c in hcols])
     what = (
         "CSC catalogue photon-flux hardness ratios hard_hm, hard_hs, hard_ms"
         if hsource == "catalog"
         else "count hardness ratios hr_counts_hm, hr_counts_hs, hr_counts_ms of the spectra"
     )
-    info = {**info, "hardness_source": hsource, "hardness_columns": hcols}
-    sets["hardness"] = FeatureSet("hardness", x, cols, f"{what} + log10 broad net counts", 4, info)
-    x, cols, info = standardise(hraw[:, :-1], hcols)
-    info = {**info, "hardness_source": hsource, "hardness_columns": hcols}
-    sets["hardness_ratios"] = FeatureSet("hardness_ratios", x, cols, f"{what} alone", 3, info)
-    flux = np.column_stack([hraw[:, :-1], log_flux])
-    x, cols, info = standardise(flux, [*hcols, "log_photflux_b"])
-    info = {**info, "hardness_source": hsource, "hardness_columns": hcols}
-    desc = f"{what} + log10 broad-band net photon flux (photons/cm2/s)"
-    sets["hardness_flux"] = FeatureSet("hardness_flux", x, cols, desc, 4, info)
+    # The three hardness sets: the ratios with a brightness column (name, values, what), or
+    # alone.
+    log_counts = safe_log10(h["net_counts_b"].to_numpy(dtype=np.float64), floor=1.0)
+    brightness = {
+        "hardness": ("log_net_counts_b", log_counts, " + log10 broad net counts"),
+        "hardness_ratios": (None, None, " alone"),
+        "hardness_flux": ("log_photflux_b", log_flux,
+                          " + log10 broad-band net photon flux (photons/cm2/s)"),
+    }  # fmt: skip
+    for set_name, (col, values, suffix) in brightness.items():
+        raw = ratios if col is None else np.column_stack([ratios, values])
+        x, cols, info = standardise(raw, hcols if col is None else [*hcols, col])
+        info = {**info, "hardness_source": hsource, "hardness_columns": hcols}
+        sets[set_name] = FeatureSet(set_name, x, cols, what + suffix, raw.shape[1], info)
 
     pca_model = None
     try:
