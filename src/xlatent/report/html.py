@@ -145,9 +145,13 @@ def _reconstruction(m: dict[str, Any], figs: str) -> str:
           "intervals.</p>"  # fmt: skip
     out += _table(["model", "spectra", "mean deviance per bin", "deviance ratio"], rows)
 
-    def by(key: str, k: str, group: str) -> str | None:
-        v = models[k]
-        return _ci(v.get(key, {}).get(group), (v.get(f"{key}_ci95") or {}).get(group))
+    def by(key: str, k: str, *path: str) -> str | None:
+        """Model ``k``'s ``key`` at ``path`` (e.g. a class, or a column and its value) with
+        the interval stored at the same path under ``key_ci95``."""
+        value, ci = models[k].get(key) or {}, models[k].get(f"{key}_ci95") or {}
+        for step in path:
+            value, ci = (value or {}).get(step), (ci or {}).get(step)
+        return _ci(value, ci)
 
     classes = sorted({c for v in models.values() for c in v.get("per_class", {})})
     if classes:
@@ -167,14 +171,12 @@ def _reconstruction(m: dict[str, Any], figs: str) -> str:
         )  # fmt: skip
     # Deviance ratio per response type (chip_type, detector): a model that reconstructs one
     # instrument worse than another shows here.
-    per_resp = {k: v.get("per_response", {}) or {} for k, v in models.items()}
-    per_resp_ci = {k: v.get("per_response_ci95", {}) or {} for k, v in models.items()}
-    keys = sorted({(col, val) for pr in per_resp.values() for col in pr for val in pr[col]})
+    per_resp = [v.get("per_response") or {} for v in models.values()]
+    keys = sorted({(col, val) for pr in per_resp for col in pr for val in pr[col]})
     if keys:
         out += "<p>Deviance ratio per response type:</p>" + _table(
             ["response", *models],
-            [[f"{col} {val}", *[_ci(per_resp[k].get(col, {}).get(val),
-                                    per_resp_ci[k].get(col, {}).get(val)) for k in models]]
+            [[f"{col} {val}", *[by("per_response", k, col, val) for k in models]]
              for col, val in keys],
         )  # fmt: skip
     return out + _skipped_note(m, "reconstruction") + figs
