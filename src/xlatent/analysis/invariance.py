@@ -128,7 +128,7 @@ def _deviance(model: Any, s: Any, labels: np.ndarray, counts_b: np.ndarray) -> d
     return out
 
 
-def _noiseless(s: Any) -> Any:
+def noiseless_spectra(s: Any) -> Any:
     """``s`` with its counts replaced by their expectation (source truth + background)."""
     from xlatent.core import SpectrumSet
 
@@ -249,7 +249,7 @@ def response_invariance(
             entry["probe_change_vs_first_ci95"] = d["ci95"]
         entry.update(_deviance(model, s, labels, counts_b))
         out["per_response"][name] = entry
-    z_clean = {n: model.transform(_noiseless(s)) for n, s in sets.items()
+    z_clean = {n: model.transform(noiseless_spectra(s)) for n, s in sets.items()
                if n != NOISE_TWIN and s.expected_counts is not None}  # fmt: skip
     for name in sets:
         if name == first:
