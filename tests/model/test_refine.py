@@ -78,6 +78,26 @@ def test_bad_refine_options_are_refused(key: str, bad: object) -> None:
         SpectralAutoencoder(**{key: bad})
 
 
+@pytest.mark.parametrize("pileup_orders", [0, 3])
+def test_the_transformer_decoder_refines_too(pileup_orders: int) -> None:
+    # Its fused inference layer has no forward-mode derivative: refinement used to crash
+    # every encode of a set with a bright spectrum (refinement is on by default).
+    import torch
+
+    s = toy_spectrum_set(120, seed=5, counts_range=(20.0, 20000.0))
+    s.meta["frame_time_s"], s.meta["psf_core_fraction"] = 3.241, 0.79
+    model = SpectralAutoencoder(4, decoder="transformer", pileup_orders=pileup_orders,
+                                epochs=1, **FAST).fit(s)  # fmt: skip
+    bright = s.counts.sum(1) - s.background.sum(1) >= model.refine_min_counts
+    assert model.refine_steps >= 1 and bright.sum() > 10
+    z, r = model.encode_and_reconstruct(s)
+    z0, r0 = model.set_params(refine_steps=0).encode_and_reconstruct(s)
+    assert np.array_equal(z[~bright], z0[~bright]) and not np.array_equal(z[bright], z0[bright])
+    d, d0 = (poisson_deviance(s.counts, x + s.background)[bright] for x in (r, r0))
+    assert (d <= d0 * (1 + 1e-5)).all() and d.sum() < d0.sum()
+    assert torch.backends.mha.get_fastpath_enabled()  # the fast path is back on after
+
+
 def test_a_latent_never_depends_on_the_other_spectra_in_its_batch() -> None:
     # Piled and refined spectra among others: the catalogue of the whole set is the one of
     # any cut of it, bit for bit (the parallel encode writes blocks; `--workers` must not
