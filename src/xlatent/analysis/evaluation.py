@@ -328,7 +328,7 @@ def evaluate(
     feature_sets, pca_model = {}, None
     with guarded("features"):
         feature_sets, pca_model = build_feature_sets(
-            s, z, ctx.is_train, pca=pca, seed=seed, skip=ctx.skip
+            s, z, ctx.is_train, pca=pca, seed=seed, skip=ctx.skip, hardness=hard
         )
     metrics["data"] = _data_info(s, len(s_in), ctx, counts_b)
     metrics["data"]["n_excluded_trained"] = n_trained

@@ -253,13 +253,15 @@ def build_feature_sets(
     pca: Any = None,
     seed: int = 0,
     skip: Any = None,
+    hardness: pd.DataFrame | None = None,
 ) -> tuple[dict[str, FeatureSet], Any]:
     """The standardised feature sets for ``spectrum_set`` (already aligned with ``z``).
 
     Returns the sets (``latent``, ``latent_flux``, ``hardness``, ``hardness_flux``,
     ``hardness_ratios``, ``pca``, ``spectrum``; ``oracle`` and
     ``noiseless`` where the set has simulator truth) and the PCA baseline object used (None
-    when unavailable). ``skip(name, reason)`` records omissions.
+    when unavailable). ``skip(name, reason)`` records omissions. ``hardness``: the set's
+    :func:`hardness_table` when the caller has it already.
     """
     skip = skip or (lambda *_: None)
     sets: dict[str, FeatureSet] = {}
@@ -268,7 +270,7 @@ def build_feature_sets(
     x, cols, info = standardise(z, names)
     sets["latent"] = FeatureSet("latent", x, cols, f"{d} model latents", d, info)
 
-    h = hardness_table(spectrum_set)
+    h = hardness_table(spectrum_set) if hardness is None else hardness
     log_flux = safe_log10(h["photflux_b"].to_numpy(np.float64))
     x, cols, info = standardise(np.column_stack([z, log_flux]), [*names, "log_photflux_b"])
     desc = f"{d} model latents + log10 broad-band net photon flux (photons/cm2/s)"
