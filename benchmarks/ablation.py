@@ -139,6 +139,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # (Its temperature-0.05 row: the same config with xlatent.model.contrastive.TEMPERATURE
     # set to 0.05 before training.)
     "contrastive_0.3": {"contrastive": 0.3},
+    "photon_channel": {"photon_channel": True},  # the default since 2026-12-03
+    "no_photon_channel": {"photon_channel": False},
     "pileup_noise_0.2_counts_300_refine_10": {
         "latent_noise": 0.2,
         "latent_noise_counts": 300.0,

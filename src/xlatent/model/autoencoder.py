@@ -137,6 +137,7 @@ class SpectralAutoencoder(LatentModel):
         pileup_orders: int = 3,
         refine_steps: int = 1,
         refine_min_counts: float = 1000.0,
+        photon_channel: bool = True,
         loss: str = "poisson",
         epochs: int = 40,
         batch_size: int = 256,

@@ -24,6 +24,7 @@ one flat module (:data:`STORED_NAMES`), so every saved model and training state 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
@@ -92,8 +93,9 @@ class SpectrumEncoder(nn.Module):
         super().__init__()
         d = cfg.d_model
         self.n_tokens, self.patch_size = cfg.n_tokens, cfg.patch_size
+        self.photon_channel = cfg.photon_channel
         # Created in this order so that a seed gives the weights it gave before the split.
-        self.patch_embed = nn.Linear(cfg.patch_size * cfg.n_channels, d)
+        self.patch_embed = nn.Linear(cfg.patch_size * (cfg.n_channels + cfg.photon_channel), d)
         self.pos_embed = nn.Linear(n_pos, d)
         self.global_embed = nn.Linear(cfg.n_global, d)
         self.global_token = nn.Parameter(torch.zeros(1, 1, d))
@@ -104,6 +106,8 @@ class SpectrumEncoder(nn.Module):
     def forward(
         self, feats: torch.Tensor, glob: torch.Tensor, pos_feats: torch.Tensor
     ) -> torch.Tensor:
+        if self.photon_channel:
+            feats = with_photon_channel(feats)
         if fastpath.supported(self, feats.device):  # inference: the same numbers
             return fastpath.encode(self, feats, glob, pos_feats)
         b, m, c = feats.shape
@@ -115,6 +119,25 @@ class SpectrumEncoder(nn.Module):
         g = self.global_token + self.global_embed(glob)[:, None, :]
         x = self.stack(torch.cat([g, x], dim=1))
         return self.to_latent(self.norm(x).mean(dim=1))
+
+
+#: Relative effective area (A over its geometric mean) below which the photon channel stops
+#: dividing: at most 10x.
+PHOTON_AREA_FLOOR = 0.1
+
+
+def with_photon_channel(feats: torch.Tensor) -> torch.Tensor:
+    """The encoder's per-bin features (B, m, 3) with a fourth channel: the net shape divided
+    by the relative effective area (floored at :data:`PHOTON_AREA_FLOOR`), renormalised and
+    transformed as the first channel, ``log1p(m y)``: a photon-space view, so that the
+    encoder need not learn to unfold the area from the counts and the area channels."""
+    m = feats.shape[1]
+    shape = torch.expm1(feats[..., 0]) * torch.exp(
+        -feats[..., 2].clamp_min(math.log(PHOTON_AREA_FLOOR))
+    )
+    total = shape.sum(1, keepdim=True)
+    shape = torch.where(total > 0, shape / total.clamp_min(1e-30), 0.0)
+    return torch.cat([feats, torch.log1p(m * shape)[..., None]], dim=-1)
 
 
 class MLPDecoder(nn.Sequential):

@@ -135,6 +135,10 @@ class ArchConfig:
     #: counts.
     refine_steps: int = 1
     refine_min_counts: float = 1000.0
+    #: Give the encoder a fourth per-bin channel, the net shape divided by the relative
+    #: effective area (:func:`xlatent.model.network.with_photon_channel`). Models saved
+    #: without the field have none.
+    photon_channel: bool = True
 
     @property
     def n_tokens(self) -> int:
@@ -198,6 +202,7 @@ ARCH_OPTIONS: dict[str, Opt] = {
     "pileup_orders": Opt("int", lo=0, hi=4),
     "refine_steps": Opt("int", lo=0, hi=1000),
     "refine_min_counts": Opt("float", lo=0.0),
+    "photon_channel": Opt("bool"),
 }
 
 #: Architecture fields added after checkpoint format 1's first models, with the value that
@@ -207,6 +212,7 @@ ARCH_ADDED: dict[str, Any] = {
     "pileup_orders": 0,
     "refine_steps": 0,
     "refine_min_counts": 1000.0,
+    "photon_channel": False,
 }
 
 
