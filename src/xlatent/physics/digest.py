@@ -57,10 +57,19 @@ def family_digest() -> str:
     parts = []
     for chip in CHIP_TYPES:
         e, t = (a.ravel() for a in np.meshgrid(epochs, thetas))
-        parts.append(effective_area_cm2(chip, e, t))
+        parts.append(_significant(effective_area_cm2(chip, e, t)))
         m = chip_rmf(chip).matrix
-        parts += [m.data, m.indices, m.indptr]
+        parts += [_significant(m.data), m.indices, m.indptr]
     return _hash_arrays(parts)
+
+
+def _significant(values: np.ndarray, digits: int = 8) -> np.ndarray:
+    """``values`` rounded to ``digits`` significant digits. The family is computed, and
+    numpy's SIMD kernels differ in the last bit from one CPU to another: its digest, hence
+    the simulated ``spec_id`` values, must not."""
+    v = np.asarray(values, dtype=np.float64)
+    scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(np.where(v == 0, 1.0, v)))))
+    return np.round(v * scale) / scale
 
 
 def simulation_digest(
@@ -75,7 +84,7 @@ def simulation_digest(
     record = {
         "entropy": entropy,
         "response": "family:" + family_digest() if response is None else response_digest(response),
-        "grid": hashlib.sha256(np.ascontiguousarray(grid.edges_kev).tobytes()).hexdigest(),
+        "grid": _hash_arrays([_significant(grid.edges_kev)]),
         "priors": "default" if priors is None or priors is PRIORS else priors,
         **params,
     }
