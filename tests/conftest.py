@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# A suite started in the background (`nohup`, `cmd &` in a script) inherits SIGINT ignored, and
+# Python then installs no KeyboardInterrupt handler, in this process or in the children it
+# starts: the Ctrl-C tests (tests/core/test_atomic.py, the download's) would fail for the
+# launcher's sake. A handler set here is reset to the default in every child at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def shared_dir() -> Path:
