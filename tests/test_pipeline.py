@@ -12,7 +12,14 @@ import pytest
 
 from xlatent.core import SpectrumSet
 from xlatent.core.vocabulary import latent_columns
-from xlatent.pipeline import INVARIANCE_RESPONSES, fresh_seed, invariance_pairs, run_demo
+from xlatent.pipeline import (
+    INVARIANCE_RESPONSES,
+    OOD_REFERENCE_SEED_OFFSET,
+    fresh_seed,
+    invariance_pairs,
+    refit_ood_threshold,
+    run_demo,
+)
 
 
 def test_run_demo_end_to_end(tmp_path: Path) -> None:
@@ -84,3 +91,36 @@ def test_invariance_pairs_are_the_same_sources_and_the_twin_is_a_fair_redraw() -
     assert dev[1] == pytest.approx(dev[0], rel=0.05)
     np.testing.assert_allclose(twin.counts.sum(), first.counts.sum(), rtol=0.01)
     assert fresh_seed(first) == 8
+
+
+class _Calibrated:
+    """Records what the demo asks of a model's OOD calibration."""
+
+    def __init__(self, calibrated: bool) -> None:
+        self.calibration_ = object() if calibrated else None
+        self.calls: list[tuple[SpectrumSet, str]] = []
+
+    def calibrate_ood(self, reference: SpectrumSet, description: str) -> None:
+        self.calls.append((reference, description))
+
+
+def test_the_demo_refits_the_ood_threshold_on_an_independent_sky() -> None:
+    from xlatent.model.calibration import MIN_REFERENCE_SPECTRA
+    from xlatent.physics.simulator import simulate
+
+    lines: list[str] = []
+    m = _Calibrated(True)
+    seed = 2
+    got = refit_ood_threshold(m, 300, seed, lines.append)
+    ((ref, description),) = m.calls
+    ref_seed = seed + OOD_REFERENCE_SEED_OFFSET
+    # Never fewer than a 1% quantile needs, drawn from its own seed, not the demo's.
+    assert len(ref) == MIN_REFERENCE_SPECTRA and got == description
+    assert description == f"simulate({MIN_REFERENCE_SPECTRA}, seed={ref_seed})"
+    assert (
+        ref.meta["spec_id"].tolist() == simulate(len(ref), seed=ref_seed).meta["spec_id"].tolist()
+    )
+    assert len(lines) == 1 and description in lines[0]
+    # A model without a calibration (too few validation spectra) is left alone.
+    bare = _Calibrated(False)
+    assert refit_ood_threshold(bare, 300, seed, lines.append) is None and bare.calls == []
