@@ -100,6 +100,15 @@ def train(
             "train ... --distributed (gloo on CPU, NCCL on GPUs; rank 0 writes --out).",
         ),
     ] = False,
+    ood_reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--ood-reference",
+            help="A SpectrumSet (.h5, >= 1,000 spectra) the model is not fitted on, drawn like "
+            "the spectra it should not flag: the OOD threshold (flags 1%) is refitted on it. "
+            "Default: the validation and unused training rows, which flag a little more.",
+        ),
+    ] = None,
 ) -> None:
     """Fit a latent model of spectral SHAPE (amplitude = observed net counts, normalised away).
 
@@ -124,6 +133,10 @@ def train(
     from xlatent.core import SpectrumSet
 
     main = not distributed or os.environ.get("RANK", "0") == "0"
+    if model == "pca" and ood_reference is not None:
+        usage_error("--ood-reference", "the PCA baseline has no OOD threshold")
+    if ood_reference is not None and not ood_reference.is_file():
+        usage_error("--ood-reference", f"{ood_reference}: no such file")
     if model == "pca" and (stream or distributed):
         usage_error("--stream", "the PCA baseline fits in memory; drop --stream/--distributed")
     stream = model == "autoencoder" and (
@@ -147,6 +160,8 @@ def train(
                   distributed=distributed)  # fmt: skip
     if not main:
         return
+    if ood_reference is not None:
+        _refit_ood(fitted, ood_reference, out)
     if stream:  # the whole set's deviance would be another pass over it
         best = min(h["val_deviance_per_bin"] for h in fitted.history_)
         typer.echo(f"{model}: fitted on {len(s)} spectra (streamed), best validation deviance "
@@ -155,6 +170,17 @@ def train(
         _say_deviance(model, fitted, s)
     _say_calibration(fitted)
     typer.echo(f"wrote {out}")
+
+
+def _refit_ood(fitted: Any, reference: Path, out: Path) -> None:
+    """``--ood-reference``: refit the OOD threshold on ``reference`` and save the model again."""
+    from xlatent.core import SpectrumSet
+
+    if getattr(fitted, "calibration_", None) is None:
+        fail(f"--ood-reference: too few validation spectra for a calibration; wrote {out} "
+             "without one")  # fmt: skip
+    fitted.calibrate_ood(SpectrumSet.read(reference), reference.name)
+    fitted.save(out)
 
 
 def _say_deviance(model: str, fitted: Any, s: Any) -> None:
