@@ -93,6 +93,7 @@ FIXED_BY_RECIPE = {
     "set_path": "SET", "model": "--model", "latent_dim": "--latent-dim", "epochs": "--epochs",
     "seed": "--seed", "resume": "--resume", "loss": "--loss", "device": "--device",
     "max_time": "--max-time", "all_rows": "--all-rows",
+    "ood_reference": "--ood-reference",  # a recipe names its own reference sky
 }  # fmt: skip
 
 

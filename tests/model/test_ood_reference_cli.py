@@ -48,3 +48,11 @@ def test_a_missing_reference_is_refused_before_training(tmp_path: Path) -> None:
     result = run("train", train, "--out", tmp_path / "m", "--ood-reference", tmp_path / "no.h5")
     assert result.exit_code == 2 and "no.h5: no such file" in result.output
     assert not (tmp_path / "m").exists()  # nothing trained, nothing written
+
+
+def test_a_recipe_keeps_its_own_reference(tmp_path: Path) -> None:
+    ref = tmp_path / "ref.h5"
+    simulate(100, seed=4).write(ref)
+    result = run("train", "--recipe", "default", "--out", tmp_path / "m", "--ood-reference", ref)
+    assert result.exit_code == 2 and "--ood-reference" in result.output
+    assert not (tmp_path / "m").exists()
