@@ -121,6 +121,11 @@ def test_the_demo_refits_the_ood_threshold_on_an_independent_sky() -> None:
         ref.meta["spec_id"].tolist() == simulate(len(ref), seed=ref_seed).meta["spec_id"].tolist()
     )
     assert len(lines) == 1 and description in lines[0]
+    # The demo of seed 0 refits on the shipped model's reference sky (its recipe's, seed 0).
+    from xlatent.recipes import OOD_SEED_OFFSET, get_recipe
+
+    assert OOD_REFERENCE_SEED_OFFSET == OOD_SEED_OFFSET
+    assert get_recipe("default").ood_seed == 0 + OOD_REFERENCE_SEED_OFFSET
     # A model without a calibration (too few validation spectra) is left alone.
     bare = _Calibrated(False)
     assert refit_ood_threshold(bare, 300, seed, lines.append) is None and bare.calls == []
