@@ -164,3 +164,26 @@ def test_refinement_raises_no_warning_in_a_fresh_process(tmp_path) -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "(80, 4)"
+
+
+def test_piled_and_unpiled_spectra_are_refined_in_chunks_of_their_own(monkeypatch) -> None:
+    # A chunk with one piled spectrum pays the pile-up's FFTs for all its rows; the set is
+    # refined as a whole (not batch by batch), so the chunks fill with one kind each.
+    from xlatent.model import refine
+
+    s = toy_spectrum_set(200, seed=4, counts_range=(20.0, 20000.0))
+    s.meta["frame_time_s"], s.meta["psf_core_fraction"] = 3.241, 0.79
+    s.exposure_s[:] = np.where(np.arange(len(s)) % 3, 2000.0, 1e6)
+    model = SpectralAutoencoder(4, pileup_orders=3, refine_steps=1, epochs=1, **FAST).fit(s)
+    piled = prepare(s).pileup[:, 0] >= 0.01
+    bright = s.counts.sum(1) - s.background.sum(1) >= 1000
+    seen: list[np.ndarray] = []
+    inner = refine._refine
+    monkeypatch.setattr(refine, "_refine", lambda *a: seen.append(a[3]) or inner(*a))
+    z = model.transform(s, batch_size=16)  # 13 batches, but chunks across them
+    kinds = [(bright & piled).sum(), (bright & ~piled).sum()]
+    assert min(kinds) > 5 and len(seen) == sum(-(-k // refine.REFINE_CHUNK) for k in kinds)
+    assert all(piled[rows].all() or not piled[rows].any() for rows in seen)
+    assert set(np.concatenate(seen)) == set(np.flatnonzero(bright))
+    monkeypatch.setattr(refine, "_refine", inner)
+    assert np.array_equal(model.transform(s, batch_size=512), z)

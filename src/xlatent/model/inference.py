@@ -27,46 +27,50 @@ __all__ = ["DEFAULT_BATCH", "encode_and_reconstruct", "reconstruct", "transform"
 #: Spectra per forward pass.
 DEFAULT_BATCH = 512
 
-Step = Callable[[SpectralTransformerAE, dict], tuple[np.ndarray, ...]]
+Step = Callable[[SpectralTransformerAE, torch.Tensor, dict], tuple[np.ndarray, ...]]
 
 
 def _forward_chunks(model: Any, s: SpectrumSet, fn: Step, batch_size: int) -> list[np.ndarray]:
-    """``fn(net, batch)`` on every batch of ``s``; each of its outputs concatenated over the
-    batches (an empty set gives empty arrays)."""
+    """``fn(net, z, batch)`` on every batch of ``s`` and its latents ``z``; each of its
+    outputs concatenated over the batches (an empty set gives empty arrays).
+
+    The encoder runs batch by batch, then the refinement over the whole set at once (its
+    chunks then fill with bright spectra of one kind, piled or not, whatever the batches:
+    :func:`xlatent.model.refine.refine_latents`), then ``fn`` batch by batch again."""
     batch_size = Opt("int", lo=1).check("batch_size", batch_size)
     grid, net = model._fitted("grid_", "net_")
     check_grid({"grid_edges_kev": grid.edges_kev}, s.grid, "model")
     dev = next(net.parameters()).device
     prep = prepare(s)
-    refine = (getattr(model, "refine_steps", 0), getattr(model, "refine_min_counts", 0.0))
-    outs: list[tuple[np.ndarray, ...]] = []
+    steps, min_counts = getattr(model, "refine_steps", 0), getattr(model, "refine_min_counts", 0.0)
+    starts = range(0, len(s), batch_size)
+
+    def tensor(a: np.ndarray, sl: slice) -> torch.Tensor:
+        return torch.as_tensor(a[sl], dtype=torch.float32, device=dev)
+
     net.eval()
     with torch.inference_mode():
-        for k in range(0, len(s), batch_size):
+        zs = []
+        for k in starts:
+            sl = slice(k, k + batch_size)
+            with autocast(dev):
+                zs.append(net.encode(tensor(prep.features, sl), tensor(prep.global_features, sl)))
+        if not zs:
+            return [np.zeros((0, 0)), np.zeros((0, 0))]
+        z = torch.cat([part.float() for part in zs])
+        if steps:
+            z = refine_latents(net, z, prep, steps, min_counts)
+        outs: list[tuple[np.ndarray, ...]] = []
+        for k in starts:
             sl = slice(k, k + batch_size)
             batch = {
-                "feats": torch.as_tensor(prep.features[sl], dtype=torch.float32, device=dev),
-                "glob": torch.as_tensor(prep.global_features[sl], dtype=torch.float32, device=dev),
-                "log_area": torch.as_tensor(prep.log_area[sl], dtype=torch.float32, device=dev),
-                "pileup": torch.as_tensor(prep.pileup[sl], dtype=torch.float32, device=dev),
+                "log_area": tensor(prep.log_area, sl),
+                "pileup": tensor(prep.pileup, sl),
                 "amp": prep.amplitude[sl],
-                "counts": prep.counts[sl],
-                "background": prep.background[sl],
-                "refine": refine,
             }
             with autocast(dev):
-                outs.append(fn(net, batch))
-    if not outs:
-        return [np.zeros((0, 0)), np.zeros((0, 0))]
+                outs.append(fn(net, z[sl], batch))
     return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
-
-
-def _latents(net: SpectralTransformerAE, b: dict) -> torch.Tensor:
-    """The encoder's latents, refined on bright spectra when the model says so
-    (:mod:`xlatent.model.refine`)."""
-    z = net.encode(b["feats"], b["glob"]).float()
-    steps, min_counts = b["refine"]
-    return refine_latents(net, z, b, steps, min_counts) if steps else z
 
 
 def _to_numpy(z: torch.Tensor) -> np.ndarray:
@@ -81,13 +85,13 @@ def _recon(net: SpectralTransformerAE, z: torch.Tensor, b: dict) -> np.ndarray:
 
 def transform(model: Any, s: SpectrumSet, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
     """Latent vectors, (n, latent_dim) float64."""
-    (z,) = _forward_chunks(model, s, lambda net, b: (_to_numpy(_latents(net, b)),), batch_size)
+    (z,) = _forward_chunks(model, s, lambda net, z, b: (_to_numpy(z),), batch_size)
     return z.reshape(len(s), model.latent_dim)
 
 
 def reconstruct(model: Any, s: SpectrumSet, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
     """Expected *source* counts per bin (n, m): amplitude times the decoded shape."""
-    (r,) = _forward_chunks(model, s, lambda net, b: (_recon(net, _latents(net, b), b),), batch_size)
+    (r,) = _forward_chunks(model, s, lambda net, z, b: (_recon(net, z, b),), batch_size)
     return r.reshape(len(s), s.grid.n_bins)
 
 
@@ -96,8 +100,7 @@ def encode_and_reconstruct(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(latents (n, latent_dim), reconstruction (n, m)) from one encoder pass per batch."""
 
-    def both(net: SpectralTransformerAE, b: dict) -> tuple[np.ndarray, np.ndarray]:
-        z = _latents(net, b)
+    def both(net: SpectralTransformerAE, z: torch.Tensor, b: dict) -> tuple[np.ndarray, ...]:
         return _to_numpy(z), _recon(net, z, b)
 
     z, r = _forward_chunks(model, s, both, batch_size)

@@ -32,6 +32,11 @@ that spectrum's damping raised tenfold (lowered 3x after a success). On a fresh 
 brightest count decile (2,000 spectra, seed 1, shipped weights) one step reaches a deviance
 ratio of 1.030 (2 steps: 1.028 with the prior, 1.018 without), against 1.155 unrefined and
 1.041 after 10 Adam steps, in less time (0.43-0.53 s against 0.84 s on one thread).
+
+The whole set is refined at once, after the encoder, in chunks of spectra that all pile or
+none does (a chunk with one piled spectrum pays the pile-up's FFTs for all; a piled chunk costs
+~2.5x an unpiled one): on 20,000 fresh-sky spectra 0.34 s instead of 0.83 s batch by batch,
+the latents bit for bit the same.
 """
 
 from __future__ import annotations
@@ -45,39 +50,65 @@ import torch
 
 from xlatent.model.network import SpectralTransformerAE, torch_poisson_deviance
 from xlatent.model.parallel_encode import torch_threads
+from xlatent.model.pileup import MIN_LAM
+from xlatent.model.preprocess import Prepared
 
 #: Levenberg-Marquardt damping (relative to diag H) at the first step, and its bounds.
 DAMPING_START, DAMPING_RANGE = 1e-3, (1e-6, 1e6)
 #: Width of the Gaussian prior centred on the encoder's latent, in latent units (the default
 #: model's latents spread 0.45-0.7 per dimension); see the module docstring.
 PRIOR_SIGMA = 0.2
-#: Spectra refined together (the last chunk of a batch padded to it).
+#: Spectra refined together (the last chunk of each kind, piled or not, padded to it).
 REFINE_CHUNK = 64
 
 
 def refine_latents(
     net: SpectralTransformerAE,
     z: torch.Tensor,
-    batch: dict,
+    prep: Prepared,
     steps: int,
     min_counts: float,
 ) -> torch.Tensor:
-    """The latents ``z`` (B, d) of the spectra in ``batch`` (its ``amp``, ``counts`` and
-    ``background`` numpy arrays; ``log_area`` and ``pileup`` tensors), those with
-    ``amp >= min_counts`` after ``steps`` Gauss-Newton steps on their Poisson deviance plus
-    the prior."""
-    bright = np.flatnonzero(np.asarray(batch["amp"]) >= min_counts)
+    """The latents ``z`` (n, d) of the spectra ``prep`` (:func:`~xlatent.model.preprocess.prepare`),
+    those with ``amplitude >= min_counts`` after ``steps`` Gauss-Newton steps on their Poisson
+    deviance plus the prior."""
+    bright = np.flatnonzero(np.asarray(prep.amplitude) >= min_counts)
     if steps <= 0 or bright.size == 0:
         return z
-    out = z.float()
-    # In chunks of one size, the last padded with copies of its last spectrum: the matmuls
-    # then have the same shapes whatever the batch, so a latent never depends on the others.
-    for k in range(0, bright.size, REFINE_CHUNK):
-        part = bright[k : k + REFINE_CHUNK]
+    # Spectra that pile and those that do not in chunks of their own: a chunk with one piled
+    # spectrum pays the pile-up's FFTs for all (the decoder piles every row, then keeps the
+    # unpiled rows' shapes as they were), and half the bright spectra of the default sky do not
+    # pile. An unpiled spectrum's latent is the same in either kind of chunk. In chunks of one
+    # size, the last of each kind padded with copies of its last spectrum: the matmuls then
+    # have the same shapes whatever the set, so a latent never depends on the others.
+    piles = prep.pileup[bright, 0].astype(np.float32) >= np.float32(MIN_LAM)  # as the decoder
+    parts = [g[k : k + REFINE_CHUNK] for g in (bright[~piles], bright[piles])
+             for k in range(0, g.size, REFINE_CHUNK)]  # fmt: skip
+
+    def run(part: np.ndarray) -> torch.Tensor:
         rows = np.concatenate([part, np.full(REFINE_CHUNK - part.size, part[-1])])
-        refined = _refine(net, z, batch, rows, steps)
-        idx = torch.as_tensor(part, device=z.device)
-        out = out.index_put((idx,), refined[: part.size])
+        return _refine(net, z, prep, rows, steps)[: part.size]
+
+    # On one CPU thread (a catalogue must not depend on --workers or the thread count;
+    # forward-mode AD levels are process-wide, so the chunks cannot share threads either) and
+    # with the attention kernel that has forward-mode derivatives on every device (the
+    # transformer decoder's fused layer, taken without gradients, has none). These switches
+    # are process-wide: set once, around all the chunks.
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with (
+        torch_threads(1),
+        sdpa_kernel(SDPBackend.MATH),
+        _mha_fastpath(False),
+        warnings.catch_warnings(),
+    ):
+        # torch's first forward-mode pass scripts its decompositions and warns that
+        # torch.jit.script is deprecated: torch's affair, not the user's.
+        warnings.filterwarnings("ignore", "`torch.jit.script`", DeprecationWarning)
+        refined = [run(part) for part in parts]
+    out = z.float()
+    for part, w in zip(parts, refined, strict=True):
+        out = out.index_put((torch.as_tensor(part, device=z.device),), w)
     return out
 
 
@@ -92,35 +123,24 @@ def _mha_fastpath(enabled: bool) -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(before)
 
 
-def _refine(net: SpectralTransformerAE, z: torch.Tensor, batch: dict, rows: np.ndarray,
+def _refine(net: SpectralTransformerAE, z: torch.Tensor, prep: Prepared, rows: np.ndarray,
             steps: int) -> torch.Tensor:  # fmt: skip
-    """The latents of ``batch``'s spectra ``rows`` after ``steps`` Gauss-Newton steps."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
+    """The latents of ``prep``'s spectra ``rows`` after ``steps`` Gauss-Newton steps (the
+    process-wide switches set by :func:`refine_latents`)."""
     dev = z.device
     idx = torch.as_tensor(rows, device=dev)
 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a[rows]), dtype=torch.float32, device=dev)
 
-    # Out of inference mode (its tensors cannot carry forward-mode tangents), in fp32 always,
-    # on one CPU thread (a catalogue must not depend on --workers), and with the attention
-    # kernel that has forward-mode derivatives on every device; the transformer decoder's
-    # fused layer (taken without gradients) has none.
-    with (
-        torch.inference_mode(False),
-        torch.no_grad(),
-        torch.autocast(dev.type, enabled=False),
-        torch_threads(1),
-        sdpa_kernel(SDPBackend.MATH),
-        _mha_fastpath(False),
-    ):
-        counts, bkg = t(batch["counts"]), t(batch["background"])
-        log_amp = torch.log(t(batch["amp"]))
+    # Out of inference mode (its tensors cannot carry forward-mode tangents) and in fp32
+    # always (these modes are per thread).
+    with torch.inference_mode(False), torch.no_grad(), torch.autocast(dev.type, enabled=False):
+        counts, bkg = t(prep.counts), t(prep.background)
+        log_amp = torch.log(t(prep.amplitude))
         log_bkg = torch.log(bkg)
         clogc = torch.where(counts > 0, counts * torch.log(counts.clamp_min(1.0)), 0.0)
-        log_area = batch["log_area"][idx].clone()
-        pileup = batch["pileup"][idx].clone()
+        log_area, pileup = t(prep.log_area), t(prep.pileup)
         w = z[idx].detach().float().clone()
         w0, prec = w.clone(), 1.0 / PRIOR_SIGMA**2
         n, d = w.shape
@@ -144,11 +164,7 @@ def _refine(net: SpectralTransformerAE, z: torch.Tensor, batch: dict, rows: np.n
         damping = torch.full((n, 1, 1), DAMPING_START, device=dev)
         current = None
         for _ in range(steps):
-            with warnings.catch_warnings():
-                # torch's first forward-mode pass scripts its decompositions and warns that
-                # torch.jit.script is deprecated: torch's affair, not the user's.
-                warnings.filterwarnings("ignore", "`torch.jit.script`", DeprecationWarning)
-                log_p, jac = log_p_and_jacobian(w)
+            log_p, jac = log_p_and_jacobian(w)
             if current is None:
                 current = objective(log_p, w)
             src = torch.exp(log_amp[:, None] + log_p)
