@@ -1,6 +1,7 @@
 """Where does a latent's sensitivity to the instrument come from: the encoder or the decoder?
 
     PYTHONPATH=src python benchmarks/response_diagnosis.py [--model DIR] [--n 3000] [--seed 7]
+        [--real ../shared/data/real_spectra | --real none]
 
 Issue 12 asks that the latents of the same sources under different responses agree to within
 0.1 of the within-class spread (:mod:`xlatent.analysis.invariance`'s distance). This folds
@@ -15,6 +16,13 @@ alone, no photon noise) three ways:
 - ``best fit``: the decoder's best-fitting latent for every spectrum (10 Gauss-Newton steps
   from the encoder's latent with a prior too wide to matter, :mod:`xlatent.model.refine`).
 
+With ``--real`` (the default when ``../shared`` is there), the same sources also go through
+three real Chandra responses and through real ARFs paired with another observation's RMF
+(each ARF interpolated onto that RMF's energy bins): ObsID 1575 (ACIS-S3, BI, 2001), 9774
+(ACIS-S3, BI, 2007) and 308 (ACIS-I, FI, 2000). The family's RMF depends on the chip type
+only; a real RMF also changes with the epoch (gain, charge-transfer inefficiency), which the
+swaps separate from the area.
+
 If the decoder described every response exactly, the best-fit latents would agree whatever
 the response; what the encoder adds beyond them is its amortisation. Per pair of responses
 it prints the median distance in within-class spreads (the spread measured on the default
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -33,9 +42,12 @@ from xlatent.analysis._common import class_labels
 from xlatent.analysis.invariance import noiseless_spectra, within_class_sd
 from xlatent.instrument import Response
 from xlatent.instrument.family import chip_rmf, family_response
+from xlatent.instrument.response import ARF, RMF
+from xlatent.io.ogip_response import read_arf, read_rmf
 from xlatent.model import SpectralAutoencoder, load_model, refine
 from xlatent.pipeline import detected_rows, simulate_through
 
+REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_spectra"
 #: The responses: (chip type, epoch); all on-axis.
 RESPONSES = {"BI 2001": ("BI", 2001.0), "BI 2020": ("BI", 2020.0),
              "FI 2001": ("FI", 2001.0), "FI 2020": ("FI", 2020.0)}  # fmt: skip
@@ -49,8 +61,49 @@ PAIRS = (
     ("chip + epoch", "BI 2001", "FI 2020"),
     ("RMF only", "BI 2001", RMF_SWAP),
 )
+#: Real responses (``--real``): name -> (ARF, RMF) file names in the real-spectra folder.
+REAL = {
+    "1575 (BI 2001)": (
+        "acisf01575_001N001_r0085_arf3.fits.gz",
+        "acisf01575_001N001_r0085_rmf3.fits.gz",
+    ),
+    "9774 (BI 2007)": ("9774.arf", "9774.rmf"),
+    "308 (FI 2000)": ("acisf00308_000N001_r0044_arf3.fits", "acisf00308_000N001_r0044_rmf3.fits"),
+}
+#: Real ARF/RMF swaps: name -> (whose ARF, whose RMF).
+REAL_SWAPS = {
+    "9774 area, 1575 RMF": ("9774 (BI 2007)", "1575 (BI 2001)"),
+    "1575 area, 9774 RMF": ("1575 (BI 2001)", "9774 (BI 2007)"),
+    "308 area, 1575 RMF": ("308 (FI 2000)", "1575 (BI 2001)"),
+}
+REAL_PAIRS = (
+    ("real: epoch (BI)", "1575 (BI 2001)", "9774 (BI 2007)"),
+    ("  area only", "1575 (BI 2001)", "9774 area, 1575 RMF"),
+    ("  RMF only", "1575 (BI 2001)", "1575 area, 9774 RMF"),
+    ("real: chip", "1575 (BI 2001)", "308 (FI 2000)"),
+    ("  area only", "1575 (BI 2001)", "308 area, 1575 RMF"),
+    ("  RMF only", "308 (FI 2000)", "308 area, 1575 RMF"),
+)
 #: The decoder's best fit: Gauss-Newton steps, and a prior width that does not constrain.
 FIT_STEPS, FIT_PRIOR_SIGMA = 10, 1e3
+
+
+def real_responses(folder: Path) -> dict[str, Response]:
+    """:data:`REAL` and :data:`REAL_SWAPS` read from ``folder``."""
+    arfs = {k: read_arf(folder / a) for k, (a, _) in REAL.items()}
+    rmfs = {k: read_rmf(folder / r) for k, (_, r) in REAL.items()}
+    out = {k: Response(arfs[k], rmfs[k]) for k in REAL}
+    for name, (a, r) in REAL_SWAPS.items():
+        out[name] = Response(arf_onto(arfs[a], rmfs[r]), rmfs[r])
+    return out
+
+
+def arf_onto(arf: ARF, rmf: RMF) -> ARF:
+    """``arf``'s area interpolated onto ``rmf``'s energy bins (zero outside its range)."""
+    mid = 0.5 * (rmf.energ_lo + rmf.energ_hi)
+    own = 0.5 * (arf.energ_lo + arf.energ_hi)
+    area = np.interp(mid, own, arf.specresp, left=0.0, right=0.0)
+    return ARF(rmf.energ_lo, rmf.energ_hi, area, f"{arf.path} on {rmf.path}")
 
 
 @contextmanager
@@ -69,7 +122,10 @@ def main() -> None:
     ap.add_argument("--model", default="pretrained", help="model folder or 'pretrained'")
     ap.add_argument("--n", type=int, default=3000, help="sources simulated (before detection)")
     ap.add_argument("--seed", type=int, default=7, help="simulation seed of the sources")
+    ap.add_argument("--real", default=str(REAL_DIR),
+                    help="folder of the real ARF/RMF files, or 'none'")  # fmt: skip
     args = ap.parse_args()
+    real = {} if args.real == "none" else real_responses(Path(args.real))
     if args.model == "pretrained":
         model = SpectralAutoencoder.pretrained()
     else:
@@ -81,6 +137,8 @@ def main() -> None:
     swapped = Response(family_response("BI", 2001.0, 0.0).arf, chip_rmf("FI"))
     sets[RMF_SWAP] = simulate_through(args.n, args.seed, response=swapped)
     sets["default sky"] = simulate_through(args.n, args.seed)
+    for name, response in real.items():
+        sets[name] = simulate_through(args.n, args.seed, response=response)
     sets = detected_rows(sets, first)
     clean = {name: noiseless_spectra(s) for name, s in sets.items()}
 
@@ -105,10 +163,10 @@ def main() -> None:
           "source counts: " + ", ".join(f"{k} {v:.0f}" for k, v in counts.items()))  # fmt: skip
     print(f"model: {args.model} (refine_steps {steps} above {min_counts:g} counts); "
           f"within-class spread {spread:.3f} (default sky)")  # fmt: skip
-    print(f"\n{'differs':<14} {'pair':<34} " + " ".join(f"{k:>9}" for k in latents))
-    for what, a, b in PAIRS:
+    print(f"\n{'differs':<16} {'pair':<42} " + " ".join(f"{k:>9}" for k in latents))
+    for what, a, b in PAIRS + (REAL_PAIRS if real else ()):
         meds = [np.median(np.linalg.norm(z[a] - z[b], axis=1)) / spread for z in latents.values()]
-        print(f"{what:<14} {a + ' vs ' + b:<34} " + " ".join(f"{m:9.3f}" for m in meds))
+        print(f"{what:<16} {a + ' vs ' + b:<42} " + " ".join(f"{m:9.3f}" for m in meds))
 
 
 if __name__ == "__main__":
