@@ -14,7 +14,6 @@ from xlatent.core import SpectrumSet
 from xlatent.core.vocabulary import latent_columns
 from xlatent.pipeline import (
     INVARIANCE_RESPONSES,
-    OOD_REFERENCE_SEED_OFFSET,
     fresh_seed,
     invariance_pairs,
     refit_ood_threshold,
@@ -113,7 +112,9 @@ def test_the_demo_refits_the_ood_threshold_on_an_independent_sky() -> None:
     seed = 2
     got = refit_ood_threshold(m, 300, seed, lines.append)
     ((ref, description),) = m.calls
-    ref_seed = seed + OOD_REFERENCE_SEED_OFFSET
+    from xlatent.recipes import OOD_SEED_OFFSET, get_recipe
+
+    ref_seed = seed + OOD_SEED_OFFSET
     # Never fewer than a 1% quantile needs, drawn from its own seed, not the demo's.
     assert len(ref) == MIN_REFERENCE_SPECTRA and got == description
     assert description == f"simulate({MIN_REFERENCE_SPECTRA}, seed={ref_seed})"
@@ -122,10 +123,7 @@ def test_the_demo_refits_the_ood_threshold_on_an_independent_sky() -> None:
     )
     assert len(lines) == 1 and description in lines[0]
     # The demo of seed 0 refits on the shipped model's reference sky (its recipe's, seed 0).
-    from xlatent.recipes import OOD_SEED_OFFSET, get_recipe
-
-    assert OOD_REFERENCE_SEED_OFFSET == OOD_SEED_OFFSET
-    assert get_recipe("default").ood_seed == 0 + OOD_REFERENCE_SEED_OFFSET
+    assert get_recipe("default").ood_seed == 0 + OOD_SEED_OFFSET
     # A model without a calibration (too few validation spectra) is left alone.
     bare = _Calibrated(False)
     assert refit_ood_threshold(bare, 300, seed, lines.append) is None and bare.calls == []

@@ -37,12 +37,11 @@ INVARIANCE_N = 2000
 #: ~50 the 8 classes are too thin to evaluate (``xlatent demo --n`` has the same floor).
 DEMO_MIN_N = 50
 
-#: The demo refits its model's OOD standardisers and threshold on an independent sky, seed
-#: ``seed + OOD_REFERENCE_SEED_OFFSET``, as the shipped model's recipe does (seed 0 draws the
-#: recipe's reference sky): the threshold ``fit`` takes from its validation and training rows,
-#: which reconstruct slightly better than fresh spectra, flagged 1.32% of the demo's test
-#: spectra on 2026-12-03 against the 1% it is meant to.
-OOD_REFERENCE_SEED_OFFSET = 1000
+#: The demo refits its model's OOD standardisers and threshold on an independent sky, as the
+#: shipped model's recipe does (:func:`xlatent.recipes.refit_ood_on_independent_sky`; seed 0
+#: draws the recipe's reference sky): the threshold ``fit`` takes from its validation and
+#: training rows flagged 1.32% of the demo's test spectra on 2026-12-03 against the 1% it is
+#: meant to.
 #: Reference spectra: the demo's own size, within [MIN_REFERENCE_SPECTRA, this].
 OOD_REFERENCE_MAX = 20000
 
@@ -67,19 +66,14 @@ def refit_ood_threshold(
     model: Any, n: int, seed: int, log: Callable[[str], None] = print
 ) -> str | None:
     """Refit ``model``'s OOD threshold on ``min(n, OOD_REFERENCE_MAX)`` (at least
-    ``MIN_REFERENCE_SPECTRA``) spectra of an independent default sky (seed ``seed`` +
-    :data:`OOD_REFERENCE_SEED_OFFSET`); the description kept in its calibration, or None
-    (nothing done) for a model without a calibration (too few validation spectra)."""
-    if getattr(model, "calibration_", None) is None:
-        return None
+    ``MIN_REFERENCE_SPECTRA``) spectra of an independent default sky, as a recipe does
+    (:func:`xlatent.recipes.refit_ood_on_independent_sky`); the description kept in its
+    calibration, or None (nothing done) for a model without a calibration."""
     from xlatent.model.calibration import MIN_REFERENCE_SPECTRA
-    from xlatent.physics.simulator import simulate
+    from xlatent.recipes import refit_ood_on_independent_sky
 
     n_ref = max(min(n, OOD_REFERENCE_MAX), MIN_REFERENCE_SPECTRA)
-    description = f"simulate({n_ref}, seed={seed + OOD_REFERENCE_SEED_OFFSET})"
-    log(f"      refit the OOD threshold on an independent sky: {description}")
-    model.calibrate_ood(simulate(n_ref, seed=seed + OOD_REFERENCE_SEED_OFFSET), description)
-    return description
+    return refit_ood_on_independent_sky(model, n_ref, seed, lambda m: log(f"      {m}"))
 
 
 def run_demo(
