@@ -106,9 +106,8 @@ def refine_latents(
         # torch.jit.script is deprecated: torch's affair, not the user's.
         warnings.filterwarnings("ignore", "`torch.jit.script`", DeprecationWarning)
         refined = [run(part) for part in parts]
-    out = z.float()
-    for part, w in zip(parts, refined, strict=True):
-        out = out.index_put((torch.as_tensor(part, device=z.device),), w)
+    out = z.float().clone()  # one scatter: index_put per chunk would copy the set each time
+    out[torch.as_tensor(np.concatenate(parts), device=z.device)] = torch.cat(refined)
     return out
 
 
