@@ -54,6 +54,22 @@ def test_deviance_moments_match_poisson_draws() -> None:
     assert v[0] == pytest.approx(dev.var(), rel=0.05)
 
 
+def test_deviance_moments_interpolate_the_table_as_np_interp_does() -> None:
+    # The cell of the uniform log-mu grid is found by arithmetic: the same values as a
+    # binary search, at the nodes, between them, at both ends and past them.
+    from xlatent.model.uncertainty import _LOG_MU, _moment_table
+
+    mean, var = _moment_table()
+    rng = np.random.default_rng(1)
+    lm = np.concatenate([_LOG_MU, rng.uniform(_LOG_MU[0] - 3, _LOG_MU[-1] + 3, 5000)])
+    mu = np.exp(lm)[:, None]
+    e, v = deviance_moments(mu)
+    inside = lm >= _LOG_MU[0]
+    assert np.allclose(e[inside], np.interp(lm, _LOG_MU, mean, right=1.0)[inside], rtol=1e-12)
+    assert np.allclose(v[inside], np.interp(lm, _LOG_MU, var, right=2.0)[inside], rtol=1e-12)
+    assert np.allclose(e[~inside], 2 * mu[~inside, 0], rtol=1e-12)
+
+
 def test_calibration_is_stored_and_restored(fitted: tuple) -> None:
     model, d = fitted
     cal = model.calibration_

@@ -76,10 +76,19 @@ def _moment_table() -> tuple[np.ndarray, np.ndarray]:
 def deviance_moments(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Expected deviance and its variance per spectrum for Poisson means ``mu`` (n, m)."""
     mean, var = _moment_table()
-    lm = np.log(np.clip(np.asarray(mu, dtype=np.float64), 1e-300, None))
+    m = np.clip(np.asarray(mu, dtype=np.float64), 1e-300, None)
+    lm = np.log(m)
     lo = lm < _LOG_MU[0]  # a bin expecting < 1e-6 counts adds ~2 mu to the deviance
-    e = np.where(lo, 2 * np.exp(lm), np.interp(lm, _LOG_MU, mean, right=1.0))
-    v = np.where(lo, 4 * np.exp(lm) * (1 - lm) ** 2, np.interp(lm, _LOG_MU, var, right=2.0))
+    hi = lm > _LOG_MU[-1]  # past 1e4 counts a bin's deviance is chi-square(1): 1 +- sqrt(2)
+    # Linear interpolation on the uniform grid, the cell found by arithmetic (np.interp's
+    # binary search per value took ~6% of a catalogue's encoding).
+    t = (lm - _LOG_MU[0]) / (_LOG_MU[1] - _LOG_MU[0])
+    j = np.clip(t, 0, _LOG_MU.size - 2).astype(np.intp)
+    frac = t - j
+    e = np.where(lo, 2 * m, np.where(hi, 1.0, mean[j] + frac * (mean[j + 1] - mean[j])))
+    v = np.where(
+        lo, 4 * m * (1 - lm) ** 2, np.where(hi, 2.0, var[j] + frac * (var[j + 1] - var[j]))
+    )
     return e.sum(axis=-1), v.sum(axis=-1)
 
 
