@@ -41,8 +41,7 @@ DEMO_MIN_N = 50
 #: shipped model's recipe does (:func:`xlatent.recipes.refit_ood_on_independent_sky`; seed 0
 #: draws the recipe's reference sky): the threshold ``fit`` takes from its validation and
 #: training rows flagged 1.32% of the demo's test spectra on 2026-12-03 against the 1% it is
-#: meant to.
-#: Reference spectra: the demo's own size, within [MIN_REFERENCE_SPECTRA, this].
+#: meant to. Its reference spectra: the demo's own size, within [MIN_REFERENCE_SPECTRA, this].
 OOD_REFERENCE_MAX = 20000
 
 
