@@ -38,6 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
+# This script's folder is on sys.path when it runs: the real files' list is the one there.
+from responses import REAL as REAL_FILES  # benchmarks/responses.py
+
 from xlatent.analysis._common import class_labels
 from xlatent.analysis.invariance import noiseless_spectra, within_class_sd
 from xlatent.instrument import Response
@@ -61,15 +64,13 @@ PAIRS = (
     ("chip + epoch", "BI 2001", "FI 2020"),
     ("RMF only", "BI 2001", RMF_SWAP),
 )
-#: Real responses (``--real``): name -> (ARF, RMF) file names in the real-spectra folder.
+#: Real responses (``--real``): name -> (ARF, RMF) file names, those of
+#: ``benchmarks/responses.py`` (one list of the real files).
 REAL = {
-    "1575 (BI 2001)": (
-        "acisf01575_001N001_r0085_arf3.fits.gz",
-        "acisf01575_001N001_r0085_rmf3.fits.gz",
-    ),
-    "9774 (BI 2007)": ("9774.arf", "9774.rmf"),
-    "308 (FI 2000)": ("acisf00308_000N001_r0044_arf3.fits", "acisf00308_000N001_r0044_rmf3.fits"),
-}
+    name: next(pair for pair in REAL_FILES if obsid in pair[0])
+    for name, obsid in (("1575 (BI 2001)", "1575"), ("9774 (BI 2007)", "9774"),
+                        ("308 (FI 2000)", "00308"))
+}  # fmt: skip
 #: Real ARF/RMF swaps: name -> (whose ARF, whose RMF).
 REAL_SWAPS = {
     "9774 area, 1575 RMF": ("9774 (BI 2007)", "1575 (BI 2001)"),
