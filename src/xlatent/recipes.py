@@ -155,9 +155,10 @@ def refit_ood_on_independent_sky(
         return None
     from xlatent.physics.simulator import simulate
 
-    description = f"simulate({n}, seed={seed + OOD_SEED_OFFSET})"
+    ref_seed = seed + OOD_SEED_OFFSET
+    description = f"simulate({n}, seed={ref_seed})"
     log(f"refit the OOD threshold on an independent sky: {description}")
-    model.calibrate_ood(simulate(n, seed=seed + OOD_SEED_OFFSET), description)
+    model.calibrate_ood(simulate(n, seed=ref_seed), description)
     return description
 
 
