@@ -70,6 +70,21 @@ def test_deviance_moments_interpolate_the_table_as_np_interp_does() -> None:
     assert np.allclose(e[~inside], 2 * mu[~inside, 0], rtol=1e-12)
 
 
+def test_deviance_moments_of_a_spectrum_are_the_sums_over_its_bins() -> None:
+    # Whole spectra are summed table by table, and rows with a bin off the table (< 1e-6 or
+    # > 1e4 counts expected) are redone bin by bin: both must equal the bins' own moments.
+    from xlatent.model.uncertainty import _LOG_MU
+
+    rng = np.random.default_rng(2)
+    lm = rng.uniform(_LOG_MU[0] - 2, _LOG_MU[-1] + 2, (400, 16))
+    lm[:200] = np.clip(lm[:200], _LOG_MU[0], _LOG_MU[-1])  # half the rows all on the table
+    mu = np.exp(lm)
+    e, v = deviance_moments(mu)
+    e_bins, v_bins = deviance_moments(mu.reshape(-1, 1))
+    np.testing.assert_allclose(e, e_bins.reshape(400, 16).sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(v, v_bins.reshape(400, 16).sum(axis=1), rtol=1e-12)
+
+
 def test_calibration_is_stored_and_restored(fitted: tuple) -> None:
     model, d = fitted
     cal = model.calibration_

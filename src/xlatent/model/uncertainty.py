@@ -78,17 +78,32 @@ def deviance_moments(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean, var = _moment_table()
     m = np.clip(np.asarray(mu, dtype=np.float64), 1e-300, None)
     lm = np.log(m)
-    lo = lm < _LOG_MU[0]  # a bin expecting < 1e-6 counts adds ~2 mu to the deviance
-    hi = lm > _LOG_MU[-1]  # past 1e4 counts a bin's deviance is chi-square(1): 1 +- sqrt(2)
-    # Linear interpolation on the uniform grid, the cell found by arithmetic (np.interp's
-    # binary search per value took ~6% of a catalogue's encoding).
-    t = (lm - _LOG_MU[0]) / (_LOG_MU[1] - _LOG_MU[0])
-    j = np.clip(t, 0, _LOG_MU.size - 2).astype(np.intp)
-    frac = t - j
-    e = np.where(lo, 2 * m, np.where(hi, 1.0, mean[j] + frac * (mean[j + 1] - mean[j])))
-    v = np.where(
-        lo, 4 * m * (1 - lm) ** 2, np.where(hi, 2.0, var[j] + frac * (var[j + 1] - var[j]))
-    )
+    # Linear interpolation on the uniform grid, the cell found by arithmetic, each table read
+    # with ``take`` and summed at once: np.interp's binary search, or fancy-indexing one
+    # (cells, 4) table, took 3-4x longer than all of this (measured on 20,000 x 128 bins).
+    t = lm - _LOG_MU[0]
+    t *= 1.0 / (_LOG_MU[1] - _LOG_MU[0])
+    np.clip(t, 0.0, _LOG_MU.size - 1, out=t)
+    j = np.minimum(t.astype(np.intp), _LOG_MU.size - 2)
+    t -= j
+    e = mean.take(j).sum(axis=-1) + np.einsum("...i,...i->...", t, np.diff(mean).take(j))
+    v = var.take(j).sum(axis=-1) + np.einsum("...i,...i->...", t, np.diff(var).take(j))
+    # Bins off the table (expecting < 1e-6 or > 1e4 counts) are rare: their spectra again,
+    # bin by bin.
+    off = ((lm < _LOG_MU[0]) | (lm > _LOG_MU[-1])).any(axis=-1)
+    if off.any():
+        e[off], v[off] = _moments_off_table(m[off], lm[off])
+    return e, v
+
+
+def _moments_off_table(m: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`deviance_moments` bin by bin, with the limits off the table: a bin expecting
+    < 1e-6 counts adds ~2 mu to the deviance, past 1e4 counts it is chi-square(1): 1 +- sqrt(2).
+    """
+    mean, var = _moment_table()
+    lo, hi = lm < _LOG_MU[0], lm > _LOG_MU[-1]
+    e = np.where(lo, 2 * m, np.where(hi, 1.0, np.interp(lm, _LOG_MU, mean)))
+    v = np.where(lo, 4 * m * (1 - lm) ** 2, np.where(hi, 2.0, np.interp(lm, _LOG_MU, var)))
     return e.sum(axis=-1), v.sum(axis=-1)
 
 
