@@ -25,7 +25,7 @@ import numpy as np
 from astropy.io import fits
 
 from xlatent.instrument.acis_calib import tau067, vignetting_factor
-from xlatent.instrument.family import energy_bins
+from xlatent.instrument.family import energy_bins, fwhm_law
 from xlatent.io.ogip_response import read_arf, read_rmf
 from xlatent.io.response_context import response_context
 
@@ -114,31 +114,6 @@ def extend(year: np.ndarray, tau: np.ndarray, scale: float) -> tuple[np.ndarray,
     return np.concatenate([year, new_years]), np.concatenate([tau, tau[-1] + added])
 
 
-def measured_fwhm_coef(paths: list[Path]) -> np.ndarray:
-    """(a, b) of FWHM^2 = a + b E (keV^2), fitted to the half-maximum widths of the RMF rows."""
-    es, w2 = [], []
-    for path in paths:
-        rmf = read_rmf(path, cache=None)
-        centre = 0.5 * (rmf.energ_lo + rmf.energ_hi)
-        chan = 0.5 * (rmf.e_min + rmf.e_max)
-        for e in np.arange(0.5, 8.01, 0.25):
-            row = rmf.matrix.getrow(int(np.argmin(np.abs(centre - e)))).toarray()[0]
-            pk, half = int(row.argmax()), row.max() / 2
-            lo, hi = pk, pk
-            while lo > 0 and row[lo] > half:
-                lo -= 1
-            while hi < row.size - 1 and row[hi] > half:
-                hi += 1
-            left = np.interp(half, [row[lo], row[lo + 1]], [chan[lo], chan[lo + 1]])
-            right = np.interp(half, [row[hi], row[hi - 1]], [chan[hi], chan[hi - 1]])
-            es.append(e)
-            w2.append((right - left) ** 2)
-    # Relative least squares (rows divided by FWHM^2), so low energies weigh as much as high.
-    w2 = np.array(w2)
-    design = np.column_stack([np.ones(len(es)), es]) / w2[:, None]
-    return np.linalg.lstsq(design, np.ones_like(w2), rcond=None)[0]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--qe", type=Path, required=True)
@@ -205,7 +180,8 @@ def main() -> None:
         "fxy_theta_arcmin": THETA_GRID,
         **{f"qe_{c}": qe[c] for c in t}, **{f"mu_{c}": mu[c] for c in t},
         **{f"fxy_{c}": fxy[c] for c in t}, **ext,
-        "fwhm_FI": measured_fwhm_coef(args.rmf_fi), "fwhm_BI": measured_fwhm_coef(args.rmf_bi),
+        "fwhm_FI": fwhm_law(read_rmf(p, cache=None) for p in args.rmf_fi),
+        "fwhm_BI": fwhm_law(read_rmf(p, cache=None) for p in args.rmf_bi),
         "contam_growth_scale": np.array([scale]),
         "mirror_context": np.array([f"{args.mirror_arf.name} {ctx['date_obs']} "
                                     f"theta={ctx['theta_arcmin']:.2f} "

@@ -132,3 +132,27 @@ def test_family_response_round_trips_through_ogip(tmp_path) -> None:
     np.testing.assert_array_equal(arf.specresp, resp.arf.specresp)
     np.testing.assert_allclose(rmf.matrix.toarray(), resp.rmf.matrix.toarray(), atol=1e-7)
     assert F.chip_rmf("FI") is F.chip_rmf("FI")
+
+
+def test_fwhm_law_of_the_real_rmfs_is_the_shipped_resolution(real_spectra_dir) -> None:
+    # The family's resolution is fitted to the line cores of these RMFs by the tool that
+    # builds acis_family.npz (tools/build_acis_family.py): the package's fit gives it again.
+    from xlatent.instrument.acis_calib import family_table
+
+    files = {"FI": ("acisf00308_000N001_r0044_rmf3.fits", "acisf01878_000N001_r0100_rmf3.fits"),
+             "BI": ("acisf01575_001N001_r0085_rmf3.fits.gz", "9774.rmf")}  # fmt: skip
+    for chip, names in files.items():
+        coef = F.fwhm_law(read_rmf(real_spectra_dir / n) for n in names)
+        np.testing.assert_allclose(coef, family_table().fwhm_coef[chip], rtol=1e-6)
+
+
+def test_line_core_of_a_gaussian_rmf_is_its_centre_and_fwhm() -> None:
+    from xlatent.instrument.response import line_core
+
+    rmf = F.chip_rmf("BI")
+    centres = 0.5 * (rmf.energ_lo + rmf.energ_hi)
+    for e in (0.7, 1.5, 6.0):
+        row_centre = centres[np.argmin(np.abs(centres - e))]  # the row: a 10 eV bin
+        centroid, fwhm = line_core(rmf, e)
+        assert centroid == pytest.approx(row_centre, abs=0.002)  # 14.6 eV channels
+        assert fwhm == pytest.approx(float(F.fwhm_kev("BI", row_centre)), rel=0.03)

@@ -15,6 +15,7 @@ calibration arrays come from CALDB files via ``tools/build_acis_family.py`` and 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
@@ -29,7 +30,7 @@ from xlatent.instrument.acis_calib import (
     vignetting_shape,
     vignetting_slope,
 )
-from xlatent.instrument.response import ARF, RMF, Response
+from xlatent.instrument.response import ARF, RMF, Response, line_core
 
 CHIP_TYPES: tuple[str, ...] = ("FI", "BI")
 #: ACIS CCD_ID -> chip type: I0-I3, S0, S2, S4, S5 front-illuminated; S1, S3 back-illuminated.
@@ -161,6 +162,24 @@ def fwhm_kev(chip_type: str, energy_kev: np.ndarray | float) -> np.ndarray:
     a, b = family_table().fwhm_coef[chip_type]
     e = np.asarray(energy_kev, dtype=np.float64)
     return np.sqrt(np.maximum(a + b * e, 0.04**2))
+
+
+#: Energies (keV) whose line cores :func:`fwhm_law` fits.
+FWHM_FIT_ENERGIES_KEV = np.arange(0.5, 8.01, 0.25)
+
+
+def fwhm_law(rmfs: Iterable[RMF]) -> np.ndarray:
+    """(a, b) of FWHM^2 = a + b E (keV^2, keV^2 / keV) fitted to the line cores
+    (:func:`~xlatent.instrument.response.line_core`) of ``rmfs`` at 0.5-8 keV. Relative least
+    squares (each row divided by its FWHM^2), so low energies weigh as much as high ones."""
+    es, w2 = [], []
+    for rmf in rmfs:
+        for e in FWHM_FIT_ENERGIES_KEV:
+            es.append(e)
+            w2.append(line_core(rmf, float(e))[1] ** 2)
+    w2_arr = np.array(w2)
+    design = np.column_stack([np.ones(len(es)), es]) / w2_arr[:, None]
+    return np.linalg.lstsq(design, np.ones_like(w2_arr), rcond=None)[0]
 
 
 @lru_cache(maxsize=len(CHIP_TYPES))

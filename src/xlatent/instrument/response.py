@@ -84,3 +84,21 @@ class Response:
         rate = flux * self.specresp[None, :] * exp
         out = np.asarray((self.rmf.matrix.T @ rate.T).T)
         return out[0] if np.ndim(photon_flux) == 1 else out
+
+
+def line_core(rmf: RMF, energy_kev: float) -> tuple[float, float]:
+    """(centroid, FWHM) in keV of the RMF's row nearest ``energy_kev``: the half-maximum
+    crossings about the peak, each interpolated linearly between channels; the centroid is
+    their midpoint (a line's core, not its mean: low-energy tails do not move it)."""
+    centre = 0.5 * (rmf.energ_lo + rmf.energ_hi)
+    chan = 0.5 * (rmf.e_min + rmf.e_max)
+    row = rmf.matrix.getrow(int(np.argmin(np.abs(centre - energy_kev)))).toarray()[0]
+    pk, half = int(row.argmax()), row.max() / 2
+    lo, hi = pk, pk
+    while lo > 0 and row[lo] > half:
+        lo -= 1
+    while hi < row.size - 1 and row[hi] > half:
+        hi += 1
+    left = float(np.interp(half, [row[lo], row[lo + 1]], [chan[lo], chan[lo + 1]]))
+    right = float(np.interp(half, [row[hi], row[hi - 1]], [chan[hi], chan[hi - 1]]))
+    return 0.5 * (left + right), right - left
