@@ -21,7 +21,10 @@ three real Chandra responses and through real ARFs paired with another observati
 (each ARF interpolated onto that RMF's energy bins): ObsID 1575 (ACIS-S3, BI, 2001), 9774
 (ACIS-S3, BI, 2007) and 308 (ACIS-I, FI, 2000). The family's RMF depends on the chip type
 only; a real RMF also changes with the epoch (gain, charge-transfer inefficiency), which the
-swaps separate from the area.
+swaps separate from the area. Two more responses split the RMF's part: 1575's area with a
+Gaussian RMF of the resolution fitted to 1575's line cores and to 9774's (the family's kind of
+RMF, :func:`gaussian_twin`): the width alone, and what a real RMF has beyond a Gaussian
+(line centroids, low-energy tails). The real RMFs' line cores are printed first.
 
 If the decoder described every response exactly, the best-fit latents would agree whatever
 the response; what the encoder adds beyond them is its amortisation. Per pair of responses
@@ -44,8 +47,9 @@ from responses import REAL as REAL_FILES  # benchmarks/responses.py
 from xlatent.analysis._common import class_labels
 from xlatent.analysis.invariance import noiseless_spectra, within_class_sd
 from xlatent.instrument import Response
-from xlatent.instrument.family import chip_rmf, family_response
-from xlatent.instrument.response import ARF, RMF
+from xlatent.instrument.acis import gaussian_rmf
+from xlatent.instrument.family import chip_rmf, family_response, fwhm_law
+from xlatent.instrument.response import ARF, RMF, line_core
 from xlatent.io.ogip_response import read_arf, read_rmf
 from xlatent.model import SpectralAutoencoder, load_model, refine
 from xlatent.pipeline import detected_rows, simulate_through
@@ -77,10 +81,18 @@ REAL_SWAPS = {
     "1575 area, 9774 RMF": ("1575 (BI 2001)", "9774 (BI 2007)"),
     "308 area, 1575 RMF": ("308 (FI 2000)", "1575 (BI 2001)"),
 }
+#: Real ARFs with a Gaussian RMF of the resolution fitted to a real RMF's line cores (the
+#: family's kind of RMF): name -> (whose ARF, whose RMF is fitted).
+GAUSSIAN_SWAPS = {
+    "1575 area, Gauss(1575)": ("1575 (BI 2001)", "1575 (BI 2001)"),
+    "1575 area, Gauss(9774)": ("1575 (BI 2001)", "9774 (BI 2007)"),
+}
 REAL_PAIRS = (
     ("real: epoch (BI)", "1575 (BI 2001)", "9774 (BI 2007)"),
     ("  area only", "1575 (BI 2001)", "9774 area, 1575 RMF"),
     ("  RMF only", "1575 (BI 2001)", "1575 area, 9774 RMF"),
+    ("  RMF width", "1575 area, Gauss(1575)", "1575 area, Gauss(9774)"),
+    ("  RMF non-Gauss", "1575 (BI 2001)", "1575 area, Gauss(1575)"),
     ("real: chip", "1575 (BI 2001)", "308 (FI 2000)"),
     ("  area only", "1575 (BI 2001)", "308 area, 1575 RMF"),
     ("  RMF only", "308 (FI 2000)", "308 area, 1575 RMF"),
@@ -96,7 +108,29 @@ def real_responses(folder: Path) -> dict[str, Response]:
     out = {k: Response(arfs[k], rmfs[k]) for k in REAL}
     for name, (a, r) in REAL_SWAPS.items():
         out[name] = Response(arf_onto(arfs[a], rmfs[r]), rmfs[r])
+    for name, (a, r) in GAUSSIAN_SWAPS.items():
+        twin = gaussian_twin(rmfs[r])
+        out[name] = Response(arf_onto(arfs[a], twin), twin)
     return out
+
+
+def gaussian_twin(rmf: RMF) -> RMF:
+    """A Gaussian RMF on ``rmf``'s bins and channels with the resolution fitted to its line
+    cores (:func:`~xlatent.instrument.family.fwhm_law`, floored at 40 eV as the family's)."""
+    a, b = fwhm_law([rmf])
+    centre = 0.5 * (rmf.energ_lo + rmf.energ_hi)
+    fwhm = np.sqrt(np.maximum(a + b * centre, 0.04**2))
+    return gaussian_rmf(rmf.energ_lo, rmf.energ_hi, rmf.e_min, rmf.e_max, fwhm)
+
+
+def print_line_cores(folder: Path, energies: tuple[float, ...] = (0.7, 1.5, 3.0, 6.0)) -> None:
+    """Each real RMF's line cores: centroid / E and FWHM (eV) at ``energies`` (keV)."""
+    print("line cores of the real RMFs (half-maximum centroid / E, FWHM eV):")
+    for name, (_, r) in REAL.items():
+        rmf = read_rmf(folder / r)
+        cores = [(e, *line_core(rmf, e)) for e in energies]
+        print(f"  {name:<16} " + "  ".join(f"{e:g} keV {c / e:.4f} {1000 * w:4.0f}"
+                                           for e, c, w in cores))  # fmt: skip
 
 
 def arf_onto(arf: ARF, rmf: RMF) -> ARF:
@@ -127,6 +161,8 @@ def main() -> None:
                     help="folder of the real ARF/RMF files, or 'none'")  # fmt: skip
     args = ap.parse_args()
     real = {} if args.real == "none" else real_responses(Path(args.real))
+    if real:
+        print_line_cores(Path(args.real))
     if args.model == "pretrained":
         model = SpectralAutoencoder.pretrained()
     else:

@@ -13,7 +13,7 @@ from xlatent.instrument.acis import (
     default_response,
     gaussian_rmf,
 )
-from xlatent.instrument.response import ARF, RMF, Response
+from xlatent.instrument.response import ARF, RMF, Response, line_core
 
 __all__ = [
     "ACIS_S_AREA_ANCHORS",
@@ -26,4 +26,5 @@ __all__ = [
     "acis_fwhm_kev",
     "default_response",
     "gaussian_rmf",
+    "line_core",
 ]
