@@ -4,8 +4,8 @@ Why not astropy here: parsing every card of every header (CSC pha3 files carry s
 headers and GTI extensions) costs ~10 ms a file in astropy, which caps ingest near 80
 spectra/s. A PHA spectrum needs a handful of keywords and two or three fixed-width columns,
 which this reads straight from the bytes (FITS standard 4.0: 2880-byte blocks, 80-character
-cards, big-endian binary tables). ARFs and RMFs, read once per file and cached, still go
-through astropy.
+cards, big-endian binary tables). RMFs are read from these tables too
+(:mod:`xlatent.io.fast_rmf`); ARFs, read once per file and cached, still go through astropy.
 """
 
 from __future__ import annotations
@@ -38,10 +38,12 @@ class FileKindError(FitsFormatError):
 
 @dataclass
 class TableHDU:
-    """One extension: its header keywords and, for a BINTABLE, the raw table bytes."""
+    """One extension: its header keywords and, for a BINTABLE, the raw table bytes and its
+    heap (the bytes from THEAP to the end of the data: variable-length arrays live there)."""
 
     header: dict[str, Any]
     data: bytes
+    heap: bytes = b""
 
     @property
     def names(self) -> list[str]:
@@ -325,7 +327,12 @@ def _data_size(h: dict[str, Any], primary: bool, available: int) -> tuple[int, i
 def iter_extensions(raw: bytes) -> Iterator[TableHDU]:
     """Each extension after the primary HDU, in file order (headers checked, data sliced)."""
     for header, start, main in _walk(raw):
-        yield TableHDU(header, raw[start : start + main])
+        size, _ = _data_size(header, False, len(raw) - start)
+        theap = header.get("THEAP", main)
+        heap = b""
+        if isinstance(theap, int) and not isinstance(theap, bool) and main <= theap <= size:
+            heap = raw[start + theap : start + size]
+        yield TableHDU(header, raw[start : start + main], heap)
 
 
 def check_structure(raw: bytes) -> int:

@@ -18,6 +18,7 @@ from astropy.io import fits
 
 from xlatent.core.errors import InputError
 from xlatent.instrument.response import ARF, RMF
+from xlatent.io.fast_rmf import rmf_arrays
 from xlatent.io.fastfits import FitsFormatError, check_structure, read_bytes
 
 RMF_MATRIX_EXTNAMES = ("MATRIX", "SPECRESP MATRIX", "RSP_MATRIX")
@@ -83,13 +84,14 @@ def read_rmf(path: str | Path, cache: ResponseCache | None = DEFAULT_CACHE) -> R
     return _read_rmf(Path(path)) if cache is None else cache.rmf(path)
 
 
-def _open(path: Path, kind: str) -> fits.HDUList:
+def _open(path: Path, kind: str, raw: bytes | None = None) -> fits.HDUList:
+    """The file (or its bytes ``raw``, already read) as an astropy HDU list."""
     hdul = None
     try:
         # From memory, so a damaged file can never leave an OS file handle open behind it;
         # read_bytes caps the (inflated) size, and every header is checked for sane sizes
         # before astropy allocates anything.
-        raw = read_bytes(path)
+        raw = read_bytes(path) if raw is None else raw
         check_structure(raw)
         hdul = fits.open(io.BytesIO(raw), memmap=False)
         hdul.verify("silentfix")
@@ -140,7 +142,15 @@ def _read_arf(path: Path) -> ARF:
 
 
 def _read_rmf(path: Path) -> RMF:
-    with _open(path, "RMF") as hdul:
+    try:
+        raw = read_bytes(path)
+    except Exception:  # noqa: BLE001 - _open reads it again and words the error
+        raw = None
+    fast = rmf_arrays(raw, RMF_MATRIX_EXTNAMES) if raw is not None else None
+    if fast is not None:
+        return _checked_rmf(path, fast["energ_lo"], fast["energ_hi"], fast["matrix"],
+                            fast["e_min"], fast["e_max"], fast["first"])  # fmt: skip
+    with _open(path, "RMF", raw) as hdul:
         mat = _find_hdu(hdul, RMF_MATRIX_EXTNAMES)
         if mat is None:
             raise InputError(path, "RMF has no MATRIX / SPECRESP MATRIX / RSP_MATRIX extension")
@@ -160,6 +170,19 @@ def _read_rmf(path: Path) -> RMF:
             raise
         except Exception as exc:
             raise InputError(path, f"damaged RMF table ({type(exc).__name__}: {exc})") from None
+    return _checked_rmf(path, energ_lo, energ_hi, matrix, e_min, e_max, first)
+
+
+def _checked_rmf(
+    path: Path,
+    energ_lo: np.ndarray,
+    energ_hi: np.ndarray,
+    matrix: sp.csr_matrix,
+    e_min: np.ndarray,
+    e_max: np.ndarray,
+    first: int,
+) -> RMF:
+    """The RMF, once its energies, channel bounds and matrix values are sane."""
     finite = np.all(np.isfinite(energ_lo) & np.isfinite(energ_hi))
     if energ_lo.size == 0 or not finite or np.any(energ_hi <= energ_lo):
         raise InputError(path, "RMF has empty, non-finite or non-increasing energy bins")
