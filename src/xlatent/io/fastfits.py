@@ -5,7 +5,7 @@ headers and GTI extensions) costs ~10 ms a file in astropy, which caps ingest ne
 spectra/s. A PHA spectrum needs a handful of keywords and two or three fixed-width columns,
 which this reads straight from the bytes (FITS standard 4.0: 2880-byte blocks, 80-character
 cards, big-endian binary tables). RMFs are read from these tables too
-(:mod:`xlatent.io.fast_rmf`); ARFs, read once per file and cached, still go through astropy.
+(:mod:`xlatent.io.fast_response`); ARFs, read once per file and cached, still go through astropy.
 """
 
 from __future__ import annotations

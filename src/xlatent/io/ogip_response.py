@@ -18,7 +18,7 @@ from astropy.io import fits
 
 from xlatent.core.errors import InputError
 from xlatent.instrument.response import ARF, RMF
-from xlatent.io.fast_rmf import rmf_arrays
+from xlatent.io.fast_response import arf_arrays, rmf_arrays
 from xlatent.io.fastfits import FitsFormatError, check_structure, read_bytes
 
 RMF_MATRIX_EXTNAMES = ("MATRIX", "SPECRESP MATRIX", "RSP_MATRIX")
@@ -117,7 +117,11 @@ def _find_hdu(hdul: fits.HDUList, names: tuple[str, ...]) -> fits.BinTableHDU | 
 
 
 def _read_arf(path: Path) -> ARF:
-    with _open(path, "ARF") as hdul:
+    raw = _bytes_or_none(path)
+    fast = arf_arrays(raw) if raw is not None else None
+    if fast is not None:
+        return _checked_arf(path, fast["energ_lo"], fast["energ_hi"], fast["specresp"])
+    with _open(path, "ARF", raw) as hdul:
         hdu = _find_hdu(hdul, ("SPECRESP",))
         if hdu is None:
             raise InputError(path, "ARF has no SPECRESP extension")
@@ -128,6 +132,11 @@ def _read_arf(path: Path) -> ARF:
             area = np.asarray(d["SPECRESP"], dtype=np.float64)
         except Exception as exc:
             raise InputError(path, f"damaged ARF table ({type(exc).__name__}: {exc})") from None
+    return _checked_arf(path, lo, hi, area)
+
+
+def _checked_arf(path: Path, lo: np.ndarray, hi: np.ndarray, area: np.ndarray) -> ARF:
+    """The ARF, once its energies and areas are sane."""
     if lo.size == 0 or not np.all(np.isfinite(lo) & np.isfinite(hi)) or np.any(hi <= lo):
         raise InputError(path, "ARF has empty, non-finite or non-increasing energy bins")
     if np.any(np.diff(lo) <= 0):
@@ -141,11 +150,17 @@ def _read_arf(path: Path) -> ARF:
     return ARF(lo, hi, area, str(path))
 
 
-def _read_rmf(path: Path) -> RMF:
+def _bytes_or_none(path: Path) -> bytes | None:
+    """The file's bytes (capped as :func:`read_bytes` caps them), or None when they cannot be
+    read: :func:`_open` then reads it again and words the error."""
     try:
-        raw = read_bytes(path)
-    except Exception:  # noqa: BLE001 - _open reads it again and words the error
-        raw = None
+        return read_bytes(path)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _read_rmf(path: Path) -> RMF:
+    raw = _bytes_or_none(path)
     fast = rmf_arrays(raw, RMF_MATRIX_EXTNAMES) if raw is not None else None
     if fast is not None:
         return _checked_rmf(path, fast["energ_lo"], fast["energ_hi"], fast["matrix"],

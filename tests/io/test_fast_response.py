@@ -1,4 +1,5 @@
-"""The byte-level RMF reader gives exactly what the astropy reader gives, or steps aside."""
+"""The byte-level RMF and ARF readers give exactly what the astropy readers give, or step
+aside."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from astropy.io import fits
 import xlatent.io.ogip_response as ogip
 from xlatent.core import InputError
 from xlatent.instrument import RMF, default_response
-from xlatent.io.fast_rmf import rmf_arrays
+from xlatent.io.fast_response import arf_arrays, rmf_arrays
 from xlatent.io.fastfits import read_bytes
 from xlatent.io.ogip_write import write_rmf
 
@@ -125,7 +126,7 @@ def test_rows_sharing_heap_bytes_step_aside(tmp_path: Path) -> None:
     import struct
 
     from xlatent.io import fastfits
-    from xlatent.io.fast_rmf import variable_column
+    from xlatent.io.fast_response import variable_column
 
     path = write_rmf(tmp_path / "r.rmf", default_response().rmf)
     raw = bytearray(path.read_bytes())
@@ -143,3 +144,32 @@ def test_rows_sharing_heap_bytes_step_aside(tmp_path: Path) -> None:
     with pytest.raises(fastfits.FitsFormatError, match="overlap"):
         variable_column(hdu, "MATRIX")
     assert rmf_arrays(bytes(raw), ogip.RMF_MATRIX_EXTNAMES) is None
+
+
+REAL_ARFS = ("acisf00308_000N001_r0044_arf3.fits", "acisf01878_000N001_r0100_arf3.fits",
+             "acisf01575_001N001_r0085_arf3.fits.gz", "9774.arf")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", REAL_ARFS)
+def test_real_arfs_read_identically(real_spectra_dir: Path, name: str, monkeypatch) -> None:
+    path = real_spectra_dir / name
+    assert arf_arrays(read_bytes(path)) is not None
+    fast = ogip.read_arf(path, cache=None)
+    with monkeypatch.context() as m:
+        m.setattr(ogip, "arf_arrays", lambda *a: None)
+        slow = ogip.read_arf(path, cache=None)
+    for field in ("energ_lo", "energ_hi", "specresp"):
+        x, y = getattr(fast, field), getattr(slow, field)
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
+
+
+def test_an_arf_without_specresp_steps_aside_and_keeps_the_error(tmp_path: Path) -> None:
+    table = fits.BinTableHDU.from_columns(
+        [fits.Column(name="ENERG_LO", format="E", array=np.array([1.0]))], name="OTHER"
+    )
+    path = tmp_path / "x.arf"
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(path)
+    assert arf_arrays(read_bytes(path)) is None
+    with pytest.raises(InputError, match="no SPECRESP"):
+        ogip.read_arf(path, cache=None)

@@ -1,15 +1,16 @@
-"""Reading an OGIP RMF straight from its bytes, every row at once.
+"""Reading OGIP responses straight from their bytes: an RMF's rows all at once, an ARF's columns.
 
-Why: a CSC archive has its own rmf3 for every detection, and astropy turns each of the ~1,000
-rows' variable-length F_CHAN / N_CHAN / MATRIX arrays into Python objects one at a time
-(~50 ms an RMF, most of an ingest's time). Here the descriptors are read as one array and the
-heap is gathered with index arithmetic (FITS standard 4.0, section 7.3.5).
+Why: a CSC archive has its own arf3 and rmf3 for every detection, and astropy turns each of an
+RMF's ~1,000 rows' variable-length F_CHAN / N_CHAN / MATRIX arrays into Python objects one at
+a time (~50 ms an RMF, most of an ingest's time) and verifies every header card (~5 ms an
+ARF). Here the descriptors are read as one array and the heap is gathered with index
+arithmetic (FITS standard 4.0, section 7.3.5); an ARF's three columns are fixed-width.
 
-:func:`rmf_arrays` returns None whenever the file is anything but plain (an unsupported
-column format, Q descriptors with odd offsets, scaled columns, a group or channel that does
-not fit, ...): the caller then reads it with astropy, which also words every error. So a
-file this reads gives the same matrix as the astropy reader, and a damaged file the same
-message.
+:func:`rmf_arrays` and :func:`arf_arrays` return None whenever the file is anything but plain
+(an unsupported column format, odd or overlapping descriptors, scaled columns, a group or
+channel that does not fit, ...): the caller then reads it with astropy, which also words every
+error. So a file these read gives the same arrays as the astropy reader, and a damaged file
+the same message.
 """
 
 from __future__ import annotations
@@ -172,3 +173,18 @@ def _matrix(mat: TableHDU, n_channels: int, first: int) -> sp.csr_matrix:
     out = sp.csr_matrix((data, cols, indptr), shape=(n_rows, n_channels))
     out.sum_duplicates()  # as scipy's COO -> CSR does: sorted, duplicates summed
     return out
+
+
+def arf_arrays(raw: bytes) -> dict[str, np.ndarray] | None:
+    """ENERG_LO, ENERG_HI and SPECRESP (float64) of the ARF in ``raw``; None when the file
+    is not plain enough for this reader."""
+    try:
+        hdu = _extension(list(iter_extensions(raw)), ("SPECRESP",))
+        if hdu is None:
+            return None
+        out = {name.lower(): hdu.column(name) for name in ("ENERG_LO", "ENERG_HI", "SPECRESP")}
+        if any(v.ndim != 1 for v in out.values()):
+            return None
+        return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+    except (FitsFormatError, KeyError, ValueError, IndexError, TypeError):
+        return None
