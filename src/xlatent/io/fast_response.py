@@ -75,7 +75,7 @@ def variable_column(hdu: TableHDU, name: str) -> tuple[np.ndarray, np.ndarray, n
         raise FitsFormatError(f"column {name}'s rows overlap in the heap")
     heap = np.frombuffer(hdu.heap, dtype=elem, count=len(hdu.heap) // size)
     starts = np.cumsum(counts) - counts
-    flat = heap[_ranges(byte_offsets // size, counts)]
+    flat = _gather(heap, byte_offsets // size, counts)
     kind = np.float64 if elem.kind == "f" else np.int64
     return counts, starts, flat.astype(kind)
 
@@ -87,6 +87,14 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.repeat(starts - first, counts) + np.arange(total)
 
 
+def _gather(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``values[_ranges(starts, counts)]``; a slice when the ranges follow each other, as
+    they do in a heap written row after row (no index arrays at all then)."""
+    if counts.size and np.array_equal(starts[1:], starts[:-1] + counts[:-1]):
+        return values[starts[0] : starts[0] + int(counts.sum())]
+    return values[_ranges(starts, counts)]
+
+
 def _groups(hdu: TableHDU, name: str, n_grp: np.ndarray) -> np.ndarray:
     """The first ``n_grp[i]`` entries of column ``name`` for every row i, in row order
     (int64); the column may be fixed-width or a variable-length array."""
@@ -95,7 +103,7 @@ def _groups(hdu: TableHDU, name: str, n_grp: np.ndarray) -> np.ndarray:
         counts, starts, flat = variable_column(hdu, name)
         if np.any(counts < n_grp):
             raise FitsFormatError(f"{name} has fewer entries than N_GRP")
-        return flat[_ranges(starts, n_grp)].astype(np.int64)
+        return _gather(flat, starts, n_grp).astype(np.int64)
     fixed = hdu.column(name)
     fixed = fixed.reshape(fixed.shape[0], -1)
     if np.any(n_grp > fixed.shape[1]):
@@ -165,10 +173,12 @@ def _matrix(mat: TableHDU, n_channels: int, first: int) -> sp.csr_matrix:
     counts, starts, values = _matrix_rows(mat)
     if counts.size != n_rows or np.any(per_row > np.minimum(counts, n_channels)):
         raise FitsFormatError("N_CHAN does not fit a row")
-    cols = np.repeat(f_chan - first, n_chan) + _ranges(np.zeros_like(n_chan), n_chan)
+    # Element k of group g sits in channel f_chan[g] - first + (k - g's first element).
+    group_first = np.cumsum(n_chan) - n_chan
+    cols = np.arange(int(n_chan.sum())) + np.repeat(f_chan - first - group_first, n_chan)
     if cols.size == 0 or cols.min() < 0 or cols.max() >= n_channels:
         raise FitsFormatError("a channel outside the EBOUNDS")
-    data = values[_ranges(starts, per_row)]
+    data = _gather(values, starts, per_row)
     indptr = np.concatenate([[0], np.cumsum(per_row)])
     out = sp.csr_matrix((data, cols, indptr), shape=(n_rows, n_channels))
     out.sum_duplicates()  # as scipy's COO -> CSR does: sorted, duplicates summed
