@@ -7,7 +7,7 @@ tests, which speaks only the real protocol) -> ingest + join with the catalogue 
 train (PCA, and the autoencoder for a few epochs) -> encode -> evaluate, all through the
 Python API. Checks that every detection's counts and label arrive intact; prints the figures.
 
-    python benchmarks/csc_rehearsal.py [--n 2000] [--epochs 3] [--out DIR] [--gzip]
+    python benchmarks/csc_rehearsal.py [--n 2000] [--epochs 3] [--out DIR] [--gzip] [--workers 1]
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def main() -> None:  # noqa: PLR0915
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gzip", action="store_true")
+    ap.add_argument("--workers", type=int, default=1, help="ingest worker processes")
     ap.add_argument("--out", type=Path, default=None)
     default_shared = Path(__file__).resolve().parents[1].parent / "shared"
     ap.add_argument(
@@ -114,7 +115,8 @@ def run(root: Path, args: argparse.Namespace, responses: list) -> None:  # noqa:
     data_dir, t_dl = _timed("download (query + retrieve + verify)", download_through, archive, root)
     print(f"  {n / t_dl:.0f} detections/s")
 
-    result, t_ing = _timed("ingest", ingest_paths, data_dir, progress=False)
+    result, t_ing = _timed("ingest", ingest_paths, data_dir, progress=False,
+                           workers=args.workers)  # fmt: skip
     s = result.spectrum_set
     print(f"  {len(s)} spectra, {len(result.skipped)} skipped, {len(s) / t_ing:.0f} spectra/s, "
           f"peak RSS {_rss_gb():.1f} GB")  # fmt: skip
