@@ -178,3 +178,15 @@ def test_an_arf_without_specresp_steps_aside_and_keeps_the_error(tmp_path: Path)
     assert arf_arrays(read_bytes(path)) is None
     with pytest.raises(InputError, match="no SPECRESP"):
         ogip.read_arf(path, cache=None)
+
+
+def test_a_first_channel_without_a_value_steps_aside(tmp_path: Path) -> None:
+    # A TLMIN4 card with its value left blank: astropy's reader calls the table damaged, so
+    # the byte-level reader must not fall back to EBOUNDS or channel 1 instead.
+    raw = bytearray(write_rmf(tmp_path / "r.rmf", default_response().rmf).read_bytes())
+    at = raw.index(b"TLMIN4  = ")
+    raw[at + 10 : at + 80] = b" " * 70
+    (tmp_path / "bad.rmf").write_bytes(bytes(raw))
+    assert rmf_arrays(bytes(raw), ogip.RMF_MATRIX_EXTNAMES) is None
+    with pytest.raises(InputError, match="damaged RMF table"):
+        ogip.read_rmf(tmp_path / "bad.rmf", cache=None)

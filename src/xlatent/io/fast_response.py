@@ -55,8 +55,9 @@ def variable_column(hdu: TableHDU, name: str) -> tuple[np.ndarray, np.ndarray, n
     if hdu.header.get(f"TSCAL{index + 1}") is not None or hdu.header.get(f"TZERO{index + 1}"):
         raise FitsFormatError(f"column {name} is scaled")
     head = tform.lstrip("0123456789")
-    if len(tform) - len(head) and int(tform[: len(tform) - len(head)]) > 1:
-        raise FitsFormatError(f"column {name} repeats its descriptor")
+    repeat = tform[: len(tform) - len(head)]
+    if repeat and int(repeat) != 1:  # 0 would be no descriptor at all, 2+ several
+        raise FitsFormatError(f"column {name} has {repeat} descriptors a row")
     if len(head) < 2 or head[0] not in _DESCRIPTOR or head[1] not in _TFORM or head[1] == "L":
         raise FitsFormatError(f"column {name} is not a numeric variable-length array")
     desc_type, elem = _DESCRIPTOR[head[0]], np.dtype(_TFORM[head[1]])
@@ -130,10 +131,12 @@ def _matrix_rows(hdu: TableHDU) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def first_channel(mat: TableHDU, ebo: TableHDU) -> int:
     """TLMIN of F_CHAN, else of EBOUNDS CHANNEL, else 1 (OGIP)."""
     for hdu, col in ((mat, "F_CHAN"), (ebo, "CHANNEL")):
-        if col in hdu.names:
-            value = hdu.header.get(f"TLMIN{hdu.names.index(col) + 1}")
-            if value is not None:
-                return int(value)
+        key = f"TLMIN{hdu.names.index(col) + 1}" if col in hdu.names else ""
+        if key in hdu.header:
+            value = hdu.header[key]
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise FitsFormatError(f"{key} is {value!r}")  # astropy's reader words it
+            return value
     return 1
 
 
