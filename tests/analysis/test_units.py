@@ -59,6 +59,27 @@ def test_separated_clusters_give_perfect_balanced_accuracy(tmp_path: Path) -> No
     assert probe["bacc_8class"] > 0.95
 
 
+def test_probe_folds_in_parallel_processes_give_the_same_result(tmp_path, monkeypatch) -> None:
+    import xlatent.analysis.probe as P
+
+    n = 600
+    meta = _labelled_meta(n)
+    rng = np.random.default_rng(3)
+    k = np.arange(n) % len(CLASSES)
+    x = 1.5 * np.eye(len(CLASSES))[k] + rng.normal(0, 1.0, (n, len(CLASSES)))
+    fs = FeatureSet("noisy", x, [], "", 8)
+    seq = P.probe_feature_set(fs, _ctx(meta, tmp_path))
+    monkeypatch.setattr(P, "PARALLEL_MIN_ROWS", 0)
+    monkeypatch.setattr(P, "default_workers", lambda: 2)
+    assert P.probe_jobs(n, 5) == 2
+    par = P.probe_feature_set(fs, _ctx(meta, tmp_path))
+    assert 0.2 < seq["bacc_8class"] < 0.95  # neither trivial nor chance: a real test
+    for key in ("bacc_8class", "bacc_agn_vs_compact", "bacc_8class_ci95"):
+        assert par[key] == seq[key]
+    for task in seq["_scored"]:
+        np.testing.assert_array_equal(par["_scored"][task].correct, seq["_scored"][task].correct)
+
+
 def test_random_features_give_chance(tmp_path: Path) -> None:
     n = 2400
     meta = _labelled_meta(n)

@@ -17,9 +17,20 @@ from xlatent.analysis._common import Context, single_thread, subsample
 from xlatent.analysis.clustering import TASKS, balanced_accuracy, binary_labels
 from xlatent.analysis.features import FeatureSet
 from xlatent.analysis.uncertainty import N_BOOT, Scored, summarise
+from xlatent.core.parallel import default_workers
 
 #: Quantile bins of broad-band net counts for the probe's accuracy-by-counts breakdown.
 N_COUNT_BINS = 5
+#: Rows from which the cross-validation's folds are fitted in parallel processes (one per
+#: core, at most one per fold). Below it, starting the processes costs more than it saves.
+PARALLEL_MIN_ROWS = 2000
+
+
+def probe_jobs(n_rows: int, n_splits: int) -> int:
+    """Processes for one cross-validation of ``n_rows`` rows in ``n_splits`` folds."""
+    if n_rows < PARALLEL_MIN_ROWS:
+        return 1
+    return max(1, min(n_splits, default_workers()))
 
 
 def by_counts(
@@ -65,6 +76,7 @@ def probe_feature_set(fs: FeatureSet, ctx: Context, n_splits: int = 5) -> dict[s
     With a ``net_counts_b`` column, the out-of-fold predictions are also scored per quintile
     of broad-band net counts (``*_by_counts``): how class information depends on the photons.
     """
+    from joblib import parallel_config
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     labels = ctx.labels()
@@ -85,8 +97,12 @@ def probe_feature_set(fs: FeatureSet, ctx: Context, n_splits: int = 5) -> dict[s
     def cv_bacc(rows: np.ndarray, y: np.ndarray, key: str) -> None:
         clf = probe_classifier(ctx.seed)
         cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=ctx.seed)
-        with single_thread():
-            pred = cross_val_predict(clf, fs.X[rows], y, cv=cv)
+        # The folds are independent fits: in parallel processes, each on one thread as the
+        # sequential path is, they give the same predictions (most of a fit on a few thousand
+        # rows is scikit-learn's single-threaded binning of class-weighted features).
+        with single_thread(), parallel_config(backend="loky", inner_max_num_threads=1):
+            pred = cross_val_predict(clf, fs.X[rows], y, cv=cv,
+                                     n_jobs=probe_jobs(rows.size, n_splits))  # fmt: skip
         out[key] = balanced_accuracy(y, pred)
         scored[key] = Scored(y, (pred == y).astype(float), rows)
         if counts is not None:
