@@ -4,8 +4,8 @@ Why not astropy here: parsing every card of every header (CSC pha3 files carry s
 headers and GTI extensions) costs ~10 ms a file in astropy, which caps ingest near 80
 spectra/s. A PHA spectrum needs a handful of keywords and two or three fixed-width columns,
 which this reads straight from the bytes (FITS standard 4.0: 2880-byte blocks, 80-character
-cards, big-endian binary tables). RMFs are read from these tables too
-(:mod:`xlatent.io.fast_response`); ARFs, read once per file and cached, still go through astropy.
+cards, big-endian binary tables). RMFs and ARFs are read from these tables too
+(:mod:`xlatent.io.fast_response`; astropy for any file that is not plain).
 """
 
 from __future__ import annotations
