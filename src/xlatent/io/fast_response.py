@@ -15,20 +15,21 @@ the same message.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from xlatent.io.fastfits import _TFORM, FitsFormatError, TableHDU, _field_bytes, iter_extensions
+from xlatent.io.fastfits import _TFORM, FitsFormatError, TableHDU, iter_extensions
 
 #: Descriptor dtypes of variable-length array columns: P (32-bit) and Q (64-bit).
 _DESCRIPTOR = {"P": np.dtype(">i4"), "Q": np.dtype(">i8")}
 
 
-def _extension(hdus: list[TableHDU], names: tuple[str, ...]) -> TableHDU | None:
-    """The first extension named one of ``names`` (EXTNAME, or HDUCLAS2 outside EBOUNDS),
-    as :func:`xlatent.io.ogip_response._find_hdu` chooses."""
+def find_extension(hdus: Iterable[Any], names: tuple[str, ...]) -> Any | None:
+    """The first of ``hdus`` (anything with a ``header``: astropy HDUs or :class:`TableHDU`)
+    named one of ``names`` by its EXTNAME, or by its HDUCLAS2 outside EBOUNDS (OGIP)."""
     for hdu in hdus:
         extname = str(hdu.header.get("EXTNAME", "")).strip().upper()
         hduclas2 = str(hdu.header.get("HDUCLAS2", "")).strip().upper()
@@ -37,21 +38,10 @@ def _extension(hdus: list[TableHDU], names: tuple[str, ...]) -> TableHDU | None:
     return None
 
 
-def _field(hdu: TableHDU, name: str) -> tuple[int, str]:
-    """(byte offset in a row, TFORM) of column ``name``."""
-    names = hdu.names
-    index = names.index(name)
-    offset = 0
-    for i in range(index):
-        offset += _field_bytes(hdu.header.get(f"TFORM{i + 1}", ""))
-    return offset, str(hdu.header.get(f"TFORM{index + 1}", "")).strip().upper()
-
-
 def variable_column(hdu: TableHDU, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(elements per row, first element's index per row, all elements) of a variable-length
     array column, its elements in row order as float64 or int64 (native byte order)."""
-    offset, tform = _field(hdu, name)
-    index = hdu.names.index(name)
+    index, offset, tform = hdu.field(name)
     if hdu.header.get(f"TSCAL{index + 1}") is not None or hdu.header.get(f"TZERO{index + 1}"):
         raise FitsFormatError(f"column {name} is scaled")
     head = tform.lstrip("0123456789")
@@ -99,7 +89,7 @@ def _gather(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.nd
 def _groups(hdu: TableHDU, name: str, n_grp: np.ndarray) -> np.ndarray:
     """The first ``n_grp[i]`` entries of column ``name`` for every row i, in row order
     (int64); the column may be fixed-width or a variable-length array."""
-    _, tform = _field(hdu, name)
+    tform = hdu.field(name)[2]
     if tform.lstrip("0123456789")[:1] in _DESCRIPTOR:
         counts, starts, flat = variable_column(hdu, name)
         if np.any(counts < n_grp):
@@ -118,7 +108,7 @@ def _groups(hdu: TableHDU, name: str, n_grp: np.ndarray) -> np.ndarray:
 
 def _matrix_rows(hdu: TableHDU) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values per row, first value's index per row, all values) of MATRIX."""
-    _, tform = _field(hdu, "MATRIX")
+    tform = hdu.field("MATRIX")[2]
     if tform.lstrip("0123456789")[:1] in _DESCRIPTOR:
         return variable_column(hdu, "MATRIX")
     fixed = hdu.column("MATRIX").astype(np.float64)
@@ -145,7 +135,7 @@ def rmf_arrays(raw: bytes, matrix_names: tuple[str, ...]) -> dict[str, Any] | No
     the RMF in ``raw``; None when the file is not plain enough for this reader."""
     try:
         hdus = list(iter_extensions(raw))
-        mat, ebo = _extension(hdus, matrix_names), _extension(hdus, ("EBOUNDS",))
+        mat, ebo = find_extension(hdus, matrix_names), find_extension(hdus, ("EBOUNDS",))
         if mat is None or ebo is None:
             return None  # astropy's reader words what is missing
         e_min = np.asarray(ebo.column("E_MIN"), dtype=np.float64).reshape(-1)
@@ -192,7 +182,7 @@ def arf_arrays(raw: bytes) -> dict[str, np.ndarray] | None:
     """ENERG_LO, ENERG_HI and SPECRESP (float64) of the ARF in ``raw``; None when the file
     is not plain enough for this reader."""
     try:
-        hdu = _extension(list(iter_extensions(raw)), ("SPECRESP",))
+        hdu = find_extension(iter_extensions(raw), ("SPECRESP",))
         if hdu is None:
             return None
         out = {name.lower(): hdu.column(name) for name in ("ENERG_LO", "ENERG_HI", "SPECRESP")}

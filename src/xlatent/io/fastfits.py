@@ -51,8 +51,8 @@ class TableHDU:
         n = min(n, MAX_TFIELDS) if isinstance(n, int) and n > 0 else 0
         return [str(self.header.get(f"TTYPE{i}", "")).strip().upper() for i in range(1, n + 1)]
 
-    def column(self, name: str) -> np.ndarray:
-        """A numeric column as a numpy array (2-D when the repeat count is above 1)."""
+    def field(self, name: str) -> tuple[int, int, str]:
+        """(0-based index, byte offset in a row, TFORM upper-cased) of column ``name``."""
         if str(self.header.get("XTENSION", "")).strip().upper() != "BINTABLE":
             raise FitsFormatError(f"column {name} is not in a binary table")
         names = self.names
@@ -62,7 +62,12 @@ class TableHDU:
         offset = 0
         for i in range(index):
             offset += _field_bytes(self.header.get(f"TFORM{i + 1}", ""))
-        repeat, code = _parse_tform(self.header.get(f"TFORM{index + 1}", ""))
+        return index, offset, str(self.header.get(f"TFORM{index + 1}", "")).strip().upper()
+
+    def column(self, name: str) -> np.ndarray:
+        """A numeric column as a numpy array (2-D when the repeat count is above 1)."""
+        index, offset, tform = self.field(name)
+        repeat, code = _parse_tform(tform)
         if code not in _TFORM or code == "L":
             raise FitsFormatError(f"column {name} has unsupported format {code}")
         row_bytes = int(self.header["NAXIS1"])

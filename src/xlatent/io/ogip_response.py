@@ -18,7 +18,7 @@ from astropy.io import fits
 
 from xlatent.core.errors import InputError
 from xlatent.instrument.response import ARF, RMF
-from xlatent.io.fast_response import arf_arrays, rmf_arrays
+from xlatent.io.fast_response import arf_arrays, find_extension, rmf_arrays
 from xlatent.io.fastfits import FitsFormatError, check_structure, read_bytes
 
 RMF_MATRIX_EXTNAMES = ("MATRIX", "SPECRESP MATRIX", "RSP_MATRIX")
@@ -108,12 +108,7 @@ def _open(path: Path, kind: str, raw: bytes | None = None) -> fits.HDUList:
 
 
 def _find_hdu(hdul: fits.HDUList, names: tuple[str, ...]) -> fits.BinTableHDU | None:
-    for hdu in hdul[1:]:
-        extname = str(hdu.header.get("EXTNAME", "")).strip().upper()
-        hduclas2 = str(hdu.header.get("HDUCLAS2", "")).strip().upper()
-        if extname in names or (hduclas2 in names and "EBOUNDS" not in extname):
-            return hdu
-    return None
+    return find_extension(hdul[1:], names)
 
 
 def _read_arf(path: Path) -> ARF:
