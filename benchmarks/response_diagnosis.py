@@ -48,7 +48,7 @@ from xlatent.analysis._common import class_labels
 from xlatent.analysis.invariance import noiseless_spectra, within_class_sd
 from xlatent.instrument import Response
 from xlatent.instrument.acis import gaussian_rmf
-from xlatent.instrument.family import chip_rmf, family_response, fwhm_law
+from xlatent.instrument.family import chip_rmf, family_response, fwhm_law, fwhm_of_law
 from xlatent.instrument.response import ARF, RMF, line_core
 from xlatent.io.ogip_response import read_arf, read_rmf
 from xlatent.model import SpectralAutoencoder, load_model, refine
@@ -116,10 +116,8 @@ def real_responses(folder: Path) -> dict[str, Response]:
 
 def gaussian_twin(rmf: RMF) -> RMF:
     """A Gaussian RMF on ``rmf``'s bins and channels with the resolution fitted to its line
-    cores (:func:`~xlatent.instrument.family.fwhm_law`, floored at 40 eV as the family's)."""
-    a, b = fwhm_law([rmf])
-    centre = 0.5 * (rmf.energ_lo + rmf.energ_hi)
-    fwhm = np.sqrt(np.maximum(a + b * centre, 0.04**2))
+    cores (:func:`~xlatent.instrument.family.fwhm_law`, floored as the family's)."""
+    fwhm = fwhm_of_law(fwhm_law([rmf]), 0.5 * (rmf.energ_lo + rmf.energ_hi))
     return gaussian_rmf(rmf.energ_lo, rmf.energ_hi, rmf.e_min, rmf.e_max, fwhm)
 
 

@@ -159,9 +159,19 @@ def fwhm_kev(chip_type: str, energy_kev: np.ndarray | float) -> np.ndarray:
     FWHM^2 = a + b E, (a, b) fitted to the line cores of the real RMFs (FI: ObsIDs 308, 1878
     on ACIS-I3/I2; BI: 1575, 9774 on ACIS-S3); floored at 40 eV (the CCD noise limit).
     """
-    a, b = family_table().fwhm_coef[chip_type]
+    return fwhm_of_law(family_table().fwhm_coef[chip_type], energy_kev)
+
+
+#: The floor of :func:`fwhm_of_law` (keV): the CCD noise limit.
+MIN_FWHM_KEV = 0.04
+
+
+def fwhm_of_law(coef: np.ndarray, energy_kev: np.ndarray | float) -> np.ndarray:
+    """FWHM (keV) at ``energy_kev`` of the law FWHM^2 = a + b E with ``coef`` = (a, b)
+    (:func:`fwhm_law`), floored at :data:`MIN_FWHM_KEV`."""
+    a, b = coef
     e = np.asarray(energy_kev, dtype=np.float64)
-    return np.sqrt(np.maximum(a + b * e, 0.04**2))
+    return np.sqrt(np.maximum(a + b * e, MIN_FWHM_KEV**2))
 
 
 #: Energies (keV) whose line cores :func:`fwhm_law` fits.
