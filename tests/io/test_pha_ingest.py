@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
+from xlatent.instrument import folded_area
 from xlatent.io import mmu
 from xlatent.io.grid_mapper import GridMapper
 from xlatent.io.ingest import discover, ingest_paths
-from xlatent.io.ogip_response import ResponseCache, read_rmf
+from xlatent.io.ogip_response import ResponseCache, read_arf, read_rmf
 from xlatent.io.pha import load_pha_spectrum, parse_csc_name
 
 CSC = {
@@ -201,6 +202,25 @@ def test_no_counts_in_range(csc_copy: Path) -> None:
     bad = _edit_pha(csc_copy, csc_copy.with_name("empty_pha3.fits"), edit)
     with pytest.raises(InputError, match="no counts in 0.5-8 keV"):
         load(bad)
+
+
+def test_area_is_the_arf_folded_through_the_rmf(csc_copy: Path) -> None:
+    arf = read_arf(csc_copy.with_name(csc_copy.name.replace("pha3", "arf3")), cache=None)
+    rmf = read_rmf(csc_copy.with_name(csc_copy.name.replace("pha3", "rmf3")), cache=None)
+    row = load(csc_copy)
+    np.testing.assert_allclose(
+        row.effective_area_cm2, folded_area(arf.specresp, rmf, EnergyGrid.default())
+    )
+
+
+def test_arf_hole_is_caught_before_the_rmf_spreads_it(csc_copy: Path) -> None:
+    arf_path = csc_copy.with_name(csc_copy.name.replace("pha3", "arf3"))
+    with fits.open(arf_path) as h:
+        e = 0.5 * (h[1].data["ENERG_LO"] + h[1].data["ENERG_HI"])
+        h[1].data["SPECRESP"][(e > 2.0) & (e < 3.0)] = 0.0
+        h.writeto(arf_path, overwrite=True)
+    with pytest.raises(InputError, match="zero or negative over 2.* keV"):
+        load(csc_copy)
 
 
 def test_unreadable_rmf_is_named(csc_copy: Path) -> None:

@@ -47,7 +47,8 @@ class SpectrumSet:
     counts : (n, m) source-region counts per grid bin.
     background : (n, m) background counts scaled to the source region.
     exposure_s : (n,) source exposure in seconds.
-    effective_area_cm2 : (n, m) mean ARF effective area per grid bin.
+    effective_area_cm2 : (n, m) effective area per grid bin (cm^2), the ARF folded through the
+        RMF onto the channel-energy bins (:mod:`xlatent.instrument.folded_area`).
     meta : pandas.DataFrame with one row per spectrum (``spec_id`` unique).
     expected_counts : optional (n, m) noiseless expected source counts (simulator truth).
     provenance : list of processing-step records.

@@ -269,8 +269,8 @@ def load_pha_spectrum(
             )
         background = (bchan * ratio) @ mapper.channel_matrix(rmf)
 
-    area = mapper.area(arf)
-    _check_area(path, arf, area, mapper.grid)
+    _check_area(path, arf, mapper.arf_average(arf), mapper.grid)
+    area = mapper.area(arf, rmf)
 
     ids = parse_csc_name(path)
     obsid = ids.get("obsid", _int_or(src.header.get("OBS_ID"), -1))
@@ -294,7 +294,8 @@ def load_pha_spectrum(
 
 
 def _check_area(path: Path, arf: ARF, area: np.ndarray, grid: EnergyGrid) -> None:
-    """The ARF must be positive on every grid bin inside its energy range (and cover one)."""
+    """The ARF (its mean ``area`` on each grid bin) must be positive on every grid bin inside
+    its energy range (and cover one): checked before the RMF spreads it, which hides holes."""
     edges = grid.edges_kev
     inside = (edges[:-1] >= arf.energ_lo[0]) & (edges[1:] <= arf.energ_hi[-1])
     name = Path(arf.path).name

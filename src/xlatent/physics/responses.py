@@ -12,7 +12,8 @@ A simulated set is folded in *groups* of sources that share an RMF:
 
 Both give, per source, the expected channel rate per unit model normalisation, the rate the
 same source would give through the reference (built-in) response (which sets its flux), the
-sky background through the source's own area, and its area averaged on the grid bins.
+sky background through the source's own area, and its area folded through the RMF onto the
+grid bins (:mod:`xlatent.instrument.folded_area`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from xlatent.instrument.family import (
     effective_area_cm2,
     response_id,
 )
+from xlatent.instrument.folded_area import fold_operator
 from xlatent.io.response_context import response_context as read_response_context
 from xlatent.physics.observation import date_obs
 from xlatent.physics.spectra import (
@@ -56,19 +58,8 @@ class Folded:
     sky_chan: np.ndarray  # (k, n_chan) or (n_chan,): sky counts/s/arcsec^2 per unit SKY_RATE
     particle: np.ndarray  # (n_chan,) particle background shape, 1 count in 0.5-7 keV
     w_grid: sp.csr_matrix  # channel -> grid apportioning
-    area_grid: np.ndarray  # (k, m) or (m,): effective area averaged on the grid bins
+    area_grid: np.ndarray  # (k, m) or (m,): effective area folded onto the grid bins
     arf_cm2: np.ndarray | None  # (k, n_e) per-source ARF (family members), else None
-
-
-def bin_average_operator(lo_kev: np.ndarray, hi_kev: np.ndarray, grid: EnergyGrid) -> sp.csr_matrix:
-    """Sparse (n_e, m) matrix: ``_fold(area, op)`` is :func:`xlatent.core.grid.bin_average` of every
-    row of ``area`` (overlap-weighted mean on each grid bin; 0 where nothing covers a bin)."""
-    kev = (sp.diags(hi_kev - lo_kev) @ overlap_matrix(lo_kev, hi_kev, grid.edges_kev)).toarray()
-    covered = kev.sum(axis=0)
-    # Sparse, applied with _fold: a dense BLAS product's rounding of one row depends on how
-    # many rows it is given (kernel blocking), so a block of sources got other areas than the
-    # whole set.
-    return sp.csr_matrix(np.divide(kev, covered, out=np.zeros_like(kev), where=covered > 0))
 
 
 def _fold(x: np.ndarray, matrix: sp.csr_matrix) -> np.ndarray:
@@ -141,7 +132,7 @@ class ChipGroup:
             self.rmf.e_min, self.rmf.e_max, self.w_grid, self.ref.broad_grid
         )
         self.sky_photon = sky_photon_flux(self.ref, self.ref)
-        self.avg = bin_average_operator(ref_rmf.energ_lo, ref_rmf.energ_hi, grid)
+        self.fold_area = fold_operator(self.rmf, grid)
         self.n_channels = self.rmf.n_channels
         self.band = band_channels(self.rmf.e_min, self.rmf.e_max)
         self.r_band = np.asarray(self.matrix @ self.band.astype(np.float64)).ravel()
@@ -170,7 +161,7 @@ class ChipGroup:
             rows, res, _fold(res["photon_flux"] * area, self.matrix),
             res["photon_flux"] @ self.ref.broad_per_photon,
             _fold(area * self.sky_photon[None, :], self.matrix), self.particle, self.w_grid,
-            _fold(area, self.avg), area,
+            _fold(area, self.fold_area), area,
         )  # fmt: skip
 
     def fold(

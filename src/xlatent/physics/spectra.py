@@ -14,8 +14,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from xlatent.core.bands import CSC_BANDS_KEV
-from xlatent.core.grid import EnergyGrid, bin_average, overlap_matrix
+from xlatent.core.grid import EnergyGrid, overlap_matrix
 from xlatent.instrument import Response, acis_fwhm_kev
+from xlatent.instrument.folded_area import folded_area
 from xlatent.physics import models as m
 from xlatent.physics import plasma
 from xlatent.physics.absorption import cross_section_cm2
@@ -53,7 +54,7 @@ class Folder:
         self.resp = (sp.diags(self.response.specresp) @ rmf.matrix).tocsr()
         self.w_grid = overlap_matrix(rmf.e_min, rmf.e_max, self.grid.edges_kev).tocsr()
         self.resp_grid = np.asarray((self.resp @ self.w_grid).todense())
-        self.area_grid = bin_average(self.response.specresp, rmf.energ_lo, rmf.energ_hi, self.grid)
+        self.area_grid = folded_area(self.response.specresp, rmf, self.grid)
         broad = self.grid.band_mask(*COUNTS_BAND_KEV)
         self.broad_grid = broad.astype(np.float64)
         #: Expected 0.5-7 keV grid counts per photon in each energy bin (this response).
