@@ -31,7 +31,7 @@ def combine_by(spectrum_set: SpectrumSet, column: str = "name") -> SpectrumSet:
     * ``counts``, ``background`` (each already scaled to its own source region) and, when
       present, ``expected_counts`` add bin by bin;
     * ``exposure_s`` adds (T = sum t_k);
-    * the effective area becomes the exposure-weighted mean ARF, A = sum t_k A_k / T, so that
+    * the effective area becomes the exposure-weighted mean area, A = sum t_k A_k / T, so that
       exposure x area (the expected counts per unit photon flux) adds like the counts do;
     * ``meta``: ``spec_id`` is the group's value (made unique with ``_1``, ``_2`` ... if it
       collides), ``combined_spec_ids`` lists the ids combined (``;``-separated, in set
