@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from xlatent.core import CSC_BANDS_KEV, EnergyGrid, InputError, SpectrumSet, hardness_columns
+from xlatent.core.area_kind import AREA_DEFINITION
 from xlatent.core.errors import XlatentError
 from xlatent.io.discover import real_path, real_paths
 from xlatent.io.grid_mapper import GridMapper
@@ -145,7 +146,13 @@ def plan(chunks: Sequence[Chunk], skipped: list[tuple[str, str]], grid: EnergyGr
         meta[col] = band[col].to_numpy()
     provenance = [p for s in sets for p in s.provenance]
     provenance.append(
-        {"step": "ingest", "n": len(meta), "skipped": len(skipped), "grid_bins": grid.n_bins}
+        {
+            "step": "ingest",
+            "n": len(meta),
+            "skipped": len(skipped),
+            "grid_bins": grid.n_bins,
+            "area": AREA_DEFINITION,
+        }  # fmt: skip
     )
     has_truth = not keep_all.any() and all(s.expected_counts is not None for s in sets)
     return Plan(meta, keep, provenance, has_truth, skipped)

@@ -69,7 +69,7 @@ class PCABaseline(LatentModel):
             )
         from sklearn.decomposition import PCA  # here: scikit-learn takes ~1.5 s to import
 
-        x = prepare(spectrum_set).net_shape_x
+        x = prepare(spectrum_set, check_area=False).net_shape_x
         self.pca_ = PCA(n_components=self.n_components, random_state=self.seed).fit(x)
         self.grid_ = spectrum_set.grid
         self.training_ids_ = spectrum_set.meta["spec_id"].astype(str).tolist()
@@ -78,7 +78,7 @@ class PCABaseline(LatentModel):
     def _x(self, s: SpectrumSet) -> tuple[PCA, np.ndarray, np.ndarray]:
         pca, grid = self._fitted("pca_", "grid_")
         check_grid({"grid_edges_kev": grid.edges_kev}, s.grid, "model")
-        p = prepare(s)
+        p = prepare(s, check_area=False)
         return pca, p.net_shape_x, p.amplitude
 
     def transform(self, spectrum_set: SpectrumSet) -> np.ndarray:

@@ -22,11 +22,13 @@ Amplitude is separated from shape before anything is learned:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from xlatent.core import InputError, SpectrumSet
+from xlatent.core.area_kind import plain_mean_areas
 from xlatent.core.spectrumset_view import meta_names_of, meta_of
 from xlatent.model.pileup import LAM_FEATURE_SCALE, pileup_inputs
 
@@ -92,9 +94,20 @@ class Prepared:
         return self.features[:, :, 0]
 
 
-def prepare(s: SpectrumSet) -> Prepared:
-    """Compute amplitude, encoder features and log relative area for every spectrum."""
+#: Said once per process when a set's areas are the ARF's plain bin means.
+PLAIN_MEAN_WARNING = (
+    "this set's effective areas are the ARF's plain bin means (simulated or ingested by "
+    "xlatent before 2026-12-04); models since expect the ARF folded through the RMF "
+    "(xlatent.instrument.folded_area): simulate or ingest the set again"
+)
+
+
+def prepare(s: SpectrumSet, check_area: bool = True) -> Prepared:
+    """Compute amplitude, encoder features and log relative area for every spectrum;
+    ``check_area``: warn when the set's areas are not what the autoencoder learned from."""
     check_finite(s)
+    if check_area and plain_mean_areas(getattr(s, "provenance", ())):
+        warnings.warn(PLAIN_MEAN_WARNING, UserWarning, stacklevel=2)
     c, b = s.counts, s.background
     m = c.shape[1]
     total = c.sum(axis=1)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xlatent.core.area_kind import AREA_DEFINITION
 from xlatent.core.grid import EnergyGrid
 from xlatent.core.spectrumset import SpectrumSet
 from xlatent.core.split import split_column
@@ -280,7 +281,9 @@ def _blocks(
         out.update_band_columns()
         if b0 == 0:  # the first spectrum's response names a fixed one
             response_name = "family:acis" if response is None else str(cols["response_id"][0])
-        out.add_provenance("simulate", **{**provenance, "response": response_name})
+        out.add_provenance(
+            "simulate", **{**provenance, "response": response_name, "area": AREA_DEFINITION}
+        )
         if b1 == n and writer is not None:
             writer.close()
         yield out
