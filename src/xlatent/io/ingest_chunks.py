@@ -152,7 +152,7 @@ def plan(chunks: Sequence[Chunk], skipped: list[tuple[str, str]], grid: EnergyGr
             "skipped": len(skipped),
             "grid_bins": grid.n_bins,
             "area": AREA_DEFINITION,
-        }  # fmt: skip
+        }
     )
     has_truth = not keep_all.any() and all(s.expected_counts is not None for s in sets)
     return Plan(meta, keep, provenance, has_truth, skipped)
