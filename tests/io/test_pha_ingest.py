@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xlatent.core import EnergyGrid, InputError, SpectrumSet
-from xlatent.instrument import folded_area
+from xlatent.instrument.folded_area import folded_area
 from xlatent.io import mmu
 from xlatent.io.grid_mapper import GridMapper
 from xlatent.io.ingest import discover, ingest_paths

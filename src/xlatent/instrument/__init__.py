@@ -13,7 +13,6 @@ from xlatent.instrument.acis import (
     default_response,
     gaussian_rmf,
 )
-from xlatent.instrument.folded_area import fold_operator, folded_area
 from xlatent.instrument.response import ARF, RMF, Response, line_core
 
 __all__ = [
@@ -26,8 +25,6 @@ __all__ = [
     "acis_area_cm2",
     "acis_fwhm_kev",
     "default_response",
-    "fold_operator",
-    "folded_area",
     "gaussian_rmf",
     "line_core",
 ]
