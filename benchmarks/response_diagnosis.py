@@ -49,7 +49,7 @@ from xlatent.analysis.invariance import noiseless_spectra, within_class_sd
 from xlatent.instrument import Response
 from xlatent.instrument.acis import gaussian_rmf
 from xlatent.instrument.family import chip_rmf, family_response, fwhm_law, fwhm_of_law
-from xlatent.instrument.response import ARF, RMF, line_core
+from xlatent.instrument.response import ARF, RMF, line_core, specresp_on
 from xlatent.io.ogip_response import read_arf, read_rmf
 from xlatent.model import SpectralAutoencoder, load_model, refine
 from xlatent.pipeline import detected_rows, simulate_through
@@ -132,11 +132,8 @@ def print_line_cores(folder: Path, energies: tuple[float, ...] = (0.7, 1.5, 3.0,
 
 
 def arf_onto(arf: ARF, rmf: RMF) -> ARF:
-    """``arf``'s area interpolated onto ``rmf``'s energy bins (zero outside its range)."""
-    mid = 0.5 * (rmf.energ_lo + rmf.energ_hi)
-    own = 0.5 * (arf.energ_lo + arf.energ_hi)
-    area = np.interp(mid, own, arf.specresp, left=0.0, right=0.0)
-    return ARF(rmf.energ_lo, rmf.energ_hi, area, f"{arf.path} on {rmf.path}")
+    """``arf``'s area on ``rmf``'s energy bins (:func:`specresp_on`), as an ARF."""
+    return ARF(rmf.energ_lo, rmf.energ_hi, specresp_on(arf, rmf), f"{arf.path} on {rmf.path}")
 
 
 @contextmanager

@@ -8,9 +8,10 @@ import scipy.sparse as sp
 
 from xlatent.core import EnergyGrid
 from xlatent.core.grid import bin_average, overlap_matrix
-from xlatent.instrument import RMF, Response, default_response
+from xlatent.instrument import ARF, RMF, Response, default_response
 from xlatent.instrument.family import chip_rmf, effective_area_cm2
 from xlatent.instrument.folded_area import fold_operator, folded_area, reference_photons
+from xlatent.instrument.response import specresp_on
 from xlatent.io.ogip_response import read_arf, read_rmf
 
 GRID = EnergyGrid.default()
@@ -81,3 +82,18 @@ def test_operator_and_direct_fold_agree(real_spectra_dir) -> None:
     arf = read_arf(real_spectra_dir / "9774.arf").specresp
     op = fold_operator(rmf, GRID)
     np.testing.assert_allclose(arf @ op, folded_area(arf, rmf, GRID), rtol=1e-10)
+
+
+def test_specresp_on_the_rmf_bins() -> None:
+    rmf = chip_rmf("BI")
+    same = ARF(rmf.energ_lo, rmf.energ_hi, np.linspace(50.0, 500.0, rmf.energ_lo.size))
+    assert specresp_on(same, rmf) is same.specresp
+    # An ARF on coarser bins, linear in energy over 1-5 keV: interpolated at the RMF's centres,
+    # zero outside the ARF's range.
+    edges = np.linspace(1.0, 5.0, 41)
+    coarse = ARF(edges[:-1], edges[1:], 100.0 * (0.5 * (edges[:-1] + edges[1:])))
+    got = specresp_on(coarse, rmf)
+    mid = 0.5 * (rmf.energ_lo + rmf.energ_hi)
+    inside = (mid >= 1.05) & (mid <= 4.95)
+    np.testing.assert_allclose(got[inside], 100.0 * mid[inside], rtol=1e-9)
+    assert np.all(got[(mid < 1.0) | (mid > 5.0)] == 0.0)

@@ -86,6 +86,16 @@ class Response:
         return out[0] if np.ndim(photon_flux) == 1 else out
 
 
+def specresp_on(arf: ARF, rmf: RMF) -> np.ndarray:
+    """``arf``'s area on ``rmf``'s energy bins: its own where the bins are the same, else
+    interpolated at the RMF's bin centres (0 outside the ARF's range)."""
+    if arf.energ_lo.size == rmf.energ_lo.size and np.allclose(arf.energ_lo, rmf.energ_lo):
+        return arf.specresp
+    mid = 0.5 * (rmf.energ_lo + rmf.energ_hi)
+    own = 0.5 * (arf.energ_lo + arf.energ_hi)
+    return np.interp(mid, own, arf.specresp, left=0.0, right=0.0)
+
+
 def line_core(rmf: RMF, energy_kev: float) -> tuple[float, float]:
     """(centroid, FWHM) in keV of the RMF's row nearest ``energy_kev``: the half-maximum
     crossings about the peak, each interpolated linearly between channels; the centroid is

@@ -12,6 +12,7 @@ from xlatent.core import EnergyGrid
 from xlatent.core.grid import bin_average, overlap_matrix
 from xlatent.instrument import ARF, RMF
 from xlatent.instrument.folded_area import folded_area, photons_per_grid_bin
+from xlatent.instrument.response import specresp_on
 from xlatent.io.ogip_response import ResponseCache
 
 
@@ -66,14 +67,10 @@ class GridMapper:
     def area(self, arf: ARF, rmf: RMF) -> np.ndarray:
         """The ARF folded through the RMF onto the grid (cm^2); an ARF on other energy bins
         than the RMF's is interpolated onto the RMF's bin centres (0 outside its range)."""
-        area = arf.specresp
-        if arf.energ_lo.size != rmf.energ_lo.size or not np.allclose(arf.energ_lo, rmf.energ_lo):
-            mid, own = rmf.energ_lo + rmf.energ_hi, arf.energ_lo + arf.energ_hi  # 2x centres
-            area = np.interp(mid, own, area, left=0.0, right=0.0)
         key = self._digest(rmf.energ_lo, rmf.energ_hi)
         with self._lock:
             if key not in self._in_bin:
                 self._in_bin[key] = photons_per_grid_bin(rmf.energ_lo, rmf.energ_hi, self.grid)
             in_bin = self._in_bin[key]
-        return folded_area(area, rmf, self.grid, channel_matrix=self.channel_matrix(rmf),
-                           in_bin=in_bin)  # fmt: skip
+        area, chan = specresp_on(arf, rmf), self.channel_matrix(rmf)
+        return folded_area(area, rmf, self.grid, channel_matrix=chan, in_bin=in_bin)
