@@ -78,6 +78,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # The detector's redistribution after the area's edges (learned, +-8 bins).
     "pileup_3": {"pileup_orders": 3},
     "refine_20": {"refine_steps": 20},
+    "refine_all_0.2": {"refine_min_counts": 0.0},
+    "refine_all_0.3": {"refine_min_counts": 0.0, "refine_prior_sigma": 0.3},
+    "refine_all_0.5": {"refine_min_counts": 0.0, "refine_prior_sigma": 0.5},
     "pileup_3_refine_20": {"pileup_orders": 3, "refine_steps": 20},
     "pileup_3_refine_10": {"pileup_orders": 3, "refine_steps": 10},
     "pileup_noise_0.2": {"pileup_orders": 3, "latent_noise": 0.2},
@@ -174,7 +177,7 @@ def train_config(name: str, s: Any, out: Path, seed: int, threads: int) -> Any:
 
 #: Options of how a trained model encodes: a config that adds only these to another reuses
 #: that config's saved model (``--polish-from-base``).
-ENCODE_OPTIONS = ("refine_steps", "refine_min_counts")
+ENCODE_OPTIONS = ("refine_steps", "refine_min_counts", "refine_prior_sigma")
 
 
 def _base_config(name: str, leave_out: tuple[str, ...] = ("polish_epochs",)) -> str | None:

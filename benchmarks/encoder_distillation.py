@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 import torch
-from response_diagnosis import FIT_PRIOR_SIGMA, FIT_STEPS, prior_sigma  # the sibling script
+from response_diagnosis import best_fit  # the sibling script
 
 from xlatent.analysis.invariance import noiseless_spectra
 from xlatent.core import SpectrumSet
@@ -47,12 +47,9 @@ def main() -> None:
     s = SpectrumSet.read(args.set)
     s = s[np.flatnonzero(s.meta["split"].astype(str).to_numpy() == "train")]
     model = load_model(args.model)
-    steps, min_counts = model.refine_steps, model.refine_min_counts
     t0 = time.perf_counter()
-    model.set_params(refine_steps=FIT_STEPS, refine_min_counts=0.0)
-    with prior_sigma(FIT_PRIOR_SIGMA):
+    with best_fit(model):
         target = model.transform(noiseless_spectra(s))
-    model.set_params(refine_steps=steps, refine_min_counts=min_counts)
     print(f"{len(s)} training spectra; targets (decoder fits) in {time.perf_counter() - t0:.0f} s")
 
     net = model.net_

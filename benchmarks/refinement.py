@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from xlatent.model import load_model, poisson_deviance, refine
+from xlatent.model import load_model, poisson_deviance
 from xlatent.model.preprocess import prepare
 from xlatent.physics.simulator import simulate
 from xlatent.pipeline import poisson_twin
@@ -66,12 +66,11 @@ def main() -> None:
     )
     print(f"{'steps':>5} {'sigma':>7} {'decile':>7} {'piled':>7} {'unpiled':>7} "
           f"{'twin dist':>9} {'refine s':>8}")  # fmt: skip
-    sigma_before = refine.PRIOR_SIGMA
+    sigma_before = model.refine_prior_sigma
     try:
         for steps in args.steps:
             for sigma in args.sigma if steps else args.sigma[:1]:
-                refine.PRIOR_SIGMA = sigma
-                model.set_params(refine_steps=steps)
+                model.set_params(refine_steps=steps, refine_prior_sigma=sigma)
                 recon = model.reconstruct(decile)
                 dev = poisson_deviance(decile.counts, recon + decile.background)
                 ratio = [dev[k].mean() / truth[k].mean() for k in (slice(None), piled, ~piled)]
@@ -81,7 +80,7 @@ def main() -> None:
                       f"{ratio[1]:>7.3f} {ratio[2]:>7.3f} "
                       f"{np.median(np.linalg.norm(dz, axis=1)):>9.3f} {cost:>8.2f}")  # fmt: skip
     finally:
-        refine.PRIOR_SIGMA = sigma_before
+        model.set_params(refine_prior_sigma=sigma_before)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ from xlatent.instrument.acis import gaussian_rmf
 from xlatent.instrument.family import chip_rmf, family_response, fwhm_law, fwhm_of_law
 from xlatent.instrument.response import ARF, RMF, line_core, specresp_on
 from xlatent.io.ogip_response import read_arf, read_rmf
-from xlatent.model import SpectralAutoencoder, load_model, refine
+from xlatent.model import SpectralAutoencoder, load_model
 from xlatent.pipeline import detected_rows, simulate_through
 
 REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_spectra"
@@ -137,14 +138,17 @@ def arf_onto(arf: ARF, rmf: RMF) -> ARF:
 
 
 @contextmanager
-def prior_sigma(sigma: float) -> Iterator[None]:
-    """Refinement with a prior of width ``sigma`` inside the block."""
-    old = refine.PRIOR_SIGMA
-    refine.PRIOR_SIGMA = sigma
+def best_fit(model: Any) -> Iterator[None]:
+    """``model`` refining every spectrum by FIT_STEPS steps under a prior too wide to matter
+    inside the block: its latents are then the decoder's best fits."""
+    keys = ("refine_steps", "refine_min_counts", "refine_prior_sigma")
+    before = {k: getattr(model, k) for k in keys}
+    model.set_params(refine_steps=FIT_STEPS, refine_min_counts=0.0,
+                     refine_prior_sigma=FIT_PRIOR_SIGMA)  # fmt: skip
     try:
         yield
     finally:
-        refine.PRIOR_SIGMA = old
+        model.set_params(**before)
 
 
 def main() -> None:
@@ -177,23 +181,22 @@ def main() -> None:
     ref = sets["default sky"]
     sd = within_class_sd(model.transform(ref), class_labels(ref.meta))
     spread = float(np.sqrt((sd**2).sum()))
-    steps, min_counts = model.refine_steps, model.refine_min_counts
+    steps = model.refine_steps
     latents: dict[str, dict[str, np.ndarray]] = {}
     try:
         model.set_params(refine_steps=0)
         latents["encoder"] = {k: model.transform(s) for k, s in clean.items()}
-        model.set_params(refine_steps=steps)
-        latents["shipped"] = {k: model.transform(s) for k, s in clean.items()}
-        model.set_params(refine_steps=FIT_STEPS, refine_min_counts=0.0)
-        with prior_sigma(FIT_PRIOR_SIGMA):
-            latents["best fit"] = {k: model.transform(s) for k, s in clean.items()}
     finally:
-        model.set_params(refine_steps=steps, refine_min_counts=min_counts)
+        model.set_params(refine_steps=steps)
+    latents["shipped"] = {k: model.transform(s) for k, s in clean.items()}
+    with best_fit(model):
+        latents["best fit"] = {k: model.transform(s) for k, s in clean.items()}
 
     counts = {k: float(np.median(s.expected_counts.sum(axis=1))) for k, s in sets.items()}
     print(f"{len(ref)} sources detected through {first} (seed {args.seed}); median noiseless "
           "source counts: " + ", ".join(f"{k} {v:.0f}" for k, v in counts.items()))  # fmt: skip
-    print(f"model: {args.model} (refine_steps {steps} above {min_counts:g} counts); "
+    print(f"model: {args.model} (refine_steps {steps} above {model.refine_min_counts:g} "
+          f"counts, prior {model.refine_prior_sigma:g}); "
           f"within-class spread {spread:.3f} (default sky)")  # fmt: skip
     print(f"\n{'differs':<16} {'pair':<42} " + " ".join(f"{k:>9}" for k in latents))
     for what, a, b in PAIRS + (REAL_PAIRS if real else ()):

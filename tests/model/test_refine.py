@@ -23,11 +23,7 @@ def fitted() -> tuple[SpectralAutoencoder, object]:
     return SpectralAutoencoder(4, epochs=3, **FAST).fit(s), s
 
 
-def test_refinement_fits_bright_spectra_better_and_leaves_faint_ones(
-    fitted, tmp_path, monkeypatch
-) -> None:
-    from xlatent.model import refine
-
+def test_refinement_fits_bright_spectra_better_and_leaves_faint_ones(fitted, tmp_path) -> None:
     model, s = fitted
     model.save(tmp_path / "m")
     plain, refined = load_model(tmp_path / "m"), load_model(tmp_path / "m")
@@ -48,7 +44,7 @@ def test_refinement_fits_bright_spectra_better_and_leaves_faint_ones(
     assert np.array_equal(refined.transform(s), z1)
     assert np.array_equal(refined.reconstruct(s), r1)
     # Without the prior (one too wide to matter) the fit goes further and fits better.
-    monkeypatch.setattr(refine, "PRIOR_SIGMA", 1e3)
+    refined.set_params(refine_prior_sigma=1e3)
     z2, r2 = refined.encode_and_reconstruct(s)
     d2 = poisson_deviance(s.counts, r2 + s.background)
     assert d2[bright].sum() < min(0.99 * d0[bright].sum(), d1[bright].sum())
@@ -59,20 +55,22 @@ def test_refinement_fits_bright_spectra_better_and_leaves_faint_ones(
 def test_refine_options_are_saved_and_older_files_do_not_refine(fitted, tmp_path) -> None:
     model, s = fitted
     before = model.get_params()
-    model.set_params(refine_steps=5, refine_min_counts=300.0)
+    keys = ("refine_steps", "refine_min_counts", "refine_prior_sigma")
+    model.set_params(refine_steps=5, refine_min_counts=300.0, refine_prior_sigma=0.7)
     try:
         model.save(tmp_path / "m")
         back = load_model(tmp_path / "m")
-        assert (back.refine_steps, back.refine_min_counts) == (5, 300.0)
+        assert tuple(getattr(back, k) for k in keys) == (5, 300.0, 0.7)
         assert np.array_equal(back.transform(s), model.transform(s))
     finally:  # the module's fixture, as the other tests find it
-        model.set_params(**{k: before[k] for k in ("refine_steps", "refine_min_counts")})
+        model.set_params(**{k: before[k] for k in keys})
     old = load_model(FORMAT1 / "mlp")
-    assert old.refine_steps == 0
+    assert old.refine_steps == 0 and old.refine_prior_sigma == 0.2
 
 
 @pytest.mark.parametrize(("key", "bad"), [("refine_steps", -1), ("refine_steps", 1.5),
-                                          ("refine_min_counts", -3.0)])  # fmt: skip
+                                          ("refine_min_counts", -3.0),
+                                          ("refine_prior_sigma", 0.0)])  # fmt: skip
 def test_bad_refine_options_are_refused(key: str, bad: object) -> None:
     with pytest.raises(ValueError, match=key):
         SpectralAutoencoder(**{key: bad})
@@ -80,8 +78,8 @@ def test_bad_refine_options_are_refused(key: str, bad: object) -> None:
 
 @pytest.mark.parametrize("pileup_orders", [0, 3])
 def test_the_transformer_decoder_refines_too(pileup_orders: int) -> None:
-    # Its fused inference layer has no forward-mode derivative: refinement used to crash
-    # every encode of a set with a bright spectrum (refinement is on by default).
+    # Its fused inference layer has no forward-mode derivative: refinement by forward-mode
+    # AD used to crash every encode of a set with a bright spectrum.
     import torch
 
     s = toy_spectrum_set(120, seed=5, counts_range=(20.0, 20000.0))
@@ -105,7 +103,9 @@ def test_a_latent_never_depends_on_the_other_spectra_in_its_batch() -> None:
     s = toy_spectrum_set(200, seed=4, counts_range=(20.0, 20000.0))
     s.meta["frame_time_s"], s.meta["psf_core_fraction"] = 3.241, 0.79
     s.exposure_s[:] = np.where(np.arange(len(s)) % 3, 2000.0, 1e6)
-    model = SpectralAutoencoder(4, pileup_orders=3, refine_steps=5, epochs=2, **FAST).fit(s)
+    model = SpectralAutoencoder(
+        4, pileup_orders=3, refine_steps=5, refine_min_counts=1000.0, epochs=2, **FAST
+    ).fit(s)
     net = s.counts.sum(1) - s.background.sum(1)
     piled = prepare(s).pileup[:, 0] >= 0.01
     assert (piled & (net >= 1000)).sum() > 5 and (~piled & (net >= 1000)).sum() > 5
@@ -121,16 +121,19 @@ def test_a_latent_never_depends_on_the_other_spectra_in_its_batch() -> None:
 
 
 def test_refined_latents_do_not_depend_on_torch_threads(fitted) -> None:
-    # Refinement runs on one thread whatever torch is set to (a gradient summed over threads
-    # rounds differently): more threads may change the speed only, never a number.
+    # Each chunk is refined on one thread, the chunks shared out over torch's threads (a
+    # gradient summed over threads rounds differently): more threads may change the speed
+    # only, never a number.
     import torch
 
     from xlatent.model.parallel_encode import torch_threads
     from xlatent.model.refine import REFINE_CHUNK
 
     model, _ = fitted
-    s = toy_spectrum_set(600, seed=9, counts_range=(500.0, 20000.0))
-    assert (s.counts.sum(1) - s.background.sum(1) >= 1000).sum() > 3 * REFINE_CHUNK
+    s = toy_spectrum_set(1000, seed=9, counts_range=(500.0, 20000.0))
+    assert (
+        s.counts.sum(1) - s.background.sum(1) >= model.refine_min_counts
+    ).sum() > 3 * REFINE_CHUNK
     before = model.refine_steps
     model.set_params(refine_steps=4)
     try:
@@ -174,7 +177,9 @@ def test_piled_and_unpiled_spectra_are_refined_in_chunks_of_their_own(monkeypatc
     s = toy_spectrum_set(200, seed=4, counts_range=(20.0, 20000.0))
     s.meta["frame_time_s"], s.meta["psf_core_fraction"] = 3.241, 0.79
     s.exposure_s[:] = np.where(np.arange(len(s)) % 3, 2000.0, 1e6)
-    model = SpectralAutoencoder(4, pileup_orders=3, refine_steps=1, epochs=1, **FAST).fit(s)
+    model = SpectralAutoencoder(
+        4, pileup_orders=3, refine_steps=1, refine_min_counts=1000.0, epochs=1, **FAST
+    ).fit(s)
     piled = prepare(s).pileup[:, 0] >= 0.01
     bright = s.counts.sum(1) - s.background.sum(1) >= 1000
     seen: list[np.ndarray] = []
@@ -187,3 +192,40 @@ def test_piled_and_unpiled_spectra_are_refined_in_chunks_of_their_own(monkeypatc
     assert set(np.concatenate(seen)) == set(np.flatnonzero(bright))
     monkeypatch.setattr(refine, "_refine", inner)
     assert np.array_equal(model.transform(s, batch_size=512), z)
+
+
+@pytest.mark.parametrize(("decoder", "piled"), [("mlp", False), ("mlp", True),
+                                                 ("transformer", False)])  # fmt: skip
+def test_forward_difference_jacobian_matches_the_exact_derivative(
+    decoder: str, piled: bool
+) -> None:
+    import torch
+
+    from xlatent.model.refine import log_shape_and_jacobian
+
+    s = toy_spectrum_set(40, seed=6, counts_range=(200.0, 20000.0))
+    s.meta["frame_time_s"], s.meta["psf_core_fraction"] = 3.241, 0.79
+    if piled:
+        s.exposure_s[:] = 1000.0  # bright in a short exposure: every spectrum piles
+    model = SpectralAutoencoder(4, decoder=decoder, epochs=1, **FAST).fit(s)
+    prep = prepare(s)
+    assert bool((prep.pileup[:, 0] >= 0.01).all()) is piled
+    net, z = model.net_, torch.as_tensor(model.transform(s), dtype=torch.float32)
+    log_area = torch.as_tensor(prep.log_area, dtype=torch.float32)
+    pileup = torch.as_tensor(prep.pileup, dtype=torch.float32)
+    d = z.shape[1]
+    with torch.no_grad():
+        log_p, jac = log_shape_and_jacobian(
+            net, z, *(torch.cat([a, a.repeat_interleave(d, 0)]) for a in (log_area, pileup))
+        )
+        assert torch.allclose(log_p, net.log_shape(z, log_area, pileup), atol=1e-5)
+    # Reverse mode, with gradients on: the transformer's fused layer (taken without) has no
+    # derivative.
+    want = torch.stack([  # (n, d, m)
+        torch.func.jacrev(lambda w, i=i: net.log_shape(w[None], log_area[i : i + 1],
+                                                       pileup[i : i + 1])[0])(z[i]).T.detach()
+        for i in range(len(z))
+    ])  # fmt: skip
+    # Forward differences err by ~ step/2 x the second derivative: < 1% here.
+    assert (jac - want).abs().max() <= 0.01 * want.abs().max()
+    assert (jac - want).norm() <= 0.01 * want.norm()

@@ -136,7 +136,8 @@ class SpectralAutoencoder(LatentModel):
         redistribution: int = 0,
         pileup_orders: int = 3,
         refine_steps: int = 1,
-        refine_min_counts: float = 1000.0,
+        refine_min_counts: float = 0.0,
+        refine_prior_sigma: float = 0.5,
         photon_channel: bool = True,
         loss: str = "poisson",
         epochs: int = 40,
@@ -203,9 +204,15 @@ class SpectralAutoencoder(LatentModel):
             prep["reconstruction"] = "amplitude * normalised(softmax(decoder logits + "
             prep["reconstruction"] += "log(A / mean A)) @ learned redistribution)"
         if arch.refine_steps:
+            which = (
+                f"spectra with >= {arch.refine_min_counts:g} net counts"
+                if arch.refine_min_counts > 0
+                else "every spectrum"
+            )
             prep["latent"] = (
                 f"encoder output, then {arch.refine_steps} Gauss-Newton steps on the Poisson "
-                f"deviance for spectra with >= {arch.refine_min_counts:g} net counts"
+                f"deviance for {which}, a Gaussian prior of width "
+                f"{arch.refine_prior_sigma:g} at the encoder's latent"
             )
         if arch.pileup_orders:
             prep["global"] = [*prep["global"], "log10(1 + 100 lam)"]

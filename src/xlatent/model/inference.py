@@ -59,7 +59,7 @@ def _forward_chunks(model: Any, s: SpectrumSet, fn: Step, batch_size: int) -> li
             return [np.zeros((0, 0)), np.zeros((0, 0))]
         z = torch.cat([part.float() for part in zs])
         if steps:
-            z = refine_latents(net, z, prep, steps, min_counts)
+            z = refine_latents(net, z, prep, steps, min_counts, model.refine_prior_sigma)
         outs: list[tuple[np.ndarray, ...]] = []
         for k in starts:
             sl = slice(k, k + batch_size)

@@ -134,7 +134,10 @@ class ArchConfig:
     #: latent; :mod:`xlatent.model.refine`), for spectra with >= ``refine_min_counts`` net
     #: counts.
     refine_steps: int = 1
-    refine_min_counts: float = 1000.0
+    refine_min_counts: float = 0.0
+    #: Width of the refinement's Gaussian prior centred on the encoder's latent, in latent
+    #: units (:mod:`xlatent.model.refine`). Models saved without the field have 0.2.
+    refine_prior_sigma: float = 0.5
     #: Give the encoder a fourth per-bin channel, the net shape divided by the relative
     #: effective area (:func:`xlatent.model.network.with_photon_channel`). Models saved
     #: without the field have none.
@@ -202,6 +205,7 @@ ARCH_OPTIONS: dict[str, Opt] = {
     "pileup_orders": Opt("int", lo=0, hi=4),
     "refine_steps": Opt("int", lo=0, hi=1000),
     "refine_min_counts": Opt("float", lo=0.0),
+    "refine_prior_sigma": Opt("float", lo=0.0, lo_open=True),
     "photon_channel": Opt("bool"),
 }
 
@@ -212,6 +216,7 @@ ARCH_ADDED: dict[str, Any] = {
     "pileup_orders": 0,
     "refine_steps": 0,
     "refine_min_counts": 1000.0,
+    "refine_prior_sigma": 0.2,
     "photon_channel": False,
 }
 

@@ -1,49 +1,53 @@
-"""Latent refinement at encode time: a few Gauss-Newton steps on each bright spectrum's latent.
+"""Latent refinement at encode time: a Gauss-Newton step on every spectrum's latent.
 
 An encoder maps every spectrum to a latent in one pass (*amortised* inference); what it gives
-up against fitting each spectrum is the *amortisation gap*. On faint spectra the gap is far
-below the Poisson noise; on bright ones it is not. In the demo sky's brightest count decile
-(1,300-107,000 counts) the encoder's latents reconstruct at 1.11 x the noiseless truth's
-deviance, while the same decoder at latents fitted per spectrum reaches 1.03 (1.01 for the
-spectra without pile-up): the decoder can describe those spectra, the encoder does not find
-the latent. With ``ArchConfig.refine_steps`` = K > 0 every spectrum with at least
-``refine_min_counts`` net counts has its latent moved by K damped Gauss-Newton
-(Levenberg-Marquardt) steps down the Poisson deviance of its counts under the decoder, its
-effective area and its pile-up: the latent becomes the decoder's best fit, started at the
-encoder's guess, as a spectral fit starts from a good first guess. Fainter spectra keep the
-encoder's latent, whose prior knowledge beats a fit of a few dozen counts.
+up against fitting each spectrum is the *amortisation gap*. In the demo sky's brightest count
+decile (1,300-107,000 counts) the encoder's latents reconstruct at 1.11 x the noiseless
+truth's deviance, while the same decoder at latents fitted per spectrum reaches 1.03 (1.01 for
+the spectra without pile-up): the decoder can describe those spectra, the encoder does not
+find the latent. With ``ArchConfig.refine_steps`` = K > 0 every spectrum with at least
+``refine_min_counts`` net counts (default 0: every spectrum) has its latent moved by K damped
+Gauss-Newton (Levenberg-Marquardt) steps down the Poisson deviance of its counts under the
+decoder, its effective area and its pile-up, plus a prior: the latent becomes the decoder's
+best fit, started at the encoder's guess, as a spectral fit starts from a good first guess.
 
 The fit is a maximum a posteriori one: the objective is the deviance plus
-``|w - z_encoder|^2 / PRIOR_SIGMA^2``, a Gaussian prior centred on the encoder's latent. A
-plain fit moves latents along directions the counts barely constrain: it fits a little
-better and makes them much noisier. For 600 bright fresh-sky sources observed twice (two
-Poisson draws) the median distance between the two latents, in latent standard deviations,
-is 0.50 for the encoder, 1.15 after one unregularised Gauss-Newton step, and 0.63 with the
-prior (σ = 0.2; 0.1 gives 0.53, 0.3 gives 0.74); ``benchmarks/refinement.py`` prints these.
-10 Adam steps, the method before, gave 0.85 where the encoder gave 0.51 (twins drawn per bin).
+``|w - z_encoder|^2 / refine_prior_sigma^2``, a Gaussian prior centred on the encoder's
+latent. A plain fit moves latents along directions the counts barely constrain: it fits a
+little better and makes them much noisier (600 bright fresh-sky sources observed twice: the
+median distance between the two latents is 0.50 latent standard deviations for the encoder,
+1.15 after one unregularised step). Where the counts say little the prior holds the latent
+at the encoder's, so faint spectra need no threshold of their own. Until 2026-12-04 only
+spectra with >= 1,000 net counts were refined, with σ = 0.2; refining every spectrum with
+σ = 0.5 (the default since) is what makes the latents instrument-invariant: the faint
+majority's encoder latents were where the instrument showed (noiseless latent distance to
+the default sky on the four real responses in ``../shared``, three trainings: 0.071-0.095
+within-class spreads against 0.096-0.111), and it reconstructs better (demo set's test rows:
+deviance ratio 0.933 against 0.945) at the same clustering. Bright latents are noisier for it
+(twins 0.76 latent standard deviations apart against 0.60 with σ = 0.2); ``latent_<i>_err``
+says so, as error draws are refined alike. ``benchmarks/refinement.py`` and
+``benchmarks/responses.py`` print these figures.
 
-Each step takes the Jacobian of the log counts shape in the d latent directions (forward
-mode, vectorised over the d directions: the decoder's primal pass runs once, 27% less time
-than d forward passes over d copies of the chunk on 1,024 bright spectra), the Poisson
-Fisher matrix ``H = 2 sum_i dmu_i dmu_i^T / mu_i`` plus the prior's, the gradient
-``g = 2 sum_i (1 - c_i / mu_i) dmu_i`` plus the prior's, and solves
+Each step takes the Jacobian of the log counts shape in the d latent directions by forward
+differences (``FD_STEP``: one decoder pass over the latents and their d shifted copies
+together; latents within 0.004 latent standard deviations of those from the exact
+derivative), the Poisson Fisher matrix ``H = 2 sum_i dmu_i dmu_i^T / mu_i`` plus the prior's,
+the gradient ``g = 2 sum_i (1 - c_i / mu_i) dmu_i`` plus the prior's, and solves
 ``(H + damping diag H) step = -g``; a step that does not lower the objective is refused and
-that spectrum's damping raised tenfold (lowered 3x after a success). On a fresh sky's
-brightest count decile (2,000 spectra, seed 1, shipped weights) one step reaches a deviance
-ratio of 1.030 (2 steps: 1.028 with the prior, 1.018 without), against 1.155 unrefined and
-1.041 after 10 Adam steps, in less time (0.43-0.53 s against 0.84 s on one thread).
+that spectrum's damping raised tenfold (lowered 3x after a success). Differences need no
+autograd, whose forward-mode levels are process-wide: chunks can run on Python threads side
+by side, each start to end on one CPU thread, so the latents are the same bit for bit
+whatever the thread count.
 
-The whole set is refined at once, after the encoder, in chunks of spectra that all pile or
-none does (a chunk with one piled spectrum pays the pile-up's FFTs for all; a piled chunk costs
-~2.5x an unpiled one): on 20,000 fresh-sky spectra 0.34 s instead of 0.83 s batch by batch,
-the latents bit for bit the same.
+The whole set is refined at once, after the encoder, in chunks of ``REFINE_CHUNK`` spectra
+that all pile or none does (a chunk with one piled spectrum pays the pile-up's FFTs for all;
+a piled chunk costs ~2.5x an unpiled one), the last of each kind padded, so that the matmuls
+have the same shapes whatever the set and a latent never depends on the other spectra.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -55,11 +59,11 @@ from xlatent.model.preprocess import Prepared
 
 #: Levenberg-Marquardt damping (relative to diag H) at the first step, and its bounds.
 DAMPING_START, DAMPING_RANGE = 1e-3, (1e-6, 1e6)
-#: Width of the Gaussian prior centred on the encoder's latent, in latent units (the default
-#: model's latents spread 0.45-0.7 per dimension); see the module docstring.
-PRIOR_SIGMA = 0.2
 #: Spectra refined together (the last chunk of each kind, piled or not, padded to it).
-REFINE_CHUNK = 64
+REFINE_CHUNK = 256
+#: Latent shift of the forward differences that give the decoder's Jacobian (latent units;
+#: the latents spread 0.45-0.7 per dimension): 0.2% from the exact derivative in float32.
+FD_STEP = 1e-2
 
 
 def refine_latents(
@@ -68,72 +72,54 @@ def refine_latents(
     prep: Prepared,
     steps: int,
     min_counts: float,
+    prior_sigma: float,
 ) -> torch.Tensor:
     """The latents ``z`` (n, d) of the spectra ``prep`` (:func:`~xlatent.model.preprocess.prepare`),
     those with ``amplitude >= min_counts`` after ``steps`` Gauss-Newton steps on their Poisson
-    deviance plus the prior."""
-    bright = np.flatnonzero(np.asarray(prep.amplitude) >= min_counts)
-    if steps <= 0 or bright.size == 0:
+    deviance plus the prior (a Gaussian of width ``prior_sigma`` at ``z``)."""
+    chosen = np.flatnonzero(np.asarray(prep.amplitude) >= min_counts)
+    if steps <= 0 or chosen.size == 0:
         return z
     # Spectra that pile and those that do not in chunks of their own: a chunk with one piled
     # spectrum pays the pile-up's FFTs for all (the decoder piles every row, then keeps the
-    # unpiled rows' shapes as they were), and half the bright spectra of the default sky do not
-    # pile. An unpiled spectrum's latent is the same in either kind of chunk. In chunks of one
-    # size, the last of each kind padded with copies of its last spectrum: the matmuls then
-    # have the same shapes whatever the set, so a latent never depends on the others.
-    piles = prep.pileup[bright, 0].astype(np.float32) >= np.float32(MIN_LAM)  # as the decoder
-    parts = [g[k : k + REFINE_CHUNK] for g in (bright[~piles], bright[piles])
+    # unpiled rows' shapes as they were), and few spectra pile. An unpiled spectrum's latent
+    # is the same in either kind of chunk. In chunks of one size, the last of each kind padded
+    # with copies of its last spectrum: the matmuls then have the same shapes whatever the
+    # set, so a latent never depends on the others.
+    piles = prep.pileup[chosen, 0].astype(np.float32) >= np.float32(MIN_LAM)  # as the decoder
+    parts = [g[k : k + REFINE_CHUNK] for g in (chosen[~piles], chosen[piles])
              for k in range(0, g.size, REFINE_CHUNK)]  # fmt: skip
 
     def run(part: np.ndarray) -> torch.Tensor:
         rows = np.concatenate([part, np.full(REFINE_CHUNK - part.size, part[-1])])
-        return _refine(net, z, prep, rows, steps)[: part.size]
+        return _refine(net, z, prep, rows, steps, prior_sigma)[: part.size]
 
-    # On one CPU thread (a catalogue must not depend on --workers or the thread count;
-    # forward-mode AD levels are process-wide, so the chunks cannot share threads either) and
-    # with the attention kernel that has forward-mode derivatives on every device (the
-    # transformer decoder's fused layer, taken without gradients, has none). These switches
-    # are process-wide: set once, around all the chunks.
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with (
-        torch_threads(1),
-        sdpa_kernel(SDPBackend.MATH),
-        _mha_fastpath(False),
-        warnings.catch_warnings(),
-    ):
-        # torch's first forward-mode pass scripts its decompositions and warns that
-        # torch.jit.script is deprecated: torch's affair, not the user's.
-        warnings.filterwarnings("ignore", "`torch.jit.script`", DeprecationWarning)
-        refined = [run(part) for part in parts]
+    # Each chunk on one CPU thread, start to end (a catalogue must not depend on --workers or
+    # the thread count: a sum split over threads rounds differently); the chunks share out
+    # torch's threads as Python threads instead (torch releases the GIL in its kernels).
+    workers = torch.get_num_threads() if z.device.type == "cpu" else 1
+    with torch_threads(1):
+        if workers > 1 and len(parts) > 1:
+            with ThreadPoolExecutor(min(workers, len(parts))) as pool:
+                refined = list(pool.map(run, parts))
+        else:
+            refined = [run(part) for part in parts]
     out = z.float().clone()  # one scatter: index_put per chunk would copy the set each time
     out[torch.as_tensor(np.concatenate(parts), device=z.device)] = torch.cat(refined)
     return out
 
 
-@contextmanager
-def _mha_fastpath(enabled: bool) -> Iterator[None]:
-    """torch's fused transformer-layer fast path on or off inside the block."""
-    before = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(enabled)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(before)
-
-
 def _refine(net: SpectralTransformerAE, z: torch.Tensor, prep: Prepared, rows: np.ndarray,
-            steps: int) -> torch.Tensor:  # fmt: skip
-    """The latents of ``prep``'s spectra ``rows`` after ``steps`` Gauss-Newton steps (the
-    process-wide switches set by :func:`refine_latents`)."""
+            steps: int, prior_sigma: float) -> torch.Tensor:  # fmt: skip
+    """The latents of ``prep``'s spectra ``rows`` after ``steps`` Gauss-Newton steps."""
     dev = z.device
     idx = torch.as_tensor(rows, device=dev)
 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a[rows]), dtype=torch.float32, device=dev)
 
-    # Out of inference mode (its tensors cannot carry forward-mode tangents) and in fp32
-    # always (these modes are per thread).
+    # Without gradients and in fp32 always: these modes are per thread, and this may run on a
+    # worker thread.
     with torch.inference_mode(False), torch.no_grad(), torch.autocast(dev.type, enabled=False):
         counts, bkg = t(prep.counts), t(prep.background)
         log_amp = torch.log(t(prep.amplitude))
@@ -141,20 +127,17 @@ def _refine(net: SpectralTransformerAE, z: torch.Tensor, prep: Prepared, rows: n
         clogc = torch.where(counts > 0, counts * torch.log(counts.clamp_min(1.0)), 0.0)
         log_area, pileup = t(prep.log_area), t(prep.pileup)
         w = z[idx].detach().float().clone()
-        w0, prec = w.clone(), 1.0 / PRIOR_SIGMA**2
+        w0, prec = w.clone(), 1.0 / prior_sigma**2
         n, d = w.shape
         eye = torch.eye(d, device=dev)
-        # One forward-mode pass per latent direction, vectorised over the d directions: the
-        # primal (decoder, pile-up) is computed once, only the tangents d times.
-        tangents = eye[:, None, :].expand(d, n, d)
+        log_area_all = torch.cat([log_area, log_area.repeat_interleave(d, 0)])
+        pileup_all = torch.cat([pileup, pileup.repeat_interleave(d, 0)])
 
         def shape(at: torch.Tensor) -> torch.Tensor:
             return net.log_shape(at, log_area, pileup)
 
         def log_p_and_jacobian(at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """log p (n, m) at ``at`` and its Jacobian (n, d, m)."""
-            log_p, jac = torch.func.vmap(lambda t: torch.func.jvp(shape, (at,), (t,)))(tangents)
-            return log_p[0], jac.transpose(0, 1)
+            return log_shape_and_jacobian(net, at, log_area_all, pileup_all)
 
         def objective(log_p: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
             dev_ = torch_poisson_deviance(log_p, log_amp, counts, log_bkg, clogc)
@@ -181,3 +164,18 @@ def _refine(net: SpectralTransformerAE, z: torch.Tensor, prep: Prepared, rows: n
             damping = torch.where(better[:, None, None], damping / 3, damping * 10)
             damping = damping.clamp(*DAMPING_RANGE)
         return w
+
+
+def log_shape_and_jacobian(
+    net: SpectralTransformerAE, z: torch.Tensor, log_area_all: torch.Tensor,
+    pileup_all: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """log p (n, m) at the latents ``z`` (n, d) and its Jacobian (n, d, m) by forward
+    differences: one decoder pass over ``z`` and its d copies shifted by ``FD_STEP``, one per
+    latent direction. ``log_area_all`` and ``pileup_all`` are the spectra's rows followed by
+    each row repeated d times (``torch.cat([a, a.repeat_interleave(d, 0)])``)."""
+    n, d = z.shape
+    shifted = (z[:, None, :] + FD_STEP * torch.eye(d, device=z.device)[None]).reshape(n * d, d)
+    both = net.log_shape(torch.cat([z, shifted]), log_area_all, pileup_all)
+    log_p = both[:n]
+    return log_p, (both[n:].reshape(n, d, -1) - log_p[:, None, :]) / FD_STEP
