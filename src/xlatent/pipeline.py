@@ -98,6 +98,7 @@ def run_demo(
         raise ValueError(f"epochs must be at least 1, not {epochs}")
     from xlatent.analysis import evaluate
     from xlatent.analysis.explore import explore
+    from xlatent.core import SpectrumSet
     from xlatent.core.split import train_indices
     from xlatent.model import PCABaseline, SpectralAutoencoder
     from xlatent.model.catalog import write_latents
@@ -133,8 +134,12 @@ def run_demo(
     done = stage("encode every spectrum into the 8-d latent catalogue")
     latents_path = out / "latents.parquet"
     # ood_score/ood_flag, but no latent_<i>_err: 16 redraws of every spectrum would cost
-    # ~17 encodes; evaluate measures the errors' calibration on a subset instead.
-    write_latents(model.encode_catalog(s, n_draws=0), latents_path)
+    # ~17 encodes; evaluate measures the errors' calibration on a subset instead. The set as
+    # its file holds it (areas in float32), so that `xlatent encode sim.h5 --model model`
+    # writes this very catalogue: the refinement's forward differences carry a 1e-7 change
+    # of the input into the latents at ~1e-4 of their spread.
+    written = SpectrumSet.read(set_path)
+    write_latents(model.encode_catalog(written, n_draws=0), latents_path)
     done()
 
     done = stage("evaluate latents against hardness ratios, PCA and the true parameters")
