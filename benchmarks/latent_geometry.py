@@ -19,10 +19,12 @@ import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import StandardScaler
 
+from xlatent.core.vocabulary import latent_columns
+
 
 def main(path: str) -> None:
     lat = pd.read_parquet(path)
-    cols = [c for c in lat if c.startswith("latent_")]
+    cols = latent_columns(lat)
     z = StandardScaler().fit_transform(lat[cols].to_numpy())
     y = lat["source_class"].astype(str).to_numpy()
     tr = (lat["split"] == "train").to_numpy()
