@@ -179,7 +179,7 @@ def test_pca_baseline_same_api(toy_set, tmp_path: Path) -> None:
         pca.transform(toy_spectrum_set(5, grid=EnergyGrid.log(0.5, 8.0, 64)))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_cuda_fit_with_bf16_autocast_matches_cpu_inference(toy_set, tmp_path: Path) -> None:
     model = SpectralAutoencoder(epochs=2, device="cuda", **FAST).fit(toy_set)
     assert next(model.net_.parameters()).device.type == "cuda"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from xlatent.core import EnergyGrid
 from xlatent.model import PCABaseline, SpectralAutoencoder
@@ -116,7 +115,6 @@ def test_resume_without_checkpoint_dir_refused() -> None:
         SpectralAutoencoder(epochs=1, **FAST).fit(make_tiny_set(), resume=True)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a CPU-only host")
 def test_cuda_without_cuda_refused_before_training(tmp_path: Path) -> None:
     model = SpectralAutoencoder(epochs=1, device="cuda", **FAST)
     with pytest.raises(ValueError, match="no CUDA device"):
