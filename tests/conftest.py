@@ -30,6 +30,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # fixtures too (hence here, not per test): their exact claims (results stored by earlier
     # commits, bit-for-bit save and load, batch cuts) are CPU claims, which bf16 autocast and
     # cuBLAS's shape-dependent kernels do not keep. The CUDA paths have tests of their own.
+    # (Not CUDA_VISIBLE_DEVICES: set here, it hid the device from the cuda tests too, as
+    # CUDA starts lazily; processes the tests start may still see it.)
     if HAS_CUDA:
         torch.cuda.is_available = _cuda_is_available
 
