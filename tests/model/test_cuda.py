@@ -10,17 +10,14 @@ import pytest
 from xlatent.model import SpectralAutoencoder
 
 from .conftest import FAST
-from .toy import toy_spectrum_set
+from .toy import piled_toy_set
 
 pytestmark = pytest.mark.cuda
 
 
 @pytest.fixture(scope="module")
 def piled_set():
-    s = toy_spectrum_set(400, seed=8, counts_range=(20.0, 20000.0))
-    s.meta["frame_time_s"], s.meta["psf_core_fraction"] = 3.241, 0.79
-    s.exposure_s[:] = np.where(np.arange(len(s)) % 3, 2000.0, 1e6)  # a third of them pile
-    return s
+    return piled_toy_set(400, seed=8)
 
 
 @pytest.fixture(scope="module")

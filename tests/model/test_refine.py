@@ -12,7 +12,7 @@ from xlatent.model import SpectralAutoencoder, load_model
 from xlatent.model.preprocess import poisson_deviance, prepare
 
 from .conftest import FAST
-from .toy import toy_spectrum_set
+from .toy import piled_toy_set, toy_spectrum_set
 
 FORMAT1 = Path(__file__).parent / "data" / "format1"
 
@@ -100,9 +100,7 @@ def test_a_latent_never_depends_on_the_other_spectra_in_its_batch() -> None:
     # Piled and refined spectra among others: the catalogue of the whole set is the one of
     # any cut of it, bit for bit (the parallel encode writes blocks; `--workers` must not
     # change a number).
-    s = toy_spectrum_set(200, seed=4, counts_range=(20.0, 20000.0))
-    s.meta["frame_time_s"], s.meta["psf_core_fraction"] = 3.241, 0.79
-    s.exposure_s[:] = np.where(np.arange(len(s)) % 3, 2000.0, 1e6)
+    s = piled_toy_set(200, seed=4)
     model = SpectralAutoencoder(
         4, pileup_orders=3, refine_steps=5, refine_min_counts=1000.0, epochs=2, **FAST
     ).fit(s)
@@ -174,9 +172,7 @@ def test_piled_and_unpiled_spectra_are_refined_in_chunks_of_their_own(monkeypatc
     # refined as a whole (not batch by batch), so the chunks fill with one kind each.
     from xlatent.model import refine
 
-    s = toy_spectrum_set(200, seed=4, counts_range=(20.0, 20000.0))
-    s.meta["frame_time_s"], s.meta["psf_core_fraction"] = 3.241, 0.79
-    s.exposure_s[:] = np.where(np.arange(len(s)) % 3, 2000.0, 1e6)
+    s = piled_toy_set(200, seed=4)
     model = SpectralAutoencoder(
         4, pileup_orders=3, refine_steps=1, refine_min_counts=1000.0, epochs=1, **FAST
     ).fit(s)
