@@ -149,34 +149,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "latent_noise_counts": 300.0,
         "refine_steps": 10,
     },
-    # 2026-12-04 (sixth round): under every-spectrum refinement, a wider prior or a second
-    # step on the same models (--polish-from-base re-encodes them).
-    "baseline_sigma_1": {"refine_prior_sigma": 1.0},
-    "pileup_noise_0.2_counts_300_sigma_1": {
-        "latent_noise": 0.2,
-        "latent_noise_counts": 300.0,
-        "refine_prior_sigma": 1.0,
-    },
-    "pileup_noise_0.2_counts_300_steps_2": {
-        "latent_noise": 0.2,
-        "latent_noise_counts": 300.0,
-        "refine_steps": 2,
-    },
-    "pileup_noise_0.2_thin_0.3_sigma_1": {
-        "pileup_orders": 3,
-        "latent_noise": 0.2,
-        "consistency": 0.3,
-        "augment": "thin",
-        "refine_prior_sigma": 1.0,
-    },
-    "pileup_noise_0.2_thin_0.3_steps_2": {
-        "pileup_orders": 3,
-        "latent_noise": 0.2,
-        "consistency": 0.3,
-        "augment": "thin",
-        "refine_steps": 2,
-    },
 }
+# 2026-12-04 (sixth round): under every-spectrum refinement, a wider prior or a second step on
+# the same models (--polish-from-base re-encodes a base config's saved model).
+for _base in ("baseline", "pileup_noise_0.2_counts_300", "pileup_noise_0.2_thin_0.3"):
+    CONFIGS[f"{_base}_sigma_1"] = {**CONFIGS[_base], "refine_prior_sigma": 1.0}
+for _base in ("pileup_noise_0.2_counts_300", "pileup_noise_0.2_thin_0.3"):
+    CONFIGS[f"{_base}_steps_2"] = {**CONFIGS[_base], "refine_steps": 2}
 
 
 def train_config(name: str, s: Any, out: Path, seed: int, threads: int) -> Any:
