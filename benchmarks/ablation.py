@@ -138,6 +138,19 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "augment": "thin",
         "latent_noise_counts": 300.0,
     },
+    # 2026-12-04 (seventh round): stronger count-aware noise, or noise up to brighter spectra.
+    "pileup_noise_0.4_thin_0.3_counts_300": {
+        "latent_noise": 0.4,
+        "consistency": 0.3,
+        "augment": "thin",
+        "latent_noise_counts": 300.0,
+    },
+    "pileup_noise_0.3_thin_0.3_counts_1000": {
+        "latent_noise": 0.3,
+        "consistency": 0.3,
+        "augment": "thin",
+        "latent_noise_counts": 1000.0,
+    },
     # 2026-12-03 (fifth round): the contrastive term (model.contrastive) on the defaults.
     # (Its temperature-0.05 row: the same config with xlatent.model.contrastive.TEMPERATURE
     # set to 0.05 before training.)
