@@ -119,6 +119,14 @@ USAGE = [  # exit 2: the value itself is wrong
     ("evaluate {set} --latents {reg} --max-points 0", "--max-points"),
     ("evaluate {set} --latents {reg} --max-points 9", "--max-points"),
     ("evaluate {set} --latents {reg} --projection isomap", "--projection"),
+    ("train {set} --out {tmp}/m --option latent_noise", "--option"),
+    ("train {set} --out {tmp}/m --option latent_nois=0.2", "no such option"),
+    ("train {set} --out {tmp}/m --option latent_noise=-1", "latent_noise must be"),
+    ("train {set} --out {tmp}/m --option consistency=lots", "consistency must be a number"),
+    ("train {set} --out {tmp}/m --option augment=rotate", "augment must be one of"),
+    ("train {set} --out {tmp}/m --option photon_channel=maybe", "photon_channel must be"),
+    ("train {set} --out {tmp}/m --option epochs=3", "use --epochs"),
+    ("train {set} --out {tmp}/m --model pca --option consistency=0", "PCA baseline"),
     ("demo --out {tmp}/d --n 10", "--n"),
     ("demo --out {tmp}/d --epochs 0", "--epochs"),
     ("ingest {reg} --out {tmp}/i.h5 --bins 0", "--bins"),
@@ -420,6 +428,20 @@ def test_good_commands_still_work(sim_set: Path, tmp_path: Path) -> None:
     result = run("encode", sim_set, "--model", model, "--out", lat)
     assert result.exit_code == 0, result.output
     assert lat.is_file() and "x 2 latents" in result.output
+
+
+def test_train_options_reach_the_model(sim_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    result = run("train", sim_set, "--out", out, "--epochs", "1", "--latent-dim", "2",
+                 "--option", "latent_noise=0", "--option", "consistency=0.5",
+                 "--option", "augment=area+thin", "--option", "photon_channel=false",
+                 "--option", "d_model=32")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    import xlatent.model
+
+    m = xlatent.model.SpectralAutoencoder.load(out)
+    assert (m.latent_noise, m.consistency, m.augment) == (0.0, 0.5, "area+thin")
+    assert (m.photon_channel, m.d_model, m.latent_noise_counts) == (False, 32, 300.0)
 
 
 def test_logged_tracebacks_become_one_warning_line(monkeypatch, tmp_path: Path) -> None:

@@ -107,6 +107,7 @@ def test_two_runs_give_identical_weights(tiny_dir: Path, tmp_path: Path) -> None
         (["--model", "pca"], "--model"),
         (["--device", "cpu"], "--device"),
         (["--all-rows"], "--all-rows"),
+        (["--option", "consistency=0"], "--option"),
         (["some.h5"], "SET"),
     ],
 )

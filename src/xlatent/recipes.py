@@ -94,6 +94,7 @@ FIXED_BY_RECIPE = {
     "seed": "--seed", "resume": "--resume", "loss": "--loss", "device": "--device",
     "max_time": "--max-time", "all_rows": "--all-rows",
     "ood_reference": "--ood-reference",  # a recipe names its own reference sky
+    "option": "--option",
 }  # fmt: skip
 
 

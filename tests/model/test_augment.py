@@ -112,8 +112,10 @@ def test_consistency_zero_trains_as_before() -> None:
     try:
         # The options that came after it, off: pile-up (an encoder input more), refinement and
         # the photon channel.
-        m = SpectralAutoencoder(decoder="mlp", consistency=0.0, pileup_orders=0, refine_steps=0,
-                                photon_channel=False, **tiny).fit(make_tiny_set())  # fmt: skip
+        # Since 2026-12-04 the defaults also train with count-aware latent noise: off here.
+        m = SpectralAutoencoder(decoder="mlp", consistency=0.0, latent_noise=0.0,
+                                pileup_orders=0, refine_steps=0, photon_channel=False,
+                                **tiny).fit(make_tiny_set())  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     expected = np.load(FORMAT1 / "expected.npz")
@@ -161,8 +163,9 @@ def test_consistency_training_pulls_instrument_swapped_copies_together() -> None
     train = _tilted(300, seed=21)
     own, other = _through_other_areas(_tilted(200, seed=22), seed=0)
     # The encoder's own latents: refinement would fit each copy through its own area.
+    # The area swap alone (the defaults since 2026-12-04 thin only, with latent noise).
     opts = dict(latent_dim=4, epochs=12, batch_size=50, val_fraction=0.0, patience=100, seed=3,
-                refine_steps=0)  # fmt: skip
+                refine_steps=0, augment="area+thin", latent_noise=0.0)  # fmt: skip
     dist = {}
     for w in (0.0, 1.0):
         m = SpectralAutoencoder(consistency=w, **opts, **FAST).fit(train)
@@ -187,3 +190,19 @@ def test_latent_noise_changes_training_not_the_options_check() -> None:
     with pytest.raises(ValueError, match="augment"):
         SpectralAutoencoder(augment="rotate")
     assert_option_changes_training_reproducibly(latent_noise=0.5)
+
+
+def test_files_from_before_the_regularisers_read_them_as_off(tmp_path: Path) -> None:
+    # The defaults train with latent noise and thin consistency since 2026-12-04; a model.json
+    # written before those keys existed was trained without them and must say so.
+    old = SpectralAutoencoder.load(FORMAT1 / "mlp")
+    assert (old.latent_noise, old.latent_noise_counts, old.consistency) == (0.0, 0.0, 0.0)
+    assert (old.augment, old.contrastive, old.polish_epochs) == ("area+thin", 0.0, 0)
+    new = SpectralAutoencoder()
+    assert (new.latent_noise, new.latent_noise_counts) == (0.3, 300.0)
+    assert (new.consistency, new.augment) == (0.3, "thin")
+    # A model saved today keeps what it was trained with, defaults included.
+    m = SpectralAutoencoder(latent_dim=2, epochs=1, **FAST).fit(make_tiny_set())
+    m.save(tmp_path / "m")
+    back = SpectralAutoencoder.load(tmp_path / "m")
+    assert (back.latent_noise, back.consistency, back.augment) == (0.3, 0.3, "thin")

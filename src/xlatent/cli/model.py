@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from xlatent.cli.parallel_options import Scheduler, Workers, encode_pool
+from xlatent.cli.train_support import parse_options, refit_ood, say_calibration, say_deviance
 from xlatent.clitools import (
     check_input,
     check_output_dir,
@@ -100,6 +101,16 @@ def train(
             "train ... --distributed (gloo on CPU, NCCL on GPUs; rank 0 writes --out).",
         ),
     ] = False,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            help="KEY=VALUE: any other option of the autoencoder (SpectralAutoencoder's keyword "
+            "arguments), repeatable, e.g. --option latent_noise=0 --option consistency=0 for a "
+            "plain autoencoder (defaults: latent_noise=0.3 batch spreads, shrinking above "
+            "latent_noise_counts=300 net counts; consistency=0.3 with augment=thin).",
+        ),
+    ] = None,
     ood_reference: Annotated[
         Path | None,
         typer.Option(
@@ -132,6 +143,9 @@ def train(
             fail("--device cuda: no CUDA device is available here; use --device auto or cpu")
     from xlatent.core import SpectrumSet
 
+    options = parse_options(option or [])
+    if options and model == "pca":
+        usage_error("--option", "the PCA baseline has no options beyond --latent-dim and --seed")
     main = not distributed or os.environ.get("RANK", "0") == "0"
     if model == "pca" and ood_reference is not None:
         usage_error("--ood-reference", "the PCA baseline has no OOD threshold")
@@ -155,50 +169,21 @@ def train(
 
             fitted = SpectralAutoencoder(
                 latent_dim, epochs=epochs, seed=seed, loss=loss, device=device,
-                max_time_s=max_time, progress=main,
+                max_time_s=max_time, progress=main, **options,
             ).fit(s, checkpoint_dir=out, resume=resume, streaming=stream,
                   distributed=distributed)  # fmt: skip
     if not main:
         return
     if ood_reference is not None:
-        _refit_ood(fitted, ood_reference, out)
+        refit_ood(fitted, ood_reference, out)
     if stream:  # the whole set's deviance would be another pass over it
         best = min(h["val_deviance_per_bin"] for h in fitted.history_)
         typer.echo(f"{model}: fitted on {len(s)} spectra (streamed), best validation deviance "
                    f"{best:.4g} per bin")  # fmt: skip
     else:
-        _say_deviance(model, fitted, s)
-    _say_calibration(fitted)
+        say_deviance(model, fitted, s)
+    say_calibration(fitted)
     typer.echo(f"wrote {out}")
-
-
-def _refit_ood(fitted: Any, reference: Path, out: Path) -> None:
-    """``--ood-reference``: refit the OOD threshold on ``reference`` and save the model again."""
-    from xlatent.core import SpectrumSet
-
-    if getattr(fitted, "calibration_", None) is None:
-        fail(f"--ood-reference: too few validation spectra for a calibration; wrote {out} "
-             "without one")  # fmt: skip
-    fitted.calibrate_ood(SpectrumSet.read(reference), reference.name)
-    fitted.save(out)
-
-
-def _say_deviance(model: str, fitted: Any, s: Any) -> None:
-    dev = fitted.deviance(s)
-    typer.echo(
-        f"{model}: fitted on {len(s)} spectra, mean Poisson deviance {dev.mean():.4g} "
-        f"({dev.mean() / s.grid.n_bins:.4g} per bin)"
-    )
-
-
-def _say_calibration(fitted: Any) -> None:
-    cal = getattr(fitted, "calibration_", None)
-    if cal is not None:
-        typer.echo(
-            f"calibration ({cal.n_validation} validation spectra): latent error scale "
-            f"{cal.error_scale:.3f}, OOD threshold {cal.threshold:.3f} (flags 1% of "
-            f"{cal.n_reference or cal.n_validation} reference spectra)"
-        )
 
 
 def open_set(path: Path) -> Any:

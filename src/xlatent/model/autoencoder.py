@@ -52,6 +52,7 @@ from xlatent.model.inference import DEFAULT_BATCH
 from xlatent.model.network import SpectralTransformerAE, resolve_device
 from xlatent.model.options import (
     RUN_OPTIONS,
+    TRAIN_ADDED,
     TRAIN_OPTIONS,
     ArchConfig,
     TrainConfig,
@@ -149,11 +150,11 @@ class SpectralAutoencoder(LatentModel):
         patience: int = 8,
         grad_clip: float = 1.0,
         seed: int = 0,
-        consistency: float = 0.0,
-        augment: str = "area+thin",
+        consistency: float = 0.3,
+        augment: str = "thin",
         contrastive: float = 0.0,
-        latent_noise: float = 0.0,
-        latent_noise_counts: float = 0.0,
+        latent_noise: float = 0.3,
+        latent_noise_counts: float = 300.0,
         polish_epochs: int = 0,
         device: str = "auto",
         max_time_s: float | None = None,
@@ -365,7 +366,7 @@ class SpectralAutoencoder(LatentModel):
                 "(architecture or grid differ)"
             )
         arch = dict(header["config"]["arch"])
-        train = header["config"]["train"]
+        train = {**TRAIN_ADDED, **header["config"]["train"]}
         latent_dim = arch.pop("latent_dim")
         for k in ("n_bins", "n_channels", "n_global"):
             arch.pop(k)

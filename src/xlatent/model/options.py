@@ -166,19 +166,19 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     #: Weight of the consistency term (0: off; see :mod:`xlatent.model.augment`).
-    consistency: float = 0.0
+    consistency: float = 0.3
     #: The augmented copy of consistency training: "area+thin" (another spectrum's effective
     #: area and fewer photons) or "thin" (fewer photons only).
-    augment: str = "area+thin"
+    augment: str = "thin"
     #: Weight of the contrastive term between each spectrum's latent and its augmented copy's
     #: (0: off; see :mod:`xlatent.model.contrastive`); the copy is ``augment``'s.
     contrastive: float = 0.0
     #: Gaussian noise added to the latents in training, in units of each latent's batch
     #: standard deviation (0: off): bounds what a latent direction can carry.
-    latent_noise: float = 0.0
+    latent_noise: float = 0.3
     #: Count-aware latent noise: above this many net counts N the noise shrinks as
     #: sqrt(latent_noise_counts / N), as a latent's real uncertainty does (0: the same for all).
-    latent_noise_counts: float = 0.0
+    latent_noise_counts: float = 300.0
     #: Epochs of decoder-only training after the main run, on the exact latents (0: none):
     #: the encoder and so the latents stay as they are (:mod:`xlatent.model.polish`).
     polish_epochs: int = 0
@@ -218,6 +218,18 @@ ARCH_ADDED: dict[str, Any] = {
     "refine_min_counts": 1000.0,
     "refine_prior_sigma": 0.2,
     "photon_channel": False,
+}
+
+
+#: Training fields added after checkpoint format 1's first models, with their value before
+#: they were stored (off): a stored config without them meant these, not today's defaults.
+TRAIN_ADDED: dict[str, Any] = {
+    "consistency": 0.0,
+    "augment": "area+thin",
+    "contrastive": 0.0,
+    "latent_noise": 0.0,
+    "latent_noise_counts": 0.0,
+    "polish_epochs": 0,
 }
 
 

@@ -28,12 +28,12 @@ from xlatent.model.checkpoint import (
     torch_save,
 )
 from xlatent.model.network import SpectralTransformerAE
-from xlatent.model.options import TrainConfig
+from xlatent.model.options import TRAIN_ADDED, TrainConfig
 
 STATE_FILE = "train_state.pt"
 #: What a stored config without a key meant: the default of the time (train options only;
 #: every architecture key has always been stored).
-_STORED_DEFAULTS: dict[str, dict] = {"arch": {}, "train": asdict(TrainConfig())}
+_STORED_DEFAULTS: dict[str, dict] = {"arch": {}, "train": {**asdict(TrainConfig()), **TRAIN_ADDED}}
 
 
 def set_digest(s: SpectrumSet) -> str:
