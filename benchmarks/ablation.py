@@ -145,11 +145,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "augment": "thin",
         "latent_noise_counts": 300.0,
     },
-    "pileup_noise_0.3_thin_0.3_counts_1000": {
+    "pileup_noise_0.3_thin_0.3_counts_1000": {  # trained; its evaluation was lost (README)
         "latent_noise": 0.3,
         "consistency": 0.3,
         "augment": "thin",
         "latent_noise_counts": 1000.0,
+    },
+    "pileup_noise_0.3_thin_0.3_counts_100": {
+        "latent_noise": 0.3,
+        "consistency": 0.3,
+        "augment": "thin",
+        "latent_noise_counts": 100.0,
     },
     # 2026-12-03 (fifth round): the contrastive term (model.contrastive) on the defaults.
     # (Its temperature-0.05 row: the same config with xlatent.model.contrastive.TEMPERATURE
