@@ -59,6 +59,7 @@ def refit_ood(fitted: Any, reference: Path, out: Path) -> None:
 
 
 def say_deviance(model: str, fitted: Any, s: Any) -> None:
+    """Print the fitted model's mean Poisson deviance on its training spectra ``s``."""
     dev = fitted.deviance(s)
     typer.echo(
         f"{model}: fitted on {len(s)} spectra, mean Poisson deviance {dev.mean():.4g} "
@@ -67,6 +68,7 @@ def say_deviance(model: str, fitted: Any, s: Any) -> None:
 
 
 def say_calibration(fitted: Any) -> None:
+    """Print the latent-error scale and OOD threshold the fit calibrated (if it did)."""
     cal = getattr(fitted, "calibration_", None)
     if cal is not None:
         typer.echo(
